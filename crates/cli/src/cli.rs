@@ -1,0 +1,103 @@
+//! The command line: `orderstream <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// orderstream — a Kafka pipeline for order events: idempotent keyed producers, consumer groups
+/// that commit only finished work, Avro schemas with tested evolution.
+///
+/// Settings precedence: flags > environment variables > config file (--config) > defaults.
+#[derive(Debug, Parser)]
+#[command(name = "orderstream", version, propagate_version = true, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  orderstream demo                          # local cluster + registry, produce, consume, summary
+  orderstream up --nodes 3                  # start the 3-broker cluster and the registry
+  orderstream topics apply --profile cluster
+  orderstream produce --count 10000 --services 4
+  orderstream consume --group billing --for 60
+  orderstream dlq list
+  orderstream schemas check --mode FULL_TRANSITIVE";
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Config file (TOML). Default: ./orderstream.toml when it exists.
+    #[arg(long, global = true, env = "ORDERSTREAM_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Kafka bootstrap servers, comma-separated host:port [default: 127.0.0.1:9092].
+    #[arg(long, global = true, env = "ORDERSTREAM_BOOTSTRAP")]
+    pub(crate) bootstrap: Option<String>,
+    /// Confluent-compatible schema registry URL [default: http://127.0.0.1:8081/apis/ccompat/v7].
+    #[arg(long, global = true, env = "ORDERSTREAM_REGISTRY_URL")]
+    pub(crate) registry_url: Option<String>,
+    /// Topic layout file [default: ./topology.toml, else the built-in layout].
+    #[arg(long, global = true, env = "ORDERSTREAM_TOPOLOGY")]
+    pub(crate) topology: Option<PathBuf>,
+    /// Replication profile from the layout: auto, local (1 node) or cluster (3 nodes) [default: auto].
+    #[arg(long, global = true, env = "ORDERSTREAM_PROFILE")]
+    pub(crate) profile: Option<String>,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464) while the command runs.
+    #[arg(long, global = true, env = "ORDERSTREAM_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "ORDERSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How logs are written to stderr (filter with RUST_LOG).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start the local Kafka cluster and schema registry (scripts/services.sh up).
+    Up {
+        /// Brokers: 1 (fast) or 3 (RF 3, min ISR 2).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        nodes: u8,
+    },
+    /// Stop the local cluster and registry.
+    Down,
+    /// Show what runs locally.
+    Status,
+    /// Topic layout: apply, describe or diff against topology.toml.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Print the effective configuration (secrets masked).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// Create missing topics; report drift (exit 3) without changing it unless --fix.
+    Apply {
+        /// Also repair drifted topic configs (never partition counts or replication).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Compare the cluster with the layout; change nothing; exit 3 on drift.
+    Diff,
+    /// Show the layout and the live state of each topic.
+    Describe,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the effective settings as TOML.
+    Show,
+}

@@ -1,0 +1,38 @@
+//! Exit codes, documented in `orderstream --help` and the operations guide.
+
+use std::process::ExitCode;
+
+/// Everything worked.
+pub(crate) const SUCCESS: ExitCode = ExitCode::SUCCESS;
+/// A runtime failure (unreachable cluster, registry error, ...).
+pub(crate) const FAILURE: ExitCode = ExitCode::FAILURE;
+/// Invalid configuration or input (exit code 2, like clap's usage errors).
+pub(crate) const CONFIG: u8 = 2;
+/// The cluster does not match the layout (drift).
+pub(crate) const DRIFT: ExitCode = ExitCode::from(3);
+/// Some events were not confirmed (failed or possibly persisted).
+pub(crate) const INCOMPLETE: ExitCode = ExitCode::from(4);
+
+/// Errors about what the user gave us exit 2; the rest exit 1.
+pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {
+    let config = e.chain().any(|c| {
+        c.is::<orderstream_topology::TopologyError>()
+            && !matches!(
+                c.downcast_ref::<orderstream_topology::TopologyError>(),
+                Some(
+                    orderstream_topology::TopologyError::Admin { .. }
+                        | orderstream_topology::TopologyError::TopicAdmin { .. }
+                )
+            )
+    }) || e.chain().any(|c| c.is::<crate::exit::UsageError>());
+    if config {
+        ExitCode::from(CONFIG)
+    } else {
+        FAILURE
+    }
+}
+
+/// An error in what the user asked for, as opposed to a failure while doing it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub(crate) String);

@@ -1,0 +1,60 @@
+//! `orderstream`: the command-line entry point.
+
+mod cli;
+mod cmd;
+mod exit;
+mod settings;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::settings::{Effective, FileConfig};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code_for(&e)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let file = FileConfig::load(cli.global.config.as_deref())?;
+    let settings = Effective::resolve(&cli.global, file)?;
+    match cli.command {
+        Command::Up { nodes } => cmd::services::up(nodes),
+        Command::Down => cmd::services::down(),
+        Command::Status => cmd::services::status(),
+        Command::Topics(c) => cmd::topics::run(&settings, c).await,
+        Command::Config(cli::ConfigCommand::Show) => {
+            print!("{}", settings.masked_toml()?);
+            Ok(exit::SUCCESS)
+        }
+    }
+}

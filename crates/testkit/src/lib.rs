@@ -1,0 +1,14 @@
+//! The integration-test harness every orderstream test uses.
+//!
+//! [`TestEnv::connect`] finds the running Kafka cluster and schema registry (addresses from
+//! `ORDERSTREAM_BOOTSTRAP` and `ORDERSTREAM_REGISTRY_URL`, loopback defaults) and fails the test
+//! with instructions when they are not running: a test that needs the cluster never passes
+//! silently without it. Each test gets unique topic, group and transactional ids; topics it
+//! created are deleted when the `TestEnv` is dropped.
+
+mod env;
+mod read;
+mod scripts;
+
+pub use env::{TestEnv, TestTopics, init_tracing};
+pub use scripts::{kafka_script, registry_script, repo_root};

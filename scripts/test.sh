@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite against a real 3-broker Kafka and a real schema registry.
+#
+#   scripts/test.sh            # lint, build, start services, fast + integration suites, reliability suite
+#   SUITE=fast scripts/test.sh # skip the reliability (fault-injection) suite
+#
+# Services this script started are stopped on exit; services that were already running are
+# left alone (and must be the 3-node layout).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SUITE="${SUITE:-all}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Compile everything before the JVMs start: on 2 cores the compiler and three brokers fight.
+log "build"
+cargo build --workspace --all-targets --locked
+cargo test --workspace --no-run --locked
+
+log "offline checks (no services)"
+cargo run -q --locked -p orderstream-cli -- schemas check --mode FULL_TRANSITIVE
+
+started=0
+if ! bash scripts/services.sh status >/dev/null 2>&1; then
+  log "starting Kafka (3 nodes) and the registry"
+  bash scripts/services.sh up --nodes 3
+  started=1
+fi
+cleanup() {
+  if [[ $started == 1 ]]; then
+    log "stopping services"
+    bash scripts/services.sh down || true
+  fi
+}
+trap cleanup EXIT
+
+export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh bootstrap)}"
+export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
+export ORDERSTREAM_NODES="${ORDERSTREAM_NODES:-3}"
+
+log "layout: apply twice (the second run must change nothing)"
+cargo run -q --locked -p orderstream-cli -- topics apply
+cargo run -q --locked -p orderstream-cli -- topics apply
+
+log "unit, integration and evolution suites"
+# Two test threads: two cores, and each test runs real clients against real brokers.
+cargo test --workspace --locked -- --test-threads=2
+
+if [[ $SUITE == all ]]; then
+  log "reliability suite (fault injection on the 3-node cluster)"
+  cargo test --locked --test reliability -- --ignored --test-threads=1 --nocapture
+fi
+log "all suites passed"

@@ -1,0 +1,45 @@
+//! The order-event contract of orderstream.
+//!
+//! * [`OrderEvent`] and friends: the Rust types, matching the **latest** schema in `schemas/`
+//!   through serde (a unit test fails when they drift apart).
+//! * [`versions`] / [`latest_schema`]: every `schemas/order_event.vN.avsc`, embedded at build time.
+//! * [`OrderCodec`]: Confluent wire-format serde (`0x00`, big-endian `u32` schema id, Avro
+//!   binary) with a registry client (through `schema_registry_converter`) and read-mostly caches.
+//!   The hot paths use apache-avro's schema-aware serde (no intermediate `Value`).
+//! * [`compat`]: offline compatibility checks (BACKWARD, FORWARD, FULL and transitive forms).
+//! * [`registry_admin`]: the Confluent REST calls the CLI and tests need (set compatibility, test,
+//!   register, delete, list).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use orderstream_schema::{OrderCodec, RegistryConfig};
+//! let codec = OrderCodec::new(RegistryConfig {
+//!     url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
+//!     ..RegistryConfig::default()
+//! })?;
+//! # let event: orderstream_schema::OrderEvent = todo!();
+//! let encoded = codec.encode("orders", &event).await?; // registers / looks up once per subject
+//! let decoded = codec.decode(&encoded.bytes).await?;
+//! assert_eq!(decoded.event, event);
+//! # Ok(()) }
+//! ```
+
+mod codec;
+pub mod compat;
+mod error;
+mod fast;
+mod model;
+pub mod registry_admin;
+mod versions;
+pub mod wire;
+
+pub use codec::{Decoded, Encoded, OrderCodec, RegistryConfig, SubjectStrategy, encode_body};
+pub use compat::{CompatReport, check_versions};
+pub use error::{CodecError, SchemaError};
+pub use model::{EventType, LineItem, OrderEvent};
+pub use versions::{
+    ORDER_EVENT_FULL_NAME, SchemaVersion, latest_schema, latest_version, parsed_versions, versions,
+};
+
+/// Re-export of the apache-avro crate this crate is built on (same version as `Schema`s here).
+pub use apache_avro;

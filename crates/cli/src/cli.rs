@@ -77,6 +77,16 @@ pub(crate) enum Command {
     /// Topic layout: apply, describe or diff against topology.toml.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Schemas: offline compatibility check, registry registration, listing.
+    #[command(subcommand)]
+    Schemas(crate::cmd::schemas::SchemasCommand),
+    /// Publish simulated order lifecycles (N concurrent services) through one idempotent producer.
+    Produce(crate::cmd::produce::ProduceArgs),
+    /// Run one consumer-group member with the sample order processor.
+    Consume(crate::cmd::consume::ConsumeArgs),
+    /// Dead letters: list, show, replay.
+    #[command(subcommand)]
+    Dlq(crate::cmd::dlq::DlqCommand),
     /// Print the effective configuration (secrets masked).
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -9,9 +9,9 @@ pub(crate) const FAILURE: ExitCode = ExitCode::FAILURE;
 /// Invalid configuration or input (exit code 2, like clap's usage errors).
 pub(crate) const CONFIG: u8 = 2;
 /// The cluster does not match the layout (drift).
-pub(crate) const DRIFT: ExitCode = ExitCode::from(3);
+pub(crate) const DRIFT: u8 = 3;
 /// Some events were not confirmed (failed or possibly persisted).
-pub(crate) const INCOMPLETE: ExitCode = ExitCode::from(4);
+pub(crate) const INCOMPLETE: u8 = 4;
 
 /// Errors about what the user gave us exit 2; the rest exit 1.
 pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {

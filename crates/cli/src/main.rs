@@ -3,7 +3,11 @@
 mod cli;
 mod cmd;
 mod exit;
+mod metrics_endpoint;
+mod progress;
 mod settings;
+mod signals;
+mod sim;
 
 use clap::Parser;
 
@@ -15,6 +19,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -47,11 +52,18 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let file = FileConfig::load(cli.global.config.as_deref())?;
     let settings = Effective::resolve(&cli.global, file)?;
+    if let Some(addr) = &settings.metrics_addr {
+        metrics_endpoint::serve(addr)?;
+    }
     match cli.command {
         Command::Up { nodes } => cmd::services::up(nodes),
         Command::Down => cmd::services::down(),
         Command::Status => cmd::services::status(),
         Command::Topics(c) => cmd::topics::run(&settings, c).await,
+        Command::Schemas(c) => cmd::schemas::run(&settings, c).await,
+        Command::Produce(a) => cmd::produce::run(&settings, a).await,
+        Command::Consume(a) => cmd::consume::run(&settings, a).await,
+        Command::Dlq(c) => cmd::dlq::run(&settings, c).await,
         Command::Config(cli::ConfigCommand::Show) => {
             print!("{}", settings.masked_toml()?);
             Ok(exit::SUCCESS)

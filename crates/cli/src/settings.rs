@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// Settings shared by every command.
@@ -42,17 +42,22 @@ impl FileConfig {
         };
         if !path.exists() {
             if required {
-                bail!("config file {} does not exist", path.display());
+                return Err(crate::exit::UsageError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                ))
+                .into());
             }
             return Ok(FileConfig::default());
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| {
-            format!(
-                "config file {} is invalid (known keys: bootstrap, registry_url, topology, profile, metrics_addr, [kafka])",
+        toml::from_str(&text).map_err(|e| {
+            crate::exit::UsageError(format!(
+                "config file {} is invalid (known keys: bootstrap, registry_url, topology, profile, metrics_addr, [kafka]): {e}",
                 path.display()
-            )
+            ))
+            .into()
         })
     }
 }
@@ -80,7 +85,10 @@ impl Effective {
             .or(file.bootstrap)
             .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
         if bootstrap.trim().is_empty() || bootstrap.split(',').any(|b| !b.contains(':')) {
-            bail!("bootstrap servers `{bootstrap}` must be a comma-separated list of host:port");
+            return Err(crate::exit::UsageError(format!(
+                "bootstrap servers `{bootstrap}` must be a comma-separated list of host:port"
+            ))
+            .into());
         }
         let registry_url = flags
             .registry_url
@@ -89,7 +97,10 @@ impl Effective {
             .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned());
         let registry_url = registry_url.trim_end_matches('/').to_owned();
         if !(registry_url.starts_with("http://") || registry_url.starts_with("https://")) {
-            bail!("registry URL `{registry_url}` must start with http:// or https://");
+            return Err(crate::exit::UsageError(format!(
+                "registry URL `{registry_url}` must start with http:// or https://"
+            ))
+            .into());
         }
         let topology = flags.topology.clone().or(file.topology).or_else(|| {
             let local = PathBuf::from("topology.toml");

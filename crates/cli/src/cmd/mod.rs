@@ -1,4 +1,8 @@
 //! One module per subcommand.
 
+pub(crate) mod consume;
+pub(crate) mod dlq;
+pub(crate) mod produce;
+pub(crate) mod schemas;
 pub(crate) mod services;
 pub(crate) mod topics;

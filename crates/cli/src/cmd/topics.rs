@@ -56,7 +56,7 @@ pub(crate) async fn run(settings: &Effective, cmd: TopicsCommand) -> anyhow::Res
         eprintln!(
             "the cluster does not match the layout (see drift above); `topics apply --fix` repairs configs, partition counts and replication need a planned migration"
         );
-        return Ok(exit::DRIFT);
+        return Ok(ExitCode::from(exit::DRIFT));
     }
     Ok(exit::SUCCESS)
 }

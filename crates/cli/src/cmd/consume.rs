@@ -1,0 +1,180 @@
+//! `consume`: one consumer-group member running the sample order processor.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use orderstream_consumer::sample::{OrderProcessor, SampleConfig, SampleSnapshot};
+use orderstream_consumer::{ConsumerConfig, GroupProtocol, OrderingMode, RunSummary, Topics};
+use orderstream_schema::{OrderCodec, RegistryConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::exit;
+use crate::settings::Effective;
+
+/// Options of `consume`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConsumeArgs {
+    /// Consumer group id; start several members with the same id to scale out.
+    #[arg(long, env = "ORDERSTREAM_GROUP", default_value = "orderstream-orders")]
+    pub(crate) group: String,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long = "for", env = "ORDERSTREAM_CONSUME_FOR")]
+    pub(crate) for_secs: Option<u64>,
+    /// Ordering inside a partition: `key` (same key in order, keys in parallel) or
+    /// `partition` (strictly one record at a time per partition).
+    #[arg(long, env = "ORDERSTREAM_ORDERING", default_value = "key")]
+    pub(crate) ordering: String,
+    /// Handler invocations running at once in this member.
+    #[arg(long, env = "ORDERSTREAM_MAX_CONCURRENCY", default_value_t = 16)]
+    pub(crate) max_concurrency: usize,
+    /// Group protocol: `classic` (cooperative-sticky) or `consumer` (KIP-848).
+    #[arg(long, env = "ORDERSTREAM_GROUP_PROTOCOL", default_value = "classic")]
+    pub(crate) protocol: String,
+}
+
+/// Builds the member's config from the effective settings and flags.
+pub(crate) fn consumer_config(
+    settings: &Effective,
+    args: &ConsumeArgs,
+) -> anyhow::Result<ConsumerConfig> {
+    let topology = settings.topology()?;
+    let mut cfg = ConsumerConfig::new(
+        settings.bootstrap.clone(),
+        args.group.clone(),
+        Topics::from(&topology.names()),
+    );
+    cfg.ordering = match args.ordering.as_str() {
+        "key" => OrderingMode::Key,
+        "partition" => OrderingMode::Partition,
+        other => {
+            return Err(exit::UsageError(format!(
+                "--ordering `{other}`: expected key or partition"
+            ))
+            .into());
+        }
+    };
+    cfg.group_protocol = match args.protocol.as_str() {
+        "classic" => GroupProtocol::default(),
+        "consumer" => GroupProtocol::Consumer,
+        other => {
+            return Err(exit::UsageError(format!(
+                "--protocol `{other}`: expected classic or consumer"
+            ))
+            .into());
+        }
+    };
+    cfg.max_concurrency = args.max_concurrency;
+    cfg.extra_consumer = settings.kafka.clone().into_iter().collect();
+    cfg.extra_producer = cfg.extra_consumer.clone();
+    cfg.validate()
+        .map_err(|e| exit::UsageError(format!("invalid consumer settings: {e}")))?;
+    Ok(cfg)
+}
+
+/// The sample processor with its registry codec.
+pub(crate) fn processor(settings: &Effective) -> anyhow::Result<Arc<OrderProcessor>> {
+    let codec = OrderCodec::new(RegistryConfig {
+        url: settings.registry_url.clone(),
+        ..RegistryConfig::default()
+    })?;
+    Ok(Arc::new(OrderProcessor::new(
+        codec,
+        SampleConfig::default(),
+    )))
+}
+
+/// A human summary of one member's run and the processor's state.
+pub(crate) fn summary(run: &RunSummary, state: &SampleSnapshot) -> String {
+    let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+    for s in state.orders.values() {
+        *by_state.entry(format!("{s:?}")).or_default() += 1;
+    }
+    let mut out = format!(
+        "consumed: processed {} | retried in place {} | parked in retry topic {} (+{} following their key) | dead-lettered {}\n\
+         effects: applied {} | duplicates skipped {} | illegal transitions {}\n\
+         commits: {} ({} failed) | rebalances {} | revoke commits ok {} failed {} | partitions lost {}\n\
+         orders by state:",
+        run.processed,
+        run.retried_in_place,
+        run.parked,
+        run.followed,
+        run.dead_lettered,
+        state.applied_events,
+        state.duplicates,
+        state.rejected,
+        run.commits,
+        run.commit_failures,
+        run.rebalances,
+        run.revoke_commits_ok,
+        run.revoke_commits_failed,
+        run.partitions_lost,
+    );
+    for (s, n) in &by_state {
+        out.push_str(&format!(" {s}:{n}"));
+    }
+    out.push_str(&format!("\ncustomers: {}", state.customers.len()));
+    if !run.committed.is_empty() {
+        out.push_str("\ncommitted offsets:");
+        for ((t, p), o) in &run.committed {
+            out.push_str(&format!(" {t}/{p}={o}"));
+        }
+    }
+    if !run.uncommitted.is_empty() {
+        out.push_str("\nNOT committed at shutdown (will be redelivered):");
+        for ((t, p), r) in &run.uncommitted {
+            out.push_str(&format!(" {t}/{p}={}..{}", r.start, r.end));
+        }
+    }
+    out
+}
+
+/// `orderstream consume`.
+pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = consumer_config(settings, &args)?;
+    // Fail fast with a clear message instead of polling a cluster that is not there.
+    crate::cmd::topics::connect_admin(settings)?;
+    let processor = processor(settings)?;
+    let cancel = CancellationToken::new();
+    crate::signals::cancel_on_signal(cancel.clone());
+    if let Some(secs) = args.for_secs {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            c.cancel();
+        });
+    }
+    let ticker = {
+        let p = Arc::clone(&processor);
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            while !c.is_cancelled() {
+                tokio::select! {
+                    () = c.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                let s = p.snapshot();
+                tracing::info!(
+                    applied = s.applied_events,
+                    per_sec = (s.applied_events - last) / 5,
+                    duplicates = s.duplicates,
+                    rejected = s.rejected,
+                    "progress"
+                );
+                last = s.applied_events;
+            }
+        })
+    };
+    let run = orderstream_consumer::run(cfg, Arc::clone(&processor), cancel)
+        .await
+        .context("consumer failed")?;
+    ticker.abort();
+    println!("{}", summary(&run, &processor.snapshot()));
+    Ok(if run.uncommitted.is_empty() {
+        exit::SUCCESS
+    } else {
+        ExitCode::from(exit::INCOMPLETE)
+    })
+}

@@ -1,0 +1,146 @@
+//! `dlq list|show|replay`: inspect and replay the dead-letter topic.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use orderstream_consumer::headers as h;
+use orderstream_consumer::{DeadLetter, ReplaySelection, read_dead_letters, replay};
+use orderstream_topology::TopicRole;
+
+use crate::exit;
+use crate::settings::Effective;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DlqCommand {
+    /// One line per dead letter: where it came from and why.
+    List {
+        /// Only this dead-letter partition.
+        #[arg(long)]
+        partition: Option<i32>,
+    },
+    /// Every header and the value of one dead letter.
+    Show {
+        /// Dead-letter partition.
+        partition: i32,
+        /// Dead-letter offset.
+        offset: i64,
+    },
+    /// Re-send dead letters to their source topic and partition, same key, original headers.
+    Replay {
+        /// Only this dead-letter partition.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// First dead-letter offset (inclusive).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last dead-letter offset (exclusive).
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+fn text(v: Option<&[u8]>) -> String {
+    match v {
+        None => "<null>".to_owned(),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => format!(
+                "0x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            ),
+        },
+    }
+}
+
+fn line(l: &DeadLetter) -> String {
+    let get = |k| l.header(k).unwrap_or_else(|| "-".into());
+    format!(
+        "{:>3}:{:<8} key={:<24} from {}/{}@{} class={} attempts={} error={}",
+        l.partition,
+        l.offset,
+        text(l.key.as_deref()),
+        get(h::DLQ_SOURCE_TOPIC),
+        get(h::DLQ_SOURCE_PARTITION),
+        get(h::DLQ_SOURCE_OFFSET),
+        get(h::DLQ_ERROR_CLASS),
+        get(h::DLQ_ATTEMPTS),
+        get(h::DLQ_ERROR_MESSAGE),
+    )
+}
+
+pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    crate::cmd::topics::connect_admin(settings)?;
+    let topic = settings
+        .topology()?
+        .topic(TopicRole::DeadLetter)
+        .name
+        .clone();
+    match cmd {
+        DlqCommand::List { partition } => {
+            let sel = ReplaySelection {
+                partitions: partition.map(|p| vec![p]),
+                ..ReplaySelection::default()
+            };
+            let letters = read_dead_letters(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            for l in &letters {
+                println!("{}", line(l));
+            }
+            println!("{} dead letter(s) in {topic}", letters.len());
+            Ok(exit::SUCCESS)
+        }
+        DlqCommand::Show { partition, offset } => {
+            let sel = ReplaySelection {
+                partitions: Some(vec![partition]),
+                from_offset: Some(offset),
+                to_offset: Some(offset + 1),
+                ..ReplaySelection::default()
+            };
+            let letters = read_dead_letters(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            let Some(l) = letters.first() else {
+                return Err(exit::UsageError(format!(
+                    "no dead letter at {topic} partition {partition} offset {offset}"
+                ))
+                .into());
+            };
+            println!("dead letter {topic}/{}@{}", l.partition, l.offset);
+            println!("key: {}", text(l.key.as_deref()));
+            for (k, v) in &l.headers {
+                println!("header {k}: {}", text(v.as_deref()));
+            }
+            let payload = l.payload.as_deref().unwrap_or_default();
+            println!(
+                "value ({} bytes): {}",
+                payload.len(),
+                payload
+                    .iter()
+                    .take(64)
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<String>()
+            );
+            Ok(exit::SUCCESS)
+        }
+        DlqCommand::Replay {
+            partition,
+            from,
+            to,
+        } => {
+            let sel = ReplaySelection {
+                partitions: partition.map(|p| vec![p]),
+                from_offset: from,
+                to_offset: to,
+                ..ReplaySelection::default()
+            };
+            let summary = replay(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            println!(
+                "read {} dead letter(s), skipped {}",
+                summary.read, summary.skipped
+            );
+            for ((t, p), n) in &summary.replayed {
+                println!("replayed {n} to {t} partition {p}");
+            }
+            Ok(exit::SUCCESS)
+        }
+    }
+}

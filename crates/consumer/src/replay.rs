@@ -1,0 +1,281 @@
+//! Replay of dead letters back to their source topic.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+use tracing::{info, warn};
+
+use crate::headers as h;
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySelection {
+    /// Dead-letter partitions to read (`None`: all).
+    pub partitions: Option<Vec<i32>>,
+    /// First dead-letter offset to replay, inclusive (`None`: from the beginning).
+    pub from_offset: Option<i64>,
+    /// Last dead-letter offset, exclusive (`None`: up to the high watermark at start).
+    pub to_offset: Option<i64>,
+    /// Only dead letters whose source topic is this (`None`: any).
+    pub source_topic: Option<String>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplaySummary {
+    /// Dead letters read in the selected range.
+    pub read: u64,
+    /// Records re-produced, per (source topic, source partition).
+    pub replayed: BTreeMap<(String, i32), u64>,
+    /// Dead letters skipped (no source headers, or filtered out).
+    pub skipped: u64,
+}
+
+/// Replay failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// A Kafka client operation failed.
+    #[error("replay: kafka {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Reading the dead-letter topic did not reach the end in time.
+    #[error("replay: reading {topic} timed out")]
+    Timeout {
+        /// The dead-letter topic.
+        topic: String,
+    },
+}
+
+/// One record of a dead-letter topic, as stored (all headers kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Dead-letter partition.
+    pub partition: i32,
+    /// Dead-letter offset.
+    pub offset: i64,
+    /// The original key.
+    pub key: Option<Vec<u8>>,
+    /// The original value bytes.
+    pub payload: Option<Vec<u8>>,
+    /// The original headers followed by the `orderstream.dlq.*` ones.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl DeadLetter {
+    /// A header value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Source topic and partition from the dead-letter headers.
+    pub fn source(&self) -> Option<(String, i32)> {
+        let topic = self.header(h::DLQ_SOURCE_TOPIC)?;
+        let partition = self.header(h::DLQ_SOURCE_PARTITION)?.parse().ok()?;
+        Some((topic, partition))
+    }
+
+    /// The headers the record had before it was dead-lettered.
+    pub fn original_headers(&self) -> impl Iterator<Item = &(String, Option<Vec<u8>>)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with(h::DLQ_PREFIX) && !k.starts_with(h::RETRY_PREFIX))
+    }
+}
+
+/// Reads the selected dead letters (up to the high watermarks as of the call).
+pub async fn read_dead_letters(
+    bootstrap: &str,
+    dead_letter_topic: &str,
+    selection: &ReplaySelection,
+    timeout: Duration,
+) -> Result<Vec<DeadLetter>, ReplayError> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = dead_letter_topic.to_owned();
+    let sel = selection.clone();
+    tokio::task::spawn_blocking(move || read_letters(&bootstrap, &topic, &sel, timeout))
+        .await
+        .map_err(|e| ReplayError::Kafka {
+            context: format!("reader task: {e}"),
+            source: KafkaError::Canceled,
+        })?
+}
+
+/// Reads dead letters of `dead_letter_topic` (as selected) and re-produces each to its source
+/// topic and **source partition** (from the `orderstream.dlq.source.*` headers) with the same
+/// key and value and the original headers minus the `orderstream.dlq.*` / `orderstream.retry.*`
+/// ones. The dead-letter topic itself is not modified. Uses an idempotent producer and waits for
+/// every acknowledgement.
+pub async fn replay(
+    bootstrap: &str,
+    dead_letter_topic: &str,
+    selection: &ReplaySelection,
+    timeout: Duration,
+) -> Result<ReplaySummary, ReplayError> {
+    let kafka = |context: String| move |source| ReplayError::Kafka { context, source };
+    let letters = read_dead_letters(bootstrap, dead_letter_topic, selection, timeout).await?;
+    let mut summary = ReplaySummary {
+        read: letters.len() as u64,
+        ..ReplaySummary::default()
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .map_err(kafka("creating the replay producer".to_owned()))?;
+    for l in letters {
+        let Some((source_topic, source_partition)) = l
+            .source()
+            .filter(|(t, _)| selection.source_topic.as_ref().is_none_or(|f| f == t))
+        else {
+            warn!(
+                topic = dead_letter_topic,
+                partition = l.partition,
+                offset = l.offset,
+                "dead letter skipped (filtered or no source headers)"
+            );
+            summary.skipped += 1;
+            continue;
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(l.headers.len());
+        for (k, v) in l.original_headers() {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_ref(),
+            });
+        }
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&source_topic)
+            .partition(source_partition)
+            .headers(headers);
+        if let Some(k) = l.key.as_deref() {
+            fr = fr.key(k);
+        }
+        if let Some(p) = l.payload.as_deref() {
+            fr = fr.payload(p);
+        }
+        producer
+            .send(fr, Timeout::After(timeout))
+            .await
+            .map_err(|(e, _)| ReplayError::Kafka {
+                context: format!("producing to {source_topic}/{source_partition}"),
+                source: e,
+            })?;
+        *summary
+            .replayed
+            .entry((source_topic, source_partition))
+            .or_insert(0) += 1;
+    }
+    info!(?summary, "replay done");
+    Ok(summary)
+}
+
+fn read_letters(
+    bootstrap: &str,
+    topic: &str,
+    sel: &ReplaySelection,
+    timeout: Duration,
+) -> Result<Vec<DeadLetter>, ReplayError> {
+    let kafka = |context: &str| {
+        let context = format!("{context} ({topic})");
+        move |source| ReplayError::Kafka { context, source }
+    };
+    // A throw-away group id (never committed to): librdkafka wants one for `assign`.
+    let group = format!(
+        "orderstream-replay-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(kafka("creating the dead-letter reader"))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka("fetching metadata"))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .filter(|p| sel.partitions.as_ref().is_none_or(|ps| ps.contains(p)))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, timeout)
+            .map_err(kafka("fetching watermarks"))?;
+        let start = sel.from_offset.map_or(low, |f| f.max(low));
+        let end = sel.to_offset.map_or(high, |t| t.min(high));
+        if start < end {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(start))
+                .map_err(kafka("building the assignment"))?;
+            ends.insert(*p, end);
+        }
+    }
+    let mut letters = Vec::new();
+    if ends.is_empty() {
+        return Ok(letters);
+    }
+    consumer.assign(&tpl).map_err(kafka("assigning"))?;
+    let deadline = Instant::now() + timeout;
+    while !ends.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(ReplayError::Timeout {
+                topic: topic.to_owned(),
+            });
+        }
+        let Some(res) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = res.map_err(kafka("reading"))?;
+        let p = msg.partition();
+        let Some(end) = ends.get(&p).copied() else {
+            continue;
+        };
+        if msg.offset() >= end {
+            ends.remove(&p);
+            continue;
+        }
+        if msg.offset() + 1 >= end {
+            ends.remove(&p);
+        }
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push(DeadLetter {
+            partition: p,
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    letters.sort_by_key(|l| (l.partition, l.offset));
+    Ok(letters)
+}

@@ -80,6 +80,9 @@ pub(crate) enum Command {
     /// Schemas: offline compatibility check, registry registration, listing.
     #[command(subcommand)]
     Schemas(crate::cmd::schemas::SchemasCommand),
+    /// The whole pipeline on the local cluster: produce, consume with a group of 3, live
+    /// progress, and a summary proving nothing was lost or applied twice.
+    Demo(crate::cmd::demo::DemoArgs),
     /// Publish simulated order lifecycles (N concurrent services) through one idempotent producer.
     Produce(crate::cmd::produce::ProduceArgs),
     /// Run one consumer-group member with the sample order processor.

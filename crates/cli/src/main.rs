@@ -61,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status => cmd::services::status(),
         Command::Topics(c) => cmd::topics::run(&settings, c).await,
         Command::Schemas(c) => cmd::schemas::run(&settings, c).await,
+        Command::Demo(a) => cmd::demo::run(&settings, a).await,
         Command::Produce(a) => cmd::produce::run(&settings, a).await,
         Command::Consume(a) => cmd::consume::run(&settings, a).await,
         Command::Dlq(c) => cmd::dlq::run(&settings, c).await,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod consume;
+pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod produce;
 pub(crate) mod schemas;

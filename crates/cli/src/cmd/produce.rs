@@ -176,13 +176,30 @@ pub(crate) async fn build_producer(
     .with_context(|| format!("cannot start the producer for topic {}", spec.name))
 }
 
+/// A simulation's figures and, when asked for, every event id with its outcome.
+#[derive(Debug)]
+pub(crate) struct Simulation {
+    pub(crate) stats: ProduceStats,
+    pub(crate) outcomes: Vec<(String, DeliveryOutcome)>,
+}
+
+/// [`simulate`], keeping every event id with its delivery outcome (for end-to-end checks).
+pub(crate) async fn simulate_collect(
+    producer: &OrderProducer,
+    args: &ProduceArgs,
+    cancel: CancellationToken,
+) -> Simulation {
+    simulate(producer, args, cancel, None, true).await
+}
+
 /// Runs the simulated services until the count or duration is reached or `cancel` fires.
 pub(crate) async fn simulate(
     producer: &OrderProducer,
     args: &ProduceArgs,
     cancel: CancellationToken,
     progress: Option<indicatif::ProgressBar>,
-) -> ProduceStats {
+    collect: bool,
+) -> Simulation {
     let total = match (args.count, args.duration) {
         (Some(c), _) => Some(c),
         (None, None) => Some(10_000),
@@ -193,6 +210,7 @@ pub(crate) async fn simulate(
         .map(|d| Instant::now() + Duration::from_secs(d));
     let services = args.services.max(1);
     let stats = Arc::new(Mutex::new(ProduceStats::new()));
+    let outcomes: Arc<Mutex<Vec<(String, DeliveryOutcome)>>> = Arc::default();
     let run_tag = format!("{:x}", rand::random::<u32>());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -202,6 +220,7 @@ pub(crate) async fn simulate(
         let per_service_rate = (args.rate > 0).then(|| args.rate as f64 / services as f64);
         let producer = producer.clone();
         let stats = Arc::clone(&stats);
+        let outcomes = collect.then(|| Arc::clone(&outcomes));
         let cancel = cancel.clone();
         let progress = progress.clone();
         let window = args.window.max(1);
@@ -227,51 +246,55 @@ pub(crate) async fn simulate(
                 // Enqueue in order (one order's events must reach librdkafka in sequence);
                 // acks are awaited concurrently below.
                 let pending = producer.enqueue(&event).await;
-                in_flight.push(pending.outcome());
+                let id = event.event_id;
+                in_flight.push(async move { (id, pending.outcome().await) });
                 sent += 1;
                 if let Ok(mut s) = stats.lock() {
                     s.sent += 1;
                 }
                 while in_flight.len() >= window {
                     if let Some(outcome) = in_flight.next().await {
-                        finish(&stats, &outcome, progress.as_ref());
+                        finish(&stats, outcomes.as_deref(), outcome, progress.as_ref());
                     }
                 }
                 // Drain acks that are already in without waiting.
                 while let Some(Some(outcome)) = futures::FutureExt::now_or_never(in_flight.next()) {
-                    finish(&stats, &outcome, progress.as_ref());
+                    finish(&stats, outcomes.as_deref(), outcome, progress.as_ref());
                 }
             }
             while let Some(outcome) = in_flight.next().await {
-                finish(&stats, &outcome, progress.as_ref());
+                finish(&stats, outcomes.as_deref(), outcome, progress.as_ref());
             }
         });
     }
     while tasks.join_next().await.is_some() {}
-    let mut out = match Arc::try_unwrap(stats) {
-        Ok(m) => m
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-        Err(shared) => {
-            let mut s = ProduceStats::new();
-            if let Ok(g) = shared.lock() {
-                s.sent = g.sent;
-                s.acked = g.acked;
-            }
-            s
-        }
-    };
-    out.elapsed = started.elapsed();
-    out
+    // Every task has ended, so these are the last references.
+    let mut stats = unwrap_shared(stats).unwrap_or_else(ProduceStats::new);
+    stats.elapsed = started.elapsed();
+    Simulation {
+        stats,
+        outcomes: unwrap_shared(outcomes).unwrap_or_default(),
+    }
+}
+
+fn unwrap_shared<T>(m: Arc<Mutex<T>>) -> Option<T> {
+    Arc::try_unwrap(m).ok().map(|m| {
+        m.into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
 }
 
 fn finish(
     stats: &Mutex<ProduceStats>,
-    outcome: &DeliveryOutcome,
+    outcomes: Option<&Mutex<Vec<(String, DeliveryOutcome)>>>,
+    (id, outcome): (String, DeliveryOutcome),
     progress: Option<&indicatif::ProgressBar>,
 ) {
     if let Ok(mut s) = stats.lock() {
-        s.record(outcome);
+        s.record(&outcome);
+    }
+    if let Some(Ok(mut all)) = outcomes.map(Mutex::lock) {
+        all.push((id, outcome));
     }
     if let Some(p) = progress {
         p.inc(1);
@@ -296,7 +319,9 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
             "acked",
         )
     });
-    let stats = simulate(&producer, &args, cancel, progress.clone()).await;
+    let stats = simulate(&producer, &args, cancel, progress.clone(), false)
+        .await
+        .stats;
     if let Some(p) = progress {
         p.finish_and_clear();
     }

@@ -141,6 +141,15 @@ async fn check_online(
     Ok(ok)
 }
 
+/// Registers every version under the default mode and strategy (used by `demo`).
+pub(crate) async fn register_all(settings: &Effective) -> anyhow::Result<()> {
+    let code = register(settings, Mode::FullTransitive, SubjectStrategy::TopicName).await?;
+    if code != exit::SUCCESS {
+        anyhow::bail!("the registry refused a schema version (see above)");
+    }
+    Ok(())
+}
+
 async fn register(
     settings: &Effective,
     mode: Mode,

@@ -1,0 +1,395 @@
+//! `demo`: the whole pipeline on the local cluster, with live progress and a closing proof that
+//! every acknowledged event was applied exactly once.
+//!
+//! Steps: bring the cluster and registry up if they are not answering, apply the layout,
+//! register the schemas, start a consumer group of N members (in this process, each its own
+//! Kafka consumer), run simulated order services, wait until every acknowledged event has been
+//! applied, stop the members (drain + sync commit), print the summary.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use orderstream_consumer::sample::OrderProcessor;
+use orderstream_consumer::{ProcessError, Processor, Record, RunSummary};
+use orderstream_producer::DeliveryOutcome;
+use orderstream_topology::{ApplyMode, ProfileChoice, TopicRole};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::consume::{ConsumeArgs, consumer_config, processor};
+use crate::cmd::produce::{ProduceArgs, build_producer};
+use crate::exit;
+use crate::settings::{DEFAULT_BOOTSTRAP, Effective};
+
+/// Options of `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Events to produce.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) events: u64,
+    /// Consumer-group members.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) members: usize,
+    /// Simulated order services producing concurrently.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) services: usize,
+    /// Target produce rate in events/s (0 = as fast as possible).
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) rate: u64,
+    /// Brokers to start when no cluster is running (1 or 3).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) nodes: u8,
+    /// Give up waiting for the consumers after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+}
+
+/// Wraps the sample processor to record which event ids this run applied (from the producer's
+/// `event_id` header), so the summary can prove nothing was lost or applied twice.
+#[derive(Debug)]
+struct Witness {
+    inner: Arc<OrderProcessor>,
+    seen: Mutex<HashMap<String, u32>>,
+}
+
+impl Processor for Witness {
+    async fn process(&self, record: &Record) -> Result<(), ProcessError> {
+        self.inner.process(record).await?;
+        if let Some(id) = record.header("event_id") {
+            let id = String::from_utf8_lossy(id).into_owned();
+            if let Ok(mut seen) = self.seen.lock() {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kafka_up(settings: &Effective) -> bool {
+    crate::cmd::topics::connect_admin(settings).is_ok()
+}
+
+async fn registry_up(settings: &Effective) -> bool {
+    let admin = orderstream_schema::registry_admin::RegistryAdmin::new(
+        &settings.registry_url,
+        Duration::from_secs(3),
+    );
+    match admin {
+        Ok(a) => a.list_subjects().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Starts the local services when the configured ones do not answer (only for the default
+/// loopback addresses: a remote cluster that is down is an error, not something to start).
+async fn ensure_services(settings: &Effective, nodes: u8) -> anyhow::Result<()> {
+    if kafka_up(settings) && registry_up(settings).await {
+        println!("cluster and registry are running");
+        return Ok(());
+    }
+    if settings.bootstrap != DEFAULT_BOOTSTRAP {
+        anyhow::bail!(
+            "Kafka or the registry does not answer at {} / {}; start them, or unset ORDERSTREAM_BOOTSTRAP to let the demo start a local cluster",
+            settings.bootstrap,
+            settings.registry_url
+        );
+    }
+    println!("starting the local cluster ({nodes} node(s)) and the registry...");
+    crate::cmd::services::up(nodes)?;
+    Ok(())
+}
+
+/// Positions a fresh group at the current end of the topic, so the demo counts only its own
+/// events (a new group would otherwise start from the earliest offset).
+fn start_group_at_end(settings: &Effective, group: &str, topic: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = settings
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(high))?;
+        }
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .with_context(|| format!("position group {group} at the end of {topic}"))?;
+    Ok(())
+}
+
+/// Waits (up to 30 s) until the group is stable with all its members, so the demo shows the
+/// partitions spread over them from the start.
+async fn wait_for_group(settings: &Effective, group: &str, members: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let (s, g) = (settings.clone(), group.to_owned());
+        let stable = tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = s.client_config().create().ok()?;
+            let list = c.fetch_group_list(Some(&g), Duration::from_secs(5)).ok()?;
+            list.groups()
+                .iter()
+                .find(|gr| gr.name() == g)
+                .map(|gr| (gr.state().to_owned(), gr.members().len()))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some((state, n)) = stable {
+            if state == "Stable" && n == members {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!(
+        group,
+        "consumer group not stable after 30 s; producing anyway"
+    );
+}
+
+/// Lag per partition: high watermark minus the group's committed offset.
+fn lag(settings: &Effective, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let Ok(consumer) = settings
+        .client_config()
+        .set("group.id", group)
+        .create::<BaseConsumer>()
+    else {
+        return BTreeMap::new();
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
+        return BTreeMap::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, e.partition(), Duration::from_secs(5))
+                .ok()?;
+            let c = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            Some((e.partition(), (high - c).max(0)))
+        })
+        .collect()
+}
+
+pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.members == 0 || args.services == 0 {
+        return Err(exit::UsageError("--members and --services must be at least 1".into()).into());
+    }
+    ensure_services(settings, args.nodes).await?;
+
+    let topology = settings.topology()?;
+    let (admin, brokers) = crate::cmd::topics::connect_admin(settings)?;
+    let choice: ProfileChoice = settings.profile.parse().unwrap_or(ProfileChoice::Auto);
+    let (profile_name, profile) = topology.resolve_profile(&choice, brokers)?;
+    let report =
+        orderstream_topology::apply(&admin, &topology, &profile_name, profile, ApplyMode::Create)
+            .await?;
+    print!("layout ({brokers} broker(s)):\n{report}");
+    crate::cmd::schemas::register_all(settings).await?;
+
+    let orders = topology.topic(TopicRole::Orders);
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let group = format!("orderstream-demo-{tag}");
+    start_group_at_end(settings, &group, &orders.name)?;
+
+    let witness = Arc::new(Witness {
+        inner: processor(settings)?,
+        seen: Mutex::new(HashMap::new()),
+    });
+    let consume_args = ConsumeArgs {
+        group: group.clone(),
+        for_secs: None,
+        ordering: "key".into(),
+        max_concurrency: 16,
+        protocol: "classic".into(),
+    };
+    let cfg = consumer_config(settings, &consume_args)?;
+    let stop_consumers = CancellationToken::new();
+    let mut members = tokio::task::JoinSet::new();
+    for _ in 0..args.members {
+        let (cfg, w, c) = (
+            cfg.clone(),
+            Arc::clone(&witness),
+            stop_consumers.child_token(),
+        );
+        members.spawn(async move { orderstream_consumer::run(cfg, w, c).await });
+    }
+    wait_for_group(settings, &group, args.members).await;
+    println!(
+        "consumer group {group}: {} member(s); producing {} events from {} services at {} events/s",
+        args.members,
+        args.events,
+        args.services,
+        if args.rate == 0 {
+            "max".to_owned()
+        } else {
+            args.rate.to_string()
+        }
+    );
+
+    let produce_args = ProduceArgs {
+        count: Some(args.events),
+        duration: None,
+        services: args.services,
+        rate: args.rate,
+        open_orders: 50,
+        window: 5_000,
+        linger_ms: 5,
+        compression: "lz4".into(),
+        quiet: true,
+    };
+    let producer = build_producer(settings, &produce_args).await?;
+    let cancel = CancellationToken::new();
+    crate::signals::cancel_on_signal(cancel.clone());
+
+    let started = Instant::now();
+    let live = {
+        let (settings, group, topic, w) = (
+            settings.clone(),
+            group.clone(),
+            orders.name.clone(),
+            Arc::clone(&witness),
+        );
+        let partitions = orders.partitions;
+        let producer = producer.clone();
+        let c = cancel.clone();
+        let done = stop_consumers.clone();
+        tokio::spawn(async move {
+            let mut last_applied = 0u64;
+            while !c.is_cancelled() && !done.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let s = w.inner.snapshot();
+                let (s2, g2, t2) = (settings.clone(), group.clone(), topic.clone());
+                let lag = tokio::task::spawn_blocking(move || lag(&s2, &g2, &t2, partitions))
+                    .await
+                    .unwrap_or_default();
+                let lag_txt: Vec<String> = lag.iter().map(|(p, l)| format!("p{p}:{l}")).collect();
+                println!(
+                    "[{:>5.1}s] in flight {:>6} | applied {:>7} ({:>6}/s) | duplicates skipped {} | dead letters {} | lag {}",
+                    started.elapsed().as_secs_f64(),
+                    producer.in_flight(),
+                    s.applied_events,
+                    s.applied_events - last_applied,
+                    s.duplicates,
+                    s.rejected,
+                    lag_txt.join(" ")
+                );
+                last_applied = s.applied_events;
+            }
+        })
+    };
+
+    // Keep every outcome so the summary can check each acknowledged event id.
+    let stats =
+        crate::cmd::produce::simulate_collect(&producer, &produce_args, cancel.clone()).await;
+    let flush = producer.shutdown(Duration::from_secs(30)).await;
+    let acked: HashSet<String> = stats
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, DeliveryOutcome::Delivered { .. }))
+        .map(|(id, _)| id.clone())
+        .collect();
+
+    // Wait until every acknowledged event was applied (or the timeout).
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        let applied_all = witness
+            .seen
+            .lock()
+            .map(|s| acked.iter().all(|id| s.contains_key(id)))
+            .unwrap_or(false);
+        if applied_all || Instant::now() > deadline || cancel.is_cancelled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_consumers.cancel();
+    let mut summaries: Vec<RunSummary> = Vec::new();
+    while let Some(r) = members.join_next().await {
+        summaries.push(
+            r.context("consumer task")?
+                .context("consumer member failed")?,
+        );
+    }
+    live.abort();
+
+    let seen = witness.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let lost = acked.iter().filter(|id| !seen.contains_key(*id)).count();
+    let redelivered: u32 = seen.values().map(|n| n.saturating_sub(1)).sum();
+    let snapshot = witness.inner.snapshot();
+    let distinct = seen.len() as u64;
+    let duplicate_effects = snapshot.applied_events.saturating_sub(distinct);
+    let final_lag: i64 = lag(settings, &group, &orders.name, orders.partitions)
+        .values()
+        .sum();
+
+    println!("\n{}", stats.stats.summary());
+    println!("\n=== demo summary ===");
+    println!("{:<38} {:>10}", "events acknowledged by Kafka", acked.len());
+    println!(
+        "{:<38} {:>10}",
+        "events applied (distinct event ids)", distinct
+    );
+    println!(
+        "{:<38} {:>10}",
+        "acknowledged but never applied (lost)", lost
+    );
+    println!("{:<38} {:>10}", "duplicate effects", duplicate_effects);
+    println!(
+        "{:<38} {:>10}",
+        "redeliveries absorbed by dedup", redelivered
+    );
+    println!("{:<38} {:>10}", "dead letters", snapshot.rejected);
+    println!(
+        "{:<38} {:>10}",
+        "failed / possibly persisted",
+        stats.stats.failed + stats.stats.possibly_persisted
+    );
+    println!("{:<38} {:>10}", "final lag (offsets)", final_lag);
+    println!("{:<38} {:>10}", "orders tracked", snapshot.orders.len());
+    for (i, s) in summaries.iter().enumerate() {
+        let parts: Vec<String> = s
+            .committed
+            .keys()
+            .filter(|(t, _)| *t == orders.name)
+            .map(|(_, p)| p.to_string())
+            .collect();
+        println!(
+            "member {i}: processed {:>6}, commits {:>4}, rebalances {}, partitions committed [{}]",
+            s.processed,
+            s.commits,
+            s.rebalances,
+            parts.join(",")
+        );
+    }
+    let ok = lost == 0 && duplicate_effects == 0 && flush.complete && stats.stats.complete();
+    println!(
+        "result: {}",
+        if ok {
+            "OK — every acknowledged event applied exactly once"
+        } else {
+            "PROBLEM — see the figures above"
+        }
+    );
+    Ok(if ok {
+        exit::SUCCESS
+    } else {
+        ExitCode::from(exit::INCOMPLETE)
+    })
+}

@@ -184,6 +184,34 @@ impl TestEnv {
         TestTopics { topology, names }
     }
 
+    /// Writes a copy of the repository's `topology.toml` whose topic names carry a unique
+    /// prefix (for driving the CLI with `--topology`); those topics are deleted on drop, even
+    /// though the CLI creates them.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn topology_file(&self, test: &str) -> (std::path::PathBuf, TopicNames) {
+        let prefix = format!("{}-", self.unique(test));
+        let text = std::fs::read_to_string(crate::repo_root().join("topology.toml"))
+            .unwrap_or_else(|e| panic!("read topology.toml: {e}"))
+            .replace("name = \"", &format!("name = \"{prefix}"));
+        let topology = Topology::parse(&text, "test layout").unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir().join("orderstream-tests");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let path = dir.join(format!("{prefix}topology.toml"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let names = topology.names();
+        for role in orderstream_topology::TopicRole::ALL {
+            self.track(names.get(role));
+        }
+        (path, names)
+    }
+
+    /// The admin client (for tests that alter topics to provoke drift).
+    pub fn admin(&self) -> &AdminClient<DefaultClientContext> {
+        &self.admin
+    }
+
     fn track(&self, name: &str) {
         if let Ok(mut c) = self.created.lock() {
             c.push(name.to_owned());

@@ -240,6 +240,7 @@ pub async fn apply<C: ClientContext + 'static>(
             },
             None => {
                 create(admin, &opts, spec, &profile).await?;
+                wait_until_visible(admin, spec).await?;
                 TopicReport {
                     role,
                     name: spec.name.clone(),
@@ -309,6 +310,29 @@ async fn create<C: ClientContext + 'static>(
         }
     }
     Ok(())
+}
+
+/// Waits until the new topic's metadata shows all its partitions, so a command run right after
+/// `apply` (or a producer's partition-count guard) sees the topic.
+async fn wait_until_visible<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    spec: &TopicSpec,
+) -> Result<(), TopologyError> {
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let live = live_partition_count(admin.inner(), &spec.name, Duration::from_secs(5))?;
+        if live.is_some_and(|(p, _)| p == spec.partitions) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(TopologyError::TopicAdmin {
+                request: "create_topics",
+                topic: spec.name.clone(),
+                message: format!("created, but not visible in metadata after {ADMIN_TIMEOUT:?}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn drift_of<C: ClientContext + 'static>(

@@ -142,10 +142,8 @@ async fn wait_for_group(settings: &Effective, group: &str, members: usize) {
         .await
         .ok()
         .flatten();
-        if let Some((state, n)) = stable {
-            if state == "Stable" && n == members {
-                return;
-            }
+        if stable.is_some_and(|(state, n)| state == "Stable" && n == members) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

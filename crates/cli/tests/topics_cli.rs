@@ -1,0 +1,88 @@
+//! `orderstream topics apply|diff` against the real cluster: idempotent apply, drift reported
+//! with exit 3, configs fixed by `--fix`, partition counts never changed silently.
+
+mod support;
+
+use std::time::Duration;
+
+use orderstream_testkit::TestEnv;
+use rdkafka::admin::{AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
+use support::{orderstream, text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
+    let env = TestEnv::connect().await;
+    let (layout, names) = env.topology_file("topics-cli");
+    let layout = layout.to_str().expect("utf-8 path");
+
+    let first = orderstream(&env, &["--topology", layout, "topics", "apply"]);
+    let (out, err) = text(&first);
+    assert!(first.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches("Created").count(), 3, "{out}");
+
+    let second = orderstream(&env, &["--topology", layout, "topics", "apply"]);
+    let (out, err) = text(&second);
+    assert!(second.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out.matches("Unchanged").count(),
+        3,
+        "second apply changes nothing: {out}"
+    );
+
+    // Drift a managed config behind the layout's back.
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&names.retry)).set("retention.ms", "1234567");
+    env.admin()
+        .alter_configs([&alter], &opts)
+        .await
+        .expect("alter");
+    let diff = orderstream(&env, &["--topology", layout, "topics", "diff"]);
+    let (out, err) = text(&diff);
+    assert_eq!(diff.status.code(), Some(3), "drift exits 3: {out}\n{err}");
+    assert!(
+        out.contains("retention.ms: layout 604800000, live 1234567"),
+        "{out}"
+    );
+
+    let fix = orderstream(&env, &["--topology", layout, "topics", "apply", "--fix"]);
+    let (out, err) = text(&fix);
+    assert!(fix.status.success(), "{out}\n{err}");
+    let clean = orderstream(&env, &["--topology", layout, "topics", "diff"]);
+    assert!(clean.status.success(), "{:?}", text(&clean));
+
+    // More partitions than declared: reported, refused to shrink, never "fixed".
+    env.admin()
+        .create_partitions([&NewPartitions::new(&names.orders, 8)], &opts)
+        .await
+        .expect("add partitions");
+    let drift = orderstream(&env, &["--topology", layout, "topics", "apply", "--fix"]);
+    let (out, err) = text(&drift);
+    assert_eq!(drift.status.code(), Some(3), "{out}\n{err}");
+    assert!(
+        out.contains("partitions: layout 6, live 8 (refusing to shrink"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_layout_and_live_state() {
+    let env = TestEnv::connect().await;
+    let (layout, names) = env.topology_file("topics-describe");
+    let layout = layout.to_str().expect("utf-8 path");
+    assert!(
+        orderstream(&env, &["--topology", layout, "topics", "apply"])
+            .status
+            .success()
+    );
+    let out = orderstream(&env, &["--topology", layout, "topics", "describe"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    let rf = env.replication_factor().to_string();
+    let row = stdout
+        .lines()
+        .find(|l| l.contains(&names.dead_letter))
+        .expect("dead-letter row");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2..5], ["6", "6", rf.as_str()], "{row}");
+}

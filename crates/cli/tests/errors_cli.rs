@@ -1,0 +1,259 @@
+//! The common mistakes give a clear message and a non-zero exit, and send nothing: unknown flag,
+//! malformed settings, unreachable broker, wrong registry URL, malformed layout, unknown config
+//! key, no Java, a port already taken.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use orderstream_testkit::{TestEnv, repo_root};
+use support::{orderstream, text};
+
+/// Runs the binary with no services configured (for mistakes caught before any connection).
+fn offline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        .args(args)
+        .env_remove("ORDERSTREAM_BOOTSTRAP")
+        .env_remove("ORDERSTREAM_REGISTRY_URL")
+        .env_remove("ORDERSTREAM_CONFIG")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run orderstream")
+}
+
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let (stdout, stderr) = text(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "expected `{needle}` in stderr: {stderr}"
+    );
+}
+
+fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("orderstream-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write");
+    p
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    assert_fails(
+        &offline(&["produce", "--cuont", "5"]),
+        2,
+        "unexpected argument '--cuont'",
+    );
+}
+
+#[test]
+fn malformed_bootstrap_is_refused_before_connecting() {
+    assert_fails(
+        &offline(&["--bootstrap", "localhost", "topics", "diff"]),
+        2,
+        "bootstrap servers `localhost` must be a comma-separated list of host:port",
+    );
+}
+
+#[test]
+fn registry_url_without_scheme_is_refused() {
+    assert_fails(
+        &offline(&["--registry-url", "127.0.0.1:8081", "schemas", "list"]),
+        2,
+        "must start with http:// or https://",
+    );
+}
+
+#[test]
+fn unreachable_broker_says_how_to_start_it() {
+    let out = offline(&["--bootstrap", "127.0.0.1:1", "topics", "diff"]);
+    assert_fails(&out, 1, "Kafka is not reachable at 127.0.0.1:1");
+    assert!(text(&out).1.contains("orderstream up"));
+}
+
+#[test]
+fn unreachable_broker_fails_produce_within_its_startup_timeout() {
+    let started = std::time::Instant::now();
+    let out = offline(&[
+        "--bootstrap",
+        "127.0.0.1:1",
+        "produce",
+        "--count",
+        "1",
+        "--quiet",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot start the producer"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn malformed_layout_file_is_named_in_the_error() {
+    let bad = temp_file(
+        "bad-topology.toml",
+        "[topics.orders]\nname = \"x\"\npartitions = \"six\"\n",
+    );
+    let out = offline(&["--topology", bad.to_str().expect("utf-8"), "topics", "diff"]);
+    assert_fails(&out, 2, "is malformed");
+    assert!(text(&out).1.contains("bad-topology.toml"));
+}
+
+#[test]
+fn unknown_config_key_is_refused() {
+    let cfg = temp_file("orderstream.toml", "bootstrapp = \"127.0.0.1:9092\"\n");
+    assert_fails(
+        &offline(&["--config", cfg.to_str().expect("utf-8"), "config", "show"]),
+        2,
+        "unknown field `bootstrapp`",
+    );
+}
+
+#[test]
+fn config_show_masks_secrets_and_honours_precedence() {
+    let cfg = temp_file(
+        "precedence.toml",
+        "bootstrap = \"file:1\"\nprofile = \"local\"\n[kafka]\n\"sasl.password\" = \"hunter2\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        .args([
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--profile",
+            "cluster",
+            "config",
+            "show",
+        ])
+        .env("ORDERSTREAM_BOOTSTRAP", "env:2")
+        .output()
+        .expect("run");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("bootstrap = \"env:2\""),
+        "env beats file: {stdout}"
+    );
+    assert!(
+        stdout.contains("profile = \"cluster\""),
+        "flag beats file: {stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && stdout.contains("******"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn missing_java_is_explained() {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/kafka.sh"))
+        .args(["start", "--nodes", "1"])
+        .env("JAVA_HOME", "/nonexistent-jdk")
+        .env(
+            "ORDERSTREAM_RUN_DIR",
+            std::env::temp_dir().join("orderstream-nojava"),
+        )
+        .env("KAFKA_PORT_BASE", "47092")
+        .output()
+        .expect("run kafka.sh");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Java not found"), "{stderr}");
+}
+
+#[test]
+fn taken_port_is_named() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/kafka.sh"))
+        .args(["start", "--nodes", "1"])
+        .env(
+            "ORDERSTREAM_RUN_DIR",
+            std::env::temp_dir().join(format!("orderstream-port-{port}")),
+        )
+        .env("KAFKA_PORT_BASE", port.to_string())
+        .output()
+        .expect("run kafka.sh");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("port {port}")), "{stderr}");
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_registry_url_sends_nothing() {
+    let env = TestEnv::connect().await;
+    let (layout, names) = env.topology_file("bad-registry");
+    let layout = layout.to_str().expect("utf-8");
+    assert!(
+        orderstream(&env, &["--topology", layout, "topics", "apply"])
+            .status
+            .success()
+    );
+    let out = orderstream(
+        &env,
+        &[
+            "--topology",
+            layout,
+            "--registry-url",
+            "http://127.0.0.1:1/apis/ccompat/v7",
+            "produce",
+            "--count",
+            "5",
+            "--quiet",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "incomplete run exits 4: {stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("not sent 5"), "{stdout}");
+    assert!(
+        stdout.contains("127.0.0.1:1"),
+        "the error names the registry: {stdout}"
+    );
+    assert!(
+        env.end_offsets(&names.orders).values().all(|o| *o == 0),
+        "nothing reached the topic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_count_differing_from_layout_refuses_to_produce() {
+    let env = TestEnv::connect().await;
+    let (layout, names) = env.topology_file("partition-guard");
+    let layout_s = layout.to_str().expect("utf-8");
+    assert!(
+        orderstream(&env, &["--topology", layout_s, "topics", "apply"])
+            .status
+            .success()
+    );
+    // The layout now claims 12 partitions while the live topic has 6.
+    let text12 = std::fs::read_to_string(&layout)
+        .expect("read")
+        .replace("partitions = 6", "partitions = 12");
+    let drifted = temp_file(&format!("{}-12.toml", names.orders), &text12);
+    let out = orderstream(
+        &env,
+        &[
+            "--topology",
+            drifted.to_str().expect("utf-8"),
+            "produce",
+            "--count",
+            "1",
+            "--quiet",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("12") && stderr.contains('6'), "{stderr}");
+    assert!(env.end_offsets(&names.orders).values().all(|o| *o == 0));
+}

@@ -1,0 +1,156 @@
+//! `/metrics` scraped from running `produce` and `consume` processes returns the named series
+//! with values that match what the processes did.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orderstream_testkit::TestEnv;
+use support::{orderstream, text};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        .args(args)
+        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn orderstream")
+}
+
+/// The sum of every sample of `series` (over all label sets) in a Prometheus text page;
+/// `None` when the series is absent.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+}
+
+/// Scrapes until `series` reaches `at_least` or the deadline passes; returns the last page.
+async fn scrape_until(port: u16, series: &str, at_least: f64) -> String {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut page = String::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(&url).await {
+            page = r.text().await.unwrap_or_default();
+            if sample(&page, series).is_some_and(|v| v >= at_least) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    page
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_expose_prometheus_metrics() {
+    let env = TestEnv::connect().await;
+    let (layout, _) = env.topology_file("metrics");
+    let layout = layout.to_str().expect("utf-8");
+    assert!(
+        orderstream(&env, &["--topology", layout, "topics", "apply"])
+            .status
+            .success()
+    );
+
+    let pport = free_port();
+    let producer = spawn(
+        &env,
+        &[
+            "--topology",
+            layout,
+            "--metrics-addr",
+            &format!("127.0.0.1:{pport}"),
+            "produce",
+            "--duration",
+            "8",
+            "--rate",
+            "100",
+            "--quiet",
+        ],
+    );
+    let page = scrape_until(pport, "orderstream_producer_acked_total", 50.0).await;
+    for series in [
+        "orderstream_producer_sent_total",
+        "orderstream_producer_acked_total",
+        "orderstream_producer_ack_latency_seconds_count",
+        "orderstream_producer_in_flight",
+    ] {
+        assert!(
+            sample(&page, series).is_some(),
+            "{series} missing from:\n{page}"
+        );
+    }
+    let acked = sample(&page, "orderstream_producer_acked_total").unwrap_or(0.0);
+    assert!(acked >= 50.0, "acked {acked}");
+    let p99_bucket_le_10s =
+        sample(&page, "orderstream_producer_ack_latency_seconds_sum").unwrap_or(-1.0);
+    assert!(p99_bucket_le_10s >= 0.0);
+    let out = producer.wait_with_output().expect("producer exits");
+    assert!(out.status.success(), "{:?}", text(&out));
+    let produced: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("produced: sent ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("summary line");
+
+    let cport = free_port();
+    let group = env.group_id("metrics");
+    let consumer = spawn(
+        &env,
+        &[
+            "--topology",
+            layout,
+            "--metrics-addr",
+            &format!("127.0.0.1:{cport}"),
+            "consume",
+            "--group",
+            &group,
+            "--for",
+            "20",
+        ],
+    );
+    let page = scrape_until(
+        cport,
+        "orderstream_consumer_processed_total",
+        produced as f64,
+    )
+    .await;
+    let processed = sample(&page, "orderstream_consumer_processed_total").unwrap_or(0.0);
+    assert!(
+        processed >= produced as f64,
+        "processed {processed} of {produced}:\n{page}"
+    );
+    // Commits follow processing on the commit interval.
+    let page = scrape_until(cport, "orderstream_consumer_commits_total", 1.0).await;
+    for series in [
+        "orderstream_consumer_commits_total",
+        "orderstream_consumer_rebalances_total",
+        "orderstream_consumer_handler_seconds_count",
+    ] {
+        assert!(
+            sample(&page, series).is_some(),
+            "{series} missing from:\n{page}"
+        );
+    }
+    let out = consumer.wait_with_output().expect("consumer exits");
+    assert!(out.status.success(), "{:?}", text(&out));
+}

@@ -48,6 +48,9 @@ pub(crate) struct Global {
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464) while the command runs.
     #[arg(long, global = true, env = "ORDERSTREAM_METRICS_ADDR")]
     pub(crate) metrics_addr: Option<String>,
+    /// Check the command line and exit (used by the docs test to keep documented commands valid).
+    #[arg(long, global = true, hide = true)]
+    pub(crate) parse_only: bool,
     /// Log format.
     #[arg(long, global = true, env = "ORDERSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

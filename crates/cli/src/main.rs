@@ -50,6 +50,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if cli.global.parse_only {
+        return Ok(exit::SUCCESS);
+    }
     let file = FileConfig::load(cli.global.config.as_deref())?;
     let settings = Effective::resolve(&cli.global, file)?;
     if let Some(addr) = &settings.metrics_addr {

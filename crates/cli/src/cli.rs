@@ -25,6 +25,7 @@ Examples:
   orderstream produce --count 10000 --services 4
   orderstream consume --group billing --for 60
   orderstream dlq list
+  orderstream watch --group billing
   orderstream schemas check --mode FULL_TRANSITIVE";
 
 /// Options every command takes.
@@ -93,6 +94,9 @@ pub(crate) enum Command {
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(crate::cmd::dlq::DlqCommand),
+    /// Live view of a consumer group: owner, offsets, lag and throughput per partition, and
+    /// the latest dead letters (Ctrl-C to stop; --once for one frame).
+    Watch(crate::cmd::watch::WatchArgs),
     /// Print the effective configuration (secrets masked).
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Produce(a) => cmd::produce::run(&settings, a).await,
         Command::Consume(a) => cmd::consume::run(&settings, a).await,
         Command::Dlq(c) => cmd::dlq::run(&settings, c).await,
+        Command::Watch(a) => cmd::watch::run(&settings, a).await,
         Command::Config(cli::ConfigCommand::Show) => {
             print!("{}", settings.masked_toml()?);
             Ok(exit::SUCCESS)

@@ -41,7 +41,9 @@ fn documented_commands() -> Vec<(PathBuf, String)> {
                 fenced = !fenced;
                 continue;
             }
+            // Drop comments and a trailing `&` (backgrounding is the shell's, not ours).
             let cmd = line.split(" #").next().unwrap_or_default().trim();
+            let cmd = cmd.trim_end_matches('&').trim();
             if fenced && cmd.starts_with("orderstream ") {
                 out.push((path.clone(), cmd.to_owned()));
             }
@@ -131,6 +133,7 @@ fn configuration_reference_covers_every_flag() {
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["demo"],
+        vec!["watch"],
     ];
     for sub in subcommands {
         let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))

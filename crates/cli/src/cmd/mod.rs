@@ -7,3 +7,4 @@ pub(crate) mod produce;
 pub(crate) mod schemas;
 pub(crate) mod services;
 pub(crate) mod topics;
+pub(crate) mod watch;

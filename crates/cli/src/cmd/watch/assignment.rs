@@ -180,7 +180,7 @@ mod tests {
             &[("orders.events", &[0, 2, 4]), ("orders.events.retry", &[1])],
             Some(b"sticky"),
         );
-        let a = parse(&bytes).unwrap();
+        let a = parse(&bytes).expect("parses");
         assert_eq!(a.version, 3);
         assert_eq!(
             a.topics,
@@ -196,19 +196,24 @@ mod tests {
 
     #[test]
     fn null_or_missing_user_data_and_empty_assignments() {
-        let a = parse(&encode(0, &[("t", &[])], None)).unwrap();
+        let a = parse(&encode(0, &[("t", &[])], None)).expect("parses");
         assert_eq!(a.topics, vec![("t".to_owned(), vec![])]);
         assert_eq!(a.user_data, None);
         // Some clients end right after the topics.
         let mut b = encode(1, &[("t", &[5])], None);
         b.truncate(b.len() - 4);
-        assert_eq!(parse(&b).unwrap().partitions("t"), vec![5]);
-        assert_eq!(parse(&[]).unwrap(), Assignment::default());
-        assert!(parse(&encode(0, &[], None)).unwrap().topics.is_empty());
+        assert_eq!(parse(&b).expect("parses").partitions("t"), vec![5]);
+        assert_eq!(parse(&[]).expect("parses"), Assignment::default());
+        assert!(
+            parse(&encode(0, &[], None))
+                .expect("parses")
+                .topics
+                .is_empty()
+        );
         // Fields a later version appends are ignored.
         let mut b = encode(4, &[("t", &[1])], Some(b""));
         b.extend([9, 9, 9]);
-        assert_eq!(parse(&b).unwrap().partitions("t"), vec![1]);
+        assert_eq!(parse(&b).expect("parses").partitions("t"), vec![1]);
     }
 
     #[test]
@@ -219,7 +224,11 @@ mod tests {
         let topics_end = full.len() - 4 - 2;
         for cut in 1..full.len() {
             let r = parse(&full[..cut]);
-            if cut == topics_end || cut == topics_end + 1 || cut == topics_end + 2 || cut == topics_end + 3 {
+            if cut == topics_end
+                || cut == topics_end + 1
+                || cut == topics_end + 2
+                || cut == topics_end + 3
+            {
                 assert!(r.is_ok(), "cut {cut}: {r:?}");
             } else {
                 assert!(

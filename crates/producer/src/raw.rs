@@ -1,0 +1,962 @@
+//! The long-lived librdkafka producer: one handle per process, rebuilt only after a fatal error.
+//!
+//! [`RawProducer`] sends pre-encoded bytes; [`crate::OrderProducer`] layers the Avro codec on top.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use metrics::{Counter, Gauge, Histogram};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::{Delivery, DeliveryFuture, OwnedDeliveryResult};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+use tracing::{Span, field};
+
+use crate::config::ProducerConfig;
+use crate::error::{ProducerError, is_possibly_persisted_code, is_retriable_code};
+use crate::partition::partition_for_key;
+
+/// The topic a producer writes to, and the partition count the layout (topology.toml) expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition count from the layout; the producer refuses to start when the live count differs.
+    pub expected_partitions: i32,
+}
+
+impl ProducerTopic {
+    /// A topic and its expected partition count.
+    pub fn new(name: impl Into<String>, expected_partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            expected_partitions,
+        }
+    }
+}
+
+impl From<&orderstream_topology::TopicSpec> for ProducerTopic {
+    fn from(spec: &orderstream_topology::TopicSpec) -> Self {
+        Self::new(spec.name.clone(), spec.partitions)
+    }
+}
+
+/// What happened to one record. Exactly one per record sent.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeliveryOutcome {
+    /// Acknowledged by the cluster (acks=all): in the topic at `partition`/`offset`.
+    Delivered {
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// From enqueue to acknowledgement.
+        latency: Duration,
+    },
+    /// Definitely failed; `retriable` says whether sending it again may succeed.
+    Failed {
+        /// Why (carries topic and key).
+        error: ProducerError,
+        /// Whether a retry may succeed.
+        retriable: bool,
+    },
+    /// No ack was seen but the record may be in the topic: delivery timed out (`MsgTimedOut`),
+    /// or the producer hit a fatal error while it was in flight. Never report these as lost or
+    /// as delivered; downstream dedup by event id settles them.
+    PossiblyPersisted {
+        /// Why (carries topic and key).
+        error: ProducerError,
+        /// From enqueue to the report.
+        latency: Duration,
+    },
+    /// Nothing was handed to Kafka (encoding or registry failure, shutting down).
+    NotSent {
+        /// Why (carries topic and key).
+        error: ProducerError,
+        /// Whether a retry may succeed (e.g. the registry was unreachable).
+        retriable: bool,
+    },
+}
+
+impl DeliveryOutcome {
+    /// `true` for [`DeliveryOutcome::Delivered`].
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, DeliveryOutcome::Delivered { .. })
+    }
+
+    /// The error, unless delivered.
+    pub fn error(&self) -> Option<&ProducerError> {
+        match self {
+            DeliveryOutcome::Delivered { .. } => None,
+            DeliveryOutcome::Failed { error, .. }
+            | DeliveryOutcome::PossiblyPersisted { error, .. }
+            | DeliveryOutcome::NotSent { error, .. } => Some(error),
+        }
+    }
+
+    /// `(partition, offset)` when delivered.
+    pub fn position(&self) -> Option<(i32, i64)> {
+        match self {
+            DeliveryOutcome::Delivered {
+                partition, offset, ..
+            } => Some((*partition, *offset)),
+            _ => None,
+        }
+    }
+}
+
+/// librdkafka's request-level retry counters (summed over brokers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryStats {
+    /// Requests retried (`txretries`).
+    pub request_retries: u64,
+    /// Requests that timed out client-side (`req_timeouts`).
+    pub request_timeouts: u64,
+    /// Transmission errors (`txerrs`).
+    pub transmit_errors: u64,
+    /// Records transmitted to brokers, re-sends included (`txmsgs`): above the acked count
+    /// when records were retried.
+    pub records_transmitted: u64,
+}
+
+/// What a flush left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Everything handed to librdkafka was acknowledged or failed before the deadline.
+    pub complete: bool,
+    /// Records still in librdkafka's queues (not yet acknowledged) when the flush returned.
+    pub unflushed: usize,
+    /// Sends still awaiting their delivery report (this process's view).
+    pub in_flight: usize,
+    /// How long the flush took.
+    pub elapsed: Duration,
+}
+
+/// Shared state between the librdkafka context callbacks of one handle and the producer.
+#[derive(Debug, Default)]
+struct HandleState {
+    fatal: AtomicBool,
+    /// From the last statistics callback (only with `statistics.interval.ms` in `extra`).
+    tx_retries: AtomicU64,
+    req_timeouts: AtomicU64,
+    tx_errors: AtomicU64,
+    tx_msgs: AtomicU64,
+}
+
+/// Client context: records fatal errors (the handle must then be rebuilt) and logs through tracing.
+#[derive(Debug, Clone)]
+struct Ctx {
+    state: Arc<HandleState>,
+    client_id: String,
+    /// Wakes the producer's fatal-error watcher (shared by every handle of one producer).
+    fatal_notify: Arc<tokio::sync::Notify>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let (retries, timeouts) = stats
+            .brokers
+            .values()
+            .fold((0, 0), |(r, t), b| (r + b.txretries, t + b.req_timeouts));
+        let txerrs = stats.brokers.values().map(|b| b.txerrs).sum();
+        self.state
+            .tx_msgs
+            .store(u64::try_from(stats.txmsgs).unwrap_or(0), Ordering::Relaxed);
+        self.state.tx_errors.store(txerrs, Ordering::Relaxed);
+        self.state.tx_retries.store(retries, Ordering::Relaxed);
+        self.state.req_timeouts.store(timeouts, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.state.fatal.store(true, Ordering::SeqCst);
+            self.fatal_notify.notify_one();
+            tracing::error!(client_id = %self.client_id, %reason, "librdkafka fatal error: producer handle will be rebuilt");
+        } else if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            // Repeated every reconnect attempt; send outcomes report the consequences.
+            tracing::debug!(client_id = %self.client_id, error = %error, %reason, "librdkafka connection error");
+        } else {
+            tracing::warn!(client_id = %self.client_id, error = %error, %reason, "librdkafka error");
+        }
+    }
+}
+
+/// One librdkafka producer instance and its generation number.
+pub(crate) struct Handle {
+    producer: FutureProducer<Ctx>,
+    state: Arc<HandleState>,
+    generation: u64,
+}
+
+impl Handle {
+    fn build(
+        client_config: &ClientConfig,
+        client_id: &str,
+        generation: u64,
+        fatal_notify: &Arc<tokio::sync::Notify>,
+    ) -> Result<Self, KafkaError> {
+        let state = Arc::new(HandleState::default());
+        let ctx = Ctx {
+            state: Arc::clone(&state),
+            client_id: client_id.to_owned(),
+            fatal_notify: Arc::clone(fatal_notify),
+        };
+        let producer = FutureProducer::from_config_and_context(client_config, ctx)?;
+        Ok(Self {
+            producer,
+            state,
+            generation,
+        })
+    }
+
+    fn is_fatal(&self) -> bool {
+        self.state.fatal.load(Ordering::SeqCst)
+    }
+
+    /// `(code, reason)` of the fatal error, if this handle has one.
+    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.producer.client().fatal_error()
+    }
+}
+
+struct Metrics {
+    sent: Counter,
+    acked: Counter,
+    failed_retriable: Counter,
+    failed_permanent: Counter,
+    possibly_persisted: Counter,
+    not_sent: Counter,
+    rebuilds: Counter,
+    ack_latency: Histogram,
+    in_flight: Gauge,
+}
+
+impl Metrics {
+    fn new(topic: &str) -> Self {
+        let t = topic.to_owned();
+        Self {
+            sent: metrics::counter!("orderstream_producer_sent_total", "topic" => t.clone()),
+            acked: metrics::counter!("orderstream_producer_acked_total", "topic" => t.clone()),
+            failed_retriable: metrics::counter!("orderstream_producer_failed_total", "topic" => t.clone(), "retriable" => "true"),
+            failed_permanent: metrics::counter!("orderstream_producer_failed_total", "topic" => t.clone(), "retriable" => "false"),
+            possibly_persisted: metrics::counter!("orderstream_producer_possibly_persisted_total", "topic" => t.clone()),
+            not_sent: metrics::counter!("orderstream_producer_not_sent_total", "topic" => t.clone()),
+            rebuilds: metrics::counter!("orderstream_producer_rebuilds_total", "topic" => t.clone()),
+            ack_latency: metrics::histogram!("orderstream_producer_ack_latency_seconds", "topic" => t.clone()),
+            in_flight: metrics::gauge!("orderstream_producer_in_flight", "topic" => t),
+        }
+    }
+}
+
+pub(crate) struct Core {
+    topic: ProducerTopic,
+    config: ProducerConfig,
+    client_config: ClientConfig,
+    handle: RwLock<Arc<Handle>>,
+    in_flight: AtomicUsize,
+    rebuilds: AtomicU64,
+    closed: AtomicBool,
+    trace_salt: u128,
+    metrics: Metrics,
+    fatal_notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Lets the fatal-error watcher task see the producer is gone and exit.
+        self.fatal_notify.notify_one();
+    }
+}
+
+/// Decrements the in-flight count when a send completes or is dropped.
+pub(crate) struct InFlight {
+    core: Arc<Core>,
+}
+
+impl InFlight {
+    fn new(core: &Arc<Core>) -> Self {
+        core.in_flight.fetch_add(1, Ordering::SeqCst);
+        core.metrics.in_flight.increment(1.0);
+        Self {
+            core: Arc::clone(core),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.core.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.core.metrics.in_flight.decrement(1.0);
+    }
+}
+
+/// A record handed to librdkafka whose delivery report has not been awaited yet.
+pub(crate) enum Pending {
+    Done(DeliveryOutcome),
+    Waiting {
+        core: Arc<Core>,
+        handle: Arc<Handle>,
+        future: DeliveryFuture,
+        started: Instant,
+        key: Option<Vec<u8>>,
+        span: Span,
+        _in_flight: InFlight,
+    },
+}
+
+impl Pending {
+    pub(crate) async fn outcome(self) -> DeliveryOutcome {
+        match self {
+            Pending::Done(outcome) => outcome,
+            Pending::Waiting {
+                core,
+                handle,
+                future,
+                started,
+                key,
+                span,
+                _in_flight,
+            } => {
+                let result = future.await;
+                let outcome = core.classify(&handle, result, started, key.as_deref());
+                if let DeliveryOutcome::Delivered {
+                    partition, offset, ..
+                } = &outcome
+                {
+                    span.record("partition", partition);
+                    span.record("offset", offset);
+                }
+                span.in_scope(|| match &outcome {
+                    DeliveryOutcome::Delivered { .. } => tracing::trace!("delivered"),
+                    other => {
+                        if let Some(e) = other.error() {
+                            tracing::debug!(error = %e, "not delivered");
+                        }
+                    }
+                });
+                outcome
+            }
+        }
+    }
+}
+
+fn lossy_key(key: Option<&[u8]>) -> Option<String> {
+    key.map(|k| String::from_utf8_lossy(k).into_owned())
+}
+
+impl Core {
+    fn current(self: &Arc<Self>) -> Arc<Handle> {
+        let handle = match self.handle.read() {
+            Ok(h) => Arc::clone(&h),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        if handle.is_fatal() {
+            self.rebuild(handle.generation);
+            return match self.handle.read() {
+                Ok(h) => Arc::clone(&h),
+                Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            };
+        }
+        handle
+    }
+
+    /// Replaces the handle of `generation` (if it is still current) with a fresh one.
+    fn rebuild(&self, generation: u64) {
+        let mut guard = match self.handle.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.generation != generation {
+            return; // someone else already rebuilt it
+        }
+        match Handle::build(
+            &self.client_config,
+            &self.config.client_id,
+            generation + 1,
+            &self.fatal_notify,
+        ) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut *guard, Arc::new(fresh));
+                drop(guard);
+                self.rebuilds.fetch_add(1, Ordering::SeqCst);
+                self.metrics.rebuilds.increment(1);
+                let reason = old.fatal_error();
+                tracing::warn!(topic = %self.topic.name, generation = generation + 1, ?reason, "producer handle rebuilt after fatal error");
+                retire(old, self.config.delivery_timeout);
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic.name, error = %e, "cannot rebuild producer handle; will retry on next send");
+            }
+        }
+    }
+
+    fn traceparent(&self) -> Option<String> {
+        let id = Span::current().id()?.into_u64();
+        // No OpenTelemetry layer: derive a stable trace id from the caller's span id (so records
+        // sent under one span share a trace id) and a random parent id for this send.
+        let mixed = splitmix(self.trace_salt as u64 ^ id);
+        let trace_id = (u128::from(mixed) << 64)
+            | u128::from(splitmix(mixed ^ (self.trace_salt >> 64) as u64));
+        let span_id: u64 = rand::random::<u64>() | 1;
+        Some(format!("00-{trace_id:032x}-{span_id:016x}-01"))
+    }
+
+    fn classify(
+        &self,
+        handle: &Handle,
+        result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+        started: Instant,
+        key: Option<&[u8]>,
+    ) -> DeliveryOutcome {
+        let latency = started.elapsed();
+        let topic = &self.topic.name;
+        match result {
+            Ok(Ok(Delivery {
+                partition, offset, ..
+            })) => {
+                self.metrics.acked.increment(1);
+                self.metrics.ack_latency.record(latency.as_secs_f64());
+                DeliveryOutcome::Delivered {
+                    partition,
+                    offset,
+                    latency,
+                }
+            }
+            Ok(Err((error, _msg))) => {
+                let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                // rd_kafka_fatal_error() is set before the failed delivery reports are queued,
+                // so it is checked here even if the error event has not been polled yet.
+                let fatal = handle.fatal_error();
+                if fatal.is_some() || handle.is_fatal() || code == RDKafkaErrorCode::Fatal {
+                    handle.state.fatal.store(true, Ordering::SeqCst);
+                    let (fatal_code, reason) = fatal.unwrap_or((code, error.to_string()));
+                    // Replace the handle now (once per generation): this also purges what the
+                    // poisoned handle still holds, so its other sends resolve promptly.
+                    self.rebuild(handle.generation);
+                    self.metrics.possibly_persisted.increment(1);
+                    return DeliveryOutcome::PossiblyPersisted {
+                        error: ProducerError::Fatal {
+                            topic: topic.clone(),
+                            key: lossy_key(key),
+                            code: fatal_code,
+                            reason,
+                        },
+                        latency,
+                    };
+                }
+                let err = ProducerError::Delivery {
+                    topic: topic.clone(),
+                    key: lossy_key(key),
+                    code,
+                    source: error,
+                };
+                if is_possibly_persisted_code(code) {
+                    self.metrics.possibly_persisted.increment(1);
+                    DeliveryOutcome::PossiblyPersisted {
+                        error: err,
+                        latency,
+                    }
+                } else {
+                    let retriable = is_retriable_code(code);
+                    self.failed(retriable);
+                    DeliveryOutcome::Failed {
+                        error: err,
+                        retriable,
+                    }
+                }
+            }
+            Err(_canceled) => {
+                self.metrics.possibly_persisted.increment(1);
+                DeliveryOutcome::PossiblyPersisted {
+                    error: ProducerError::Fatal {
+                        topic: topic.clone(),
+                        key: lossy_key(key),
+                        code: RDKafkaErrorCode::BrokerDestroy,
+                        reason: "producer handle dropped before the delivery report".to_owned(),
+                    },
+                    latency,
+                }
+            }
+        }
+    }
+
+    fn failed(&self, retriable: bool) {
+        if retriable {
+            self.metrics.failed_retriable.increment(1);
+        } else {
+            self.metrics.failed_permanent.increment(1);
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full (backpressure).
+    async fn enqueue(
+        self: &Arc<Self>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        schema_id: Option<u32>,
+    ) -> Pending {
+        let topic = &self.topic.name;
+        if self.closed.load(Ordering::SeqCst) {
+            self.metrics.not_sent.increment(1);
+            return Pending::Done(DeliveryOutcome::NotSent {
+                error: ProducerError::ShuttingDown {
+                    topic: topic.clone(),
+                },
+                retriable: false,
+            });
+        }
+        let traceparent = if headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        {
+            None
+        } else {
+            self.traceparent()
+        };
+        let span = tracing::debug_span!(
+            "orderstream.produce",
+            topic = %topic,
+            key = field::Empty,
+            schema_id = field::Empty,
+            partition = field::Empty,
+            offset = field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(k) = key {
+                span.record("key", String::from_utf8_lossy(k).as_ref());
+            }
+            if let Some(id) = schema_id {
+                span.record("schema_id", id);
+            }
+        }
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len() + 1);
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        if let Some(tp) = &traceparent {
+            owned = owned.insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_bytes()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).payload(payload).headers(owned);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        let started = Instant::now();
+        let mut handle = self.current();
+        let mut pause = Duration::from_micros(500);
+        let mut fatal_attempts = 0;
+        let enqueued = loop {
+            match handle.producer.send_result(record) {
+                Ok(future) => break Ok(future),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // Backpressure: wait for librdkafka to drain, never surface QueueFull.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                    handle = self.current();
+                }
+                Err((e, back))
+                    if fatal_attempts < 3
+                        && (e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+                            || handle.fatal_error().is_some()) =>
+                {
+                    // The handle went fatal before librdkafka took the record: nothing was
+                    // sent, so rebuild and hand it to the fresh handle.
+                    record = back;
+                    fatal_attempts += 1;
+                    handle.state.fatal.store(true, Ordering::SeqCst);
+                    self.rebuild(handle.generation);
+                    handle = self.current();
+                }
+                Err((e, _)) => break Err(e),
+            }
+        };
+        match enqueued {
+            Ok(future) => {
+                self.metrics.sent.increment(1);
+                Pending::Waiting {
+                    core: Arc::clone(self),
+                    _in_flight: InFlight::new(self),
+                    handle,
+                    future,
+                    started,
+                    key: key.map(<[u8]>::to_vec),
+                    span,
+                }
+            }
+            Err(e) => {
+                let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                let retriable = is_retriable_code(code);
+                span.in_scope(|| tracing::debug!(error = %e, "enqueue refused"));
+                self.failed(retriable);
+                Pending::Done(DeliveryOutcome::Failed {
+                    error: ProducerError::Delivery {
+                        topic: topic.clone(),
+                        key: lossy_key(key),
+                        code,
+                        source: e,
+                    },
+                    retriable,
+                })
+            }
+        }
+    }
+}
+
+/// Keeps a replaced handle alive off the async threads until its in-flight sends resolved, then
+/// drops it (dropping a librdkafka producer blocks while it purges and flushes).
+fn retire(old: Arc<Handle>, bound: Duration) {
+    let drop_it = move || {
+        // Fail what the poisoned handle still holds now (queued and in flight): those sends
+        // resolve as PossiblyPersisted with the fatal reason instead of hanging until
+        // delivery.timeout.ms.
+        old.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + bound + Duration::from_secs(5);
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(old);
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        drop(tokio::task::spawn_blocking(drop_it));
+    } else {
+        drop_it();
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A producer of pre-encoded bytes: one librdkafka handle for the life of the process, `Clone`
+/// shares it. [`crate::OrderProducer`] wraps one.
+#[derive(Clone)]
+pub struct RawProducer {
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for RawProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawProducer")
+            .field("topic", &self.core.topic)
+            .field("in_flight", &self.in_flight())
+            .field("rebuilds", &self.rebuilds())
+            .finish()
+    }
+}
+
+fn is_unreachable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::RequestTimedOut
+    )
+}
+
+impl RawProducer {
+    /// Validates the config, creates the librdkafka producer and checks the topic: refuses to
+    /// start when it is missing or its live partition count differs from
+    /// `topic.expected_partitions`. Bounded by `config.startup_timeout`.
+    pub async fn new(config: ProducerConfig, topic: ProducerTopic) -> Result<Self, ProducerError> {
+        let client_config = config.to_client_config()?;
+        if topic.expected_partitions <= 0 {
+            return Err(ProducerError::Config(crate::error::ConfigError::Invalid {
+                field: "expected_partitions",
+                reason: format!("{} for topic `{}`", topic.expected_partitions, topic.name),
+            }));
+        }
+        let fatal_notify = Arc::new(tokio::sync::Notify::new());
+        let handle = Handle::build(&client_config, &config.client_id, 0, &fatal_notify)
+            .map_err(|source| ProducerError::Client { source })?;
+        check_topic(&handle, &config, &topic).await?;
+        let trace_salt = rand::random::<u128>();
+        let metrics = Metrics::new(&topic.name);
+        tracing::info!(topic = %topic.name, partitions = topic.expected_partitions, bootstrap = %config.bootstrap_servers, "producer started");
+        let core = Arc::new(Core {
+            topic,
+            config,
+            client_config,
+            handle: RwLock::new(Arc::new(handle)),
+            in_flight: AtomicUsize::new(0),
+            rebuilds: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            trace_salt,
+            metrics,
+            fatal_notify: Arc::clone(&fatal_notify),
+        });
+        // Rebuild as soon as librdkafka reports a fatal error, not only on the next send: the
+        // old handle's in-flight records are then purged and reported promptly instead of
+        // waiting for `delivery_timeout`.
+        let weak = Arc::downgrade(&core);
+        tokio::spawn(async move {
+            loop {
+                fatal_notify.notified().await;
+                let Some(core) = weak.upgrade() else { break };
+                let handle = core.current_handle_unchecked();
+                if handle.is_fatal() {
+                    core.rebuild(handle.generation);
+                }
+            }
+        });
+        Ok(Self { core })
+    }
+
+    /// Sends pre-encoded bytes. `headers` are added as given (a `traceparent` is added when none
+    /// is given and a tracing span is current).
+    pub async fn send_raw(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> DeliveryOutcome {
+        let pending = self.core.enqueue(key, payload, headers, None).await;
+        pending.outcome().await
+    }
+
+    pub(crate) async fn enqueue(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        schema_id: Option<u32>,
+    ) -> Pending {
+        self.core.enqueue(key, payload, headers, schema_id).await
+    }
+
+    pub(crate) async fn await_all(pending: Vec<Pending>) -> Vec<DeliveryOutcome> {
+        join_all(pending.into_iter().map(Pending::outcome)).await
+    }
+
+    pub(crate) fn not_sent(&self, error: ProducerError) -> DeliveryOutcome {
+        self.core.metrics.not_sent.increment(1);
+        let retriable = error.is_retriable();
+        DeliveryOutcome::NotSent { error, retriable }
+    }
+
+    /// Enqueues every record (waiting on a full queue), then awaits all delivery reports.
+    /// librdkafka batches them. Outcomes are in input order.
+    pub async fn send_raw_batch(
+        &self,
+        records: &[(Option<&[u8]>, &[u8])],
+        headers: &[(&str, &[u8])],
+    ) -> Vec<DeliveryOutcome> {
+        let mut pending = Vec::with_capacity(records.len());
+        for (key, payload) in records {
+            pending.push(self.core.enqueue(*key, payload, headers, None).await);
+        }
+        Self::await_all(pending).await
+    }
+
+    /// Waits up to `deadline` for every record handed to librdkafka to be acknowledged or fail.
+    pub async fn flush(&self, deadline: Duration) -> FlushReport {
+        let started = Instant::now();
+        let handle = self.core.current();
+        let producer = handle.producer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = producer.flush(deadline);
+            (r, producer.in_flight_count())
+        })
+        .await;
+        let (complete, unflushed) = match result {
+            Ok((r, left)) => (r.is_ok() && left == 0, usize::try_from(left).unwrap_or(0)),
+            Err(_) => (false, self.in_flight()),
+        };
+        // Give the delivery callbacks of the flushed records a moment to run.
+        let settle = Instant::now() + Duration::from_millis(200);
+        while complete && self.in_flight() > 0 && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        FlushReport {
+            complete,
+            unflushed,
+            in_flight: self.in_flight(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Graceful shutdown: refuse new records (they get `NotSent`), flush with `deadline`, report
+    /// what did not flush.
+    pub async fn shutdown(&self, deadline: Duration) -> FlushReport {
+        self.core.closed.store(true, Ordering::SeqCst);
+        let report = self.flush(deadline).await;
+        if report.complete {
+            tracing::info!(topic = %self.core.topic.name, elapsed = ?report.elapsed, "producer flushed");
+        } else {
+            tracing::warn!(topic = %self.core.topic.name, unflushed = report.unflushed, in_flight = report.in_flight, "producer shutdown deadline passed with records unflushed");
+        }
+        report
+    }
+
+    /// Waits for `cancel` (e.g. SIGTERM wired to the token), then [`RawProducer::shutdown`].
+    pub async fn shutdown_on(&self, cancel: CancellationToken, deadline: Duration) -> FlushReport {
+        cancel.cancelled().await;
+        self.shutdown(deadline).await
+    }
+
+    /// Sends awaiting their delivery report.
+    pub fn in_flight(&self) -> usize {
+        self.core.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// How many times the librdkafka handle was rebuilt after a fatal error.
+    pub fn rebuilds(&self) -> u64 {
+        self.core.rebuilds.load(Ordering::SeqCst)
+    }
+
+    /// The topic this producer writes to.
+    pub fn topic(&self) -> &ProducerTopic {
+        &self.core.topic
+    }
+
+    /// The (validated) configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.core.config
+    }
+
+    /// The partition a key goes to (Java-compatible murmur2 over the layout's partition count).
+    pub fn partition_for_key(&self, key: &[u8]) -> i32 {
+        partition_for_key(key, self.core.topic.expected_partitions).unwrap_or(0)
+    }
+
+    /// The current fatal error of the live handle, if any (it is rebuilt on the next send).
+    pub fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.core.current_handle_unchecked().fatal_error()
+    }
+
+    /// Request-level retry figures of the live handle, as of librdkafka's last statistics
+    /// report. All zero unless `statistics.interval.ms` is set in `extra`. Note: librdkafka's
+    /// `txretries` counts *request* retries (timeouts, disconnects); records re-sent after a
+    /// retriable broker error code are not counted there.
+    pub fn retry_stats(&self) -> RetryStats {
+        let h = self.core.current_handle_unchecked();
+        RetryStats {
+            request_retries: h.state.tx_retries.load(Ordering::Relaxed),
+            request_timeouts: h.state.req_timeouts.load(Ordering::Relaxed),
+            transmit_errors: h.state.tx_errors.load(Ordering::Relaxed),
+            records_transmitted: h.state.tx_msgs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records in librdkafka's queues (not yet acknowledged), across the live handle.
+    pub fn queued(&self) -> usize {
+        usize::try_from(
+            self.core
+                .current_handle_unchecked()
+                .producer
+                .in_flight_count(),
+        )
+        .unwrap_or(0)
+    }
+}
+
+impl Core {
+    fn current_handle_unchecked(&self) -> Arc<Handle> {
+        match self.handle.read() {
+            Ok(h) => Arc::clone(&h),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+async fn check_topic(
+    handle: &Handle,
+    config: &ProducerConfig,
+    topic: &ProducerTopic,
+) -> Result<(), ProducerError> {
+    let deadline = Instant::now() + config.startup_timeout;
+    let grace_end = (Instant::now() + Duration::from_millis(1500)).min(deadline);
+    loop {
+        let producer = handle.producer.clone();
+        let name = topic.name.clone();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let fetched = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), remaining.max(Duration::from_millis(100)))
+                .map(|md| {
+                    md.topics()
+                        .first()
+                        .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len()))
+                })
+        })
+        .await
+        .map_err(|_join| ProducerError::Client {
+            source: KafkaError::MetadataFetch(RDKafkaErrorCode::Fail),
+        })?;
+        let transient = match fetched {
+            Err(source) => {
+                let code = source
+                    .rdkafka_error_code()
+                    .unwrap_or(RDKafkaErrorCode::Fail);
+                if is_unreachable(code) || Instant::now() >= deadline {
+                    return Err(ProducerError::Unreachable {
+                        bootstrap: config.bootstrap_servers.clone(),
+                        topic: topic.name.clone(),
+                        timeout: config.startup_timeout,
+                        source,
+                    });
+                }
+                true
+            }
+            Ok(None) => true,
+            // A broker can lag behind the controller for a moment after a topic is created or
+            // grown: only refuse once the answer held for the grace period.
+            Ok(Some((Some(RDKafkaErrorCode::UnknownTopicOrPartition), _))) => {
+                if Instant::now() >= grace_end {
+                    return Err(ProducerError::TopicMissing {
+                        topic: topic.name.clone(),
+                    });
+                }
+                true
+            }
+            Ok(Some((Some(_), _))) | Ok(Some((None, 0))) => true,
+            Ok(Some((None, n))) => {
+                let actual = i32::try_from(n).unwrap_or(i32::MAX);
+                if actual != topic.expected_partitions {
+                    if Instant::now() < grace_end {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    return Err(ProducerError::PartitionMismatch {
+                        topic: topic.name.clone(),
+                        expected: topic.expected_partitions,
+                        actual,
+                    });
+                }
+                return Ok(());
+            }
+        };
+        if transient && Instant::now() >= deadline {
+            return Err(ProducerError::Unreachable {
+                bootstrap: config.bootstrap_servers.clone(),
+                topic: topic.name.clone(),
+                timeout: config.startup_timeout,
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

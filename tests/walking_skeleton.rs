@@ -59,7 +59,10 @@ async fn order_event_round_trip_commits_after_handling() {
     let mut event = OrderEvent::example();
     event.order_id = env.unique("order");
     event.event_id = uuid::Uuid::new_v4().to_string();
-    let (partition, offset) = match producer.send(&event).await {
+    // Sent under an enabled span (the harness logs at warn): the producer adds a W3C `traceparent` header the consumer can join.
+    let send =
+        tracing::Instrument::instrument(producer.send(&event), tracing::warn_span!("checkout"));
+    let (partition, offset) = match send.await {
         DeliveryOutcome::Delivered {
             partition, offset, ..
         } => (partition, offset),
@@ -76,6 +79,16 @@ async fn order_event_round_trip_commits_after_handling() {
     assert_eq!(raw.len(), 1);
     let payload = rdkafka::Message::payload(&raw[0]).expect("value");
     assert_eq!(payload[0], 0, "magic byte");
+    let traceparent =
+        rdkafka::message::Headers::iter(rdkafka::Message::headers(&raw[0]).expect("headers"))
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| h.value)
+            .expect("traceparent header");
+    assert!(
+        orderstream_consumer::trace_context::parse(traceparent).is_some(),
+        "{:?}",
+        String::from_utf8_lossy(traceparent)
+    );
     assert_eq!(
         rdkafka::Message::key(&raw[0]),
         Some(event.order_id.as_bytes())
@@ -88,7 +101,11 @@ async fn order_event_round_trip_commits_after_handling() {
         got_one: CancellationToken::new(),
     });
     let cancel = CancellationToken::new();
-    let cfg = ConsumerConfig::new(env.bootstrap.clone(), group.clone(), Topics::from(&topics.names));
+    let cfg = ConsumerConfig::new(
+        env.bootstrap.clone(),
+        group.clone(),
+        Topics::from(&topics.names),
+    );
     let member = tokio::spawn(orderstream_consumer::run(
         cfg,
         Arc::clone(&handler),
@@ -105,6 +122,10 @@ async fn order_event_round_trip_commits_after_handling() {
     assert_eq!(summary.processed, 1);
     // Committed offset = next offset to read, read back through the group coordinator.
     let committed = env.committed_offsets(&group, &orders.name).await;
-    assert_eq!(committed.get(&partition), Some(&(offset + 1)), "{committed:?}");
+    assert_eq!(
+        committed.get(&partition),
+        Some(&(offset + 1)),
+        "{committed:?}"
+    );
     producer.shutdown(Duration::from_secs(10)).await;
 }

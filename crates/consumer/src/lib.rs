@@ -54,6 +54,7 @@ mod member;
 pub mod metric;
 mod replay;
 mod scheduler;
+pub mod trace_context;
 
 pub mod sample;
 

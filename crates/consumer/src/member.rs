@@ -497,7 +497,16 @@ impl<P: Processor> Pipeline<P> {
                 partition = rec.partition,
                 offset = rec.offset,
                 key = %key_display(rec.key.as_deref()),
+                trace_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
             );
+            if let Some(tp) = rec
+                .header("traceparent")
+                .and_then(crate::trace_context::parse)
+            {
+                span.record("trace_id", tp.trace_id);
+                span.record("parent_span_id", tp.parent_id);
+            }
             let outcome = self.handle(rec, &cancel).instrument(span).await;
             self.core.finish(&tp, generation, offset, &outcome);
         }

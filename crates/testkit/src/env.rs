@@ -239,6 +239,38 @@ impl TestEnv {
         panic!("topic {topic} did not get leaders for {partitions} partitions in time");
     }
 
+    /// Waits until `group` is `Stable` with exactly `members` members.
+    ///
+    /// # Panics
+    /// When that does not happen within `timeout`.
+    pub async fn wait_for_group(&self, group: &str, members: usize, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = None;
+        while std::time::Instant::now() < deadline {
+            if let Ok(list) = self
+                .admin
+                .inner()
+                .fetch_group_list(Some(group), Duration::from_secs(5))
+            {
+                last = list
+                    .groups()
+                    .iter()
+                    .find(|g| g.name() == group)
+                    .map(|g| (g.state().to_owned(), g.members().len()));
+                if last
+                    .as_ref()
+                    .is_some_and(|(s, n)| s == "Stable" && *n == members)
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "group {group} not Stable with {members} members within {timeout:?}: last seen {last:?}"
+        );
+    }
+
     /// A unique consumer group id.
     pub fn group_id(&self, test: &str) -> String {
         self.unique(&format!("group-{test}"))

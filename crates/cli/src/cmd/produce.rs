@@ -333,6 +333,21 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
             flush.unflushed, flush.in_flight
         );
     }
+    if !stats.complete() {
+        eprintln!(
+            "error: {} of {} events were not confirmed by Kafka ({} failed, {} possibly persisted, {} not sent){}",
+            stats.sent - stats.acked,
+            stats.sent,
+            stats.failed,
+            stats.possibly_persisted,
+            stats.not_sent,
+            stats
+                .first_error
+                .as_deref()
+                .map(|e| format!("; first error: {e}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(if stats.complete() && flush.complete {
         exit::SUCCESS
     } else {

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The reliability suite (issue 6): fault injection on the 3-node cluster, then RELIABILITY.md.
+#
+#   scripts/reliability.sh             # all scenarios, writes RELIABILITY.md
+#   scripts/reliability.sh s1 s7       # only the scenarios whose test names match (no table file
+#                                      # is rewritten unless RELIABILITY_WRITE=1)
+#   RELIABILITY_RENDER_ONLY=1 scripts/reliability.sh   # only re-render RELIABILITY.md from the
+#                                      # last results.jsonl (no build, no services, no tests)
+#
+# Starts Kafka (3 KRaft nodes) and the registry with scripts/services.sh when they are not
+# running, and stops only what it started. Running services must be the 3-node layout.
+# Figures: one JSON row per scenario in target/reliability/results.jsonl (see
+# tests/reliability/checker.rs for the definitions), rendered into RELIABILITY.md.
+# The environment of scripts/kafka.sh and scripts/registry.sh applies (ORDERSTREAM_RUN_DIR,
+# KAFKA_PORT_BASE, REGISTRY_PORT, ...): the tests call those scripts to inject faults.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+RESULTS_DIR="${CARGO_TARGET_DIR:-target}/reliability"
+RESULTS="$RESULTS_DIR/results.jsonl"
+RUN_LOG="$RESULTS_DIR/run.log"
+OUT="${RELIABILITY_OUT:-RELIABILITY.md}"
+write_table=1
+if [[ $# -gt 0 && ${RELIABILITY_WRITE:-0} != 1 ]]; then
+  write_table=0
+fi
+
+render_only="${RELIABILITY_RENDER_ONLY:-0}"
+rc="${RELIABILITY_RC:-0}"
+elapsed="${RELIABILITY_ELAPSED:-?}"
+if [[ $render_only != 1 ]]; then
+# Build first: the CLI binary (scenario 9) and the test binary, before the JVMs compete for CPU.
+log "build"
+cargo build --workspace --locked
+cargo test --locked --test reliability --no-run
+
+started=0
+if ! bash scripts/services.sh status >/dev/null 2>&1; then
+  log "starting Kafka (3 nodes) and the registry"
+  bash scripts/services.sh up --nodes 3
+  started=1
+fi
+cleanup() {
+  if [[ $started == 1 ]]; then
+    log "stopping the services this script started"
+    bash scripts/services.sh down || true
+  fi
+}
+trap cleanup EXIT
+
+layout_file="${ORDERSTREAM_RUN_DIR:-.run}/kafka/layout"
+nodes="$(cat "$layout_file" 2>/dev/null || echo '?')"
+if [[ $nodes != 3 ]]; then
+  echo "the running Kafka cluster is not the 3-node layout (layout: $nodes); stop it (scripts/services.sh down) and rerun" >&2
+  exit 2
+fi
+
+export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh bootstrap)}"
+export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
+export ORDERSTREAM_NODES=3
+
+mkdir -p "$RESULTS_DIR"
+rm -f "$RESULTS"
+log "reliability suite against $ORDERSTREAM_BOOTSTRAP (registry $ORDERSTREAM_REGISTRY_URL)"
+t0=$(date +%s)
+set +e
+cargo test --locked --test reliability -- --ignored --test-threads=1 --nocapture "$@" 2>&1 | tee "$RUN_LOG"
+rc=${PIPESTATUS[0]}
+set -e
+elapsed=$(($(date +%s) - t0))
+log "suite finished in ${elapsed}s (exit $rc)"
+fi
+
+if [[ $write_table == 1 ]]; then
+  python3 - "$RESULTS" "$OUT" "$elapsed" "$rc" <<'PY'
+import json, sys, datetime, platform, os
+results, out, elapsed, rc = sys.argv[1:5]
+rows = []
+if os.path.exists(results):
+    with open(results) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+rows.sort(key=lambda r: r["scenario"])
+def cell(v):
+    return "–" if v is None else str(v)
+lines = [
+    "# Reliability figures",
+    "",
+    f"Run: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {os.cpu_count()} cores "
+    f"({platform.system()} {platform.machine()}); suite wall time {elapsed} s; "
+    + ("all scenarios passed." if rc == "0" else f"**the suite failed (exit {rc})**: see target/reliability/run.log."),
+    "",
+    *[f"- **{r['scenario']} failed its checks**: `failures` = {r['extra']['failures']} (see its figures below)."
+      for r in rows if r.get("extra", {}).get("failures")],
+    "",
+    "Cluster: Apache Kafka 4.1.1, 3 KRaft nodes (combined broker + controller) on one host, "
+    "replication factor 3, `min.insync.replicas=2`, `unclean.leader.election.enable=false`; "
+    "Apicurio Registry 3.3.3 (in-memory). Producer: idempotent, acks=all, lz4, murmur2 keyed. "
+    "Consumer: cooperative-sticky, frontier commits.",
+    "",
+    "Regenerate with `scripts/reliability.sh`. Definitions (tests/reliability/checker.rs): "
+    "**lost** = acked but never consumed; **misplaced** = the acked (partition, offset) holds another event; "
+    "**dup raw** = consumed records minus distinct event ids; **dup after dedup** = effects applied twice "
+    "after dedup by event id (scenarios 1, 3, 7 read the topic back and pass it through the consumer's "
+    "`Dedup`); **reorder** = per key, a sequence going backwards in first-consumed order of its partition; "
+    "**poss. pers.** = sends reported possibly persisted (timed out / in doubt); **recover** = per "
+    "scenario, see its `recover` note.",
+    "",
+    "| scenario | acked | consumed (distinct) | lost | misplaced | dup raw | dup after dedup | reorder | poss. pers. | recover (ms) | time (s) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
+for r in rows:
+    lines.append("| " + " | ".join(cell(r.get(k)) for k in [
+        "scenario", "acked", "consumed_distinct", "lost", "misplaced", "dup_raw",
+        "dup_after_dedup", "reorderings", "possibly_persisted", "recover_ms", "elapsed_s"]) + " |")
+lines += ["", "## Scenario figures", ""]
+for r in rows:
+    lines.append(f"### {r['scenario']}")
+    lines.append("")
+    for k, v in r.get("extra", {}).items():
+        if isinstance(v, dict):
+            v = json.dumps(v, sort_keys=True)
+        lines.append(f"- `{k}`: {v}")
+    lines.append("")
+if not rows:
+    lines.append("No scenario reported figures.")
+with open(out, "w") as f:
+    f.write("\n".join(lines) + "\n")
+print(f"wrote {out} ({len(rows)} scenarios)")
+PY
+fi
+exit "$rc"

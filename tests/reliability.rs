@@ -1,0 +1,1292 @@
+//! Reliability suite (issue 6): broker, client and registry faults on the 3-node cluster (RF 3,
+//! min ISR 2, unclean election off), with figures.
+//!
+//! Every scenario is `#[ignore]`d so the fast suite skips it; run them all with
+//! `scripts/reliability.sh` (starts the 3-node cluster when needed, writes `RELIABILITY.md`) or
+//! `cargo test --test reliability -- --ignored --test-threads=1 --nocapture`. Scenarios are
+//! named `sN_*` so they run in order; each prints one table row and appends it to
+//! `target/reliability/results.jsonl` (see `reliability/checker.rs` for the definitions).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+#[path = "reliability/checker.rs"]
+mod checker;
+mod producer_support;
+#[path = "reliability/support.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checker::{Ev, Figures, Observed, check};
+use orderstream_consumer::headers as h;
+use orderstream_consumer::sample::{OrderProcessor, SampleConfig};
+use orderstream_consumer::{BackoffConfig, ConsumerConfig, Topics};
+use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic};
+use orderstream_schema::{EventType, OrderCodec, RegistryConfig};
+use orderstream_testkit::{TestEnv, TestTopics};
+use rand::Rng;
+use rdkafka::Message;
+use support::{
+    BackgroundProducer, NodesGuard, Pace, Recorder, RegistryGuard, blocking, consumer_config,
+    leaders, pipeline_topics, read_log, require_cluster, spawn_member, wait_consumed_all,
+    wait_until,
+};
+use tokio_util::sync::CancellationToken;
+
+async fn setup(test: &str) -> (TestEnv, TestTopics) {
+    let env = TestEnv::connect().await;
+    require_cluster(&env);
+    let topics = env.topics(test).await;
+    (env, topics)
+}
+
+async fn order_producer(env: &TestEnv, t: &TestTopics, cfg: ProducerConfig) -> OrderProducer {
+    OrderProducer::new(
+        cfg,
+        producer_support::codec(env),
+        ProducerTopic::from(t.topology.topic(orderstream_topology::TopicRole::Orders)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("producer start: {e}"))
+}
+
+/// Reads the whole orders topic back and decodes it (consumption order = offset order per
+/// partition).
+async fn read_topic(env: &TestEnv, topic: &str) -> Vec<Ev> {
+    let msgs = env.read_all(topic, Duration::from_secs(120)).await;
+    producer_support::decode_all(&producer_support::codec(env), &msgs)
+        .await
+        .into_iter()
+        .map(|(p, o, e)| Ev {
+            event_id: e.event_id,
+            key: e.order_id,
+            sequence: e.sequence,
+            partition: p,
+            offset: o,
+        })
+        .collect()
+}
+
+fn finish(mut f: Figures, started: Instant) -> Figures {
+    f.elapsed_s = started.elapsed().as_secs_f64();
+    f.report();
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Leader hard kill ×5 during a keyed produce of ≥ 100k events.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s1_leader_hard_kill_x5() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s1").await;
+    let topic = t.names.orders.clone();
+    let p = order_producer(&env, &t, producer_support::config(&env)).await;
+    let bg = BackgroundProducer::start(
+        p,
+        Pace {
+            // ~1.4k events/s while the kills run (five kill/recover/restart cycles take about
+            // two minutes), then unpaced up to 100k: sized for 2 cores.
+            keys: 2_000,
+            chunk: 500,
+            pause: Duration::from_millis(350),
+            min_events: 100_000,
+        },
+    );
+    let nodes = NodesGuard::default();
+    let mut recover = Vec::new();
+    let mut killed = Vec::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..5 {
+        let partition = i % 6;
+        let leader = leaders(&env, &topic)[&partition];
+        assert!(leader > 0, "partition {partition} has no leader");
+        let t0 = Instant::now();
+        nodes.kill(leader).await;
+        killed.push(leader);
+        wait_until(
+            "an ack on the killed leader's partition",
+            Duration::from_secs(90),
+            || bg.last_ack_on(partition).is_some_and(|at| at > t0),
+        )
+        .await;
+        recover.push(t0.elapsed());
+        nodes.start(leader).await;
+        println!(
+            "kill {}: node {leader} (leader of partition {partition}), partition acked again after {:?}",
+            i + 1,
+            recover[i as usize]
+        );
+    }
+    let log = bg.finish().await;
+    let consumed = read_topic(&env, &topic).await;
+    let max_recover = recover.iter().max().copied();
+    let f = check(
+        "1 leader hard kill x5",
+        &Observed {
+            acked: log.acked,
+            possibly_persisted: log.possibly_persisted,
+            consumed,
+            effects: None,
+            recover: max_recover,
+        },
+    )
+    .with("kills", 5)
+    .with("killed_nodes", format!("{killed:?}"))
+    .with("failed", serde_json::to_value(&log.errors).unwrap())
+    .with(
+        "recover_ms_each",
+        recover
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect::<Vec<_>>(),
+    );
+    let f = finish(f, started);
+    assert!(
+        f.acked >= 100_000,
+        "at least 100k acked events expected: {f:?}"
+    );
+    f.assert_promise();
+    assert_eq!(
+        f.dup_raw, 0,
+        "idempotent producer: no duplicates in the topic"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Rolling restart of all three brokers while producing and consuming.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s2_rolling_restart() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s2").await;
+    let p = order_producer(&env, &t, producer_support::config(&env)).await;
+    let rec = Arc::new(Recorder::new(producer_support::codec(&env), 0));
+    let group = env.group_id("rel-s2");
+    let (cancel, member) = spawn_member(
+        consumer_config(&env.bootstrap, &group, pipeline_topics(&t)),
+        Arc::clone(&rec),
+    );
+    let bg = BackgroundProducer::start(
+        p,
+        Pace {
+            keys: 1_000,
+            chunk: 250,
+            pause: Duration::from_millis(100),
+            min_events: 0,
+        },
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes = NodesGuard::default();
+    let roll_start = Instant::now();
+    let mut per_node = Vec::new();
+    for n in 1..=3 {
+        let t0 = Instant::now();
+        nodes.stop(n).await;
+        nodes.start(n).await;
+        per_node.push(t0.elapsed().as_millis() as u64);
+    }
+    let roll_end = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = bg.finish().await;
+    let catch_up = wait_consumed_all(&rec, &log.acked, Duration::from_secs(120)).await;
+    cancel.cancel();
+    let summary = member.await.unwrap();
+    let p99 = log.latency_quantile(0.99, roll_start, roll_end);
+    let p50 = log.latency_quantile(0.50, roll_start, roll_end);
+    let f = check(
+        "2 rolling restart",
+        &Observed {
+            acked: log.acked.clone(),
+            possibly_persisted: log.possibly_persisted,
+            consumed: rec.consumed(),
+            effects: Some(rec.effects()),
+            recover: Some(catch_up),
+        },
+    )
+    .with("p50_ack_ms_during_roll", p50.map(|d| d.as_millis() as u64))
+    .with("p99_ack_ms_during_roll", p99.map(|d| d.as_millis() as u64))
+    .with("restart_ms_per_node", per_node)
+    .with("failed", serde_json::to_value(&log.errors).unwrap())
+    .with("consumer_commit_failures", summary.commit_failures)
+    .with("recover", "consumer catch-up after the roll");
+    let f = finish(f, started);
+    f.assert_promise();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Below min ISR: two brokers down.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s3_below_min_isr() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s3").await;
+    let cfg = ProducerConfig {
+        delivery_timeout: Duration::from_secs(8),
+        request_timeout: Duration::from_secs(4),
+        ..producer_support::config(&env)
+    };
+    let p = order_producer(&env, &t, cfg).await;
+    let bg = BackgroundProducer::start(
+        p,
+        Pace {
+            keys: 500,
+            chunk: 50,
+            pause: Duration::from_millis(50),
+            min_events: 0,
+        },
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes = NodesGuard::default();
+    // Node 2 leaves cleanly (leadership moves while the controller quorum is intact), node 3
+    // crashes: ISR < 2 everywhere, and the controller quorum is lost too.
+    nodes.stop(2).await;
+    nodes.kill(3).await;
+    let outage_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let outage_end = Instant::now();
+    nodes.start(3).await;
+    nodes.start(2).await;
+    let restarted = Instant::now();
+    wait_until("acks after recovery", Duration::from_secs(120), || {
+        (0..6).all(|p| bg.last_ack_on(p).is_some_and(|at| at > restarted))
+    })
+    .await;
+    let recover = outage_end.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = bg.finish().await;
+    // Ack lower bounds are enqueue + latency; a 1 s grace after the crash covers acks in transit.
+    let grace = Duration::from_secs(1);
+    let acks_in_outage = log
+        .acked_at
+        .iter()
+        .filter(|at| **at >= outage_start + grace && **at <= outage_end)
+        .count();
+    let consumed = read_topic(&env, &t.names.orders).await;
+    let nes = log
+        .errors
+        .iter()
+        .filter(|(k, _)| k.contains("NotEnoughReplicas"))
+        .map(|(_, v)| v)
+        .sum::<usize>();
+    let f = check(
+        "3 below min ISR",
+        &Observed {
+            acked: log.acked.clone(),
+            possibly_persisted: log.possibly_persisted,
+            consumed,
+            effects: None,
+            recover: Some(recover),
+        },
+    )
+    .with("acks_while_isr_below_2", acks_in_outage)
+    .with("not_enough_replicas", nes)
+    .with(
+        "failed_or_in_doubt",
+        serde_json::to_value(&log.errors).unwrap(),
+    )
+    .with("outage_s", 20)
+    .with(
+        "recover",
+        "restart of both nodes until every partition acks again",
+    )
+    .with("first_error", log.first_error.clone());
+    let f = finish(f, started);
+    assert_eq!(acks_in_outage, 0, "acks issued while ISR < 2: {f:?}");
+    assert!(
+        !log.errors.is_empty(),
+        "the producer must report failures or timeouts during the outage"
+    );
+    f.assert_promise();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Producer SIGKILL and restart (a new producer session).
+// ---------------------------------------------------------------------------------------------
+
+const P4_KEYS: usize = 200;
+const P4_ROUNDS: i64 = 100;
+
+fn p4_event_id(key: usize, seq: i64) -> String {
+    // a deterministic UUID (the schema requires one), so a resend carries the same id
+    format!("00000000-0000-4000-8000-{key:06x}{seq:06x}")
+}
+
+/// Child of s4: produces `P4_KEYS × P4_ROUNDS` events with deterministic event ids, resuming
+/// after the last acked sequence of each key found in its ack log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of s4_producer_sigkill_restart"]
+async fn child_producer() {
+    let Ok(spec) = std::env::var("ORDERSTREAM_REL_PRODUCER") else {
+        return;
+    };
+    let f: Vec<&str> = spec.split('|').collect();
+    let (bootstrap, registry, topic, log_path) = (f[0], f[1], f[2], f[3]);
+    let mut next = vec![0i64; P4_KEYS];
+    for line in std::fs::read_to_string(log_path)
+        .unwrap_or_default()
+        .lines()
+    {
+        let w: Vec<&str> = line.split(' ').collect();
+        if w.len() == 5
+            && let (Ok(k), Ok(s)) = (w[1].parse::<usize>(), w[2].parse::<i64>())
+        {
+            next[k] = next[k].max(s + 1);
+        }
+    }
+    let codec = OrderCodec::new(RegistryConfig {
+        url: registry.to_owned(),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let cfg = ProducerConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        ..ProducerConfig::default()
+    };
+    let p = OrderProducer::new(cfg, codec, ProducerTopic::new(topic, 6))
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..P4_ROUNDS)
+        .flat_map(|seq| (0..P4_KEYS).map(move |k| (k, seq)))
+        .filter(|(k, seq)| *seq >= next[*k])
+        .map(|(k, seq)| {
+            let mut e = producer_support::event(k, seq);
+            e.event_id = p4_event_id(k, seq);
+            e
+        })
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap();
+    for batch in events.chunks(200) {
+        let outcomes = p.send_batch(batch).await;
+        let mut lines = String::new();
+        for (e, o) in batch.iter().zip(outcomes) {
+            let key: usize = e.order_id.trim_start_matches("order-").parse().unwrap();
+            match o {
+                DeliveryOutcome::Delivered {
+                    partition, offset, ..
+                } => lines.push_str(&format!(
+                    "{} {key} {} {partition} {offset}\n",
+                    e.event_id, e.sequence
+                )),
+                other => lines.push_str(&format!("NOTACKED {} {other:?}\n", e.event_id)),
+            }
+        }
+        std::io::Write::write_all(&mut file, lines.as_bytes()).unwrap();
+    }
+    p.shutdown(Duration::from_secs(10)).await;
+}
+
+fn spawn_child(test: &str, var: &str, spec: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(var, spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn line_count(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s4_producer_sigkill_restart() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s4").await;
+    let log_path = std::env::temp_dir().join(format!("{}.acks", env.unique("rel-s4")));
+    let spec = format!(
+        "{}|{}|{}|{}",
+        env.bootstrap,
+        env.registry_url,
+        t.names.orders,
+        log_path.display()
+    );
+    let total = P4_KEYS * P4_ROUNDS as usize;
+    let mut kills = Vec::new();
+    for _ in 0..2 {
+        let mut child = spawn_child("child_producer", "ORDERSTREAM_REL_PRODUCER", &spec);
+        let base = line_count(&log_path);
+        let at = base + rand::rng().random_range(1_000..6_000);
+        wait_until("child producer progress", Duration::from_secs(90), || {
+            line_count(&log_path) >= at
+        })
+        .await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(line_count(&log_path));
+    }
+    let mut child = spawn_child("child_producer", "ORDERSTREAM_REL_PRODUCER", &spec);
+    let status = blocking(move || child.wait().unwrap()).await;
+    assert!(status.success(), "the restarted producer failed: {status}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let mut acked = Vec::new();
+    let mut not_acked = 0;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split(' ').collect();
+        if w.first() == Some(&"NOTACKED") {
+            not_acked += 1;
+        } else if w.len() == 5 {
+            acked.push(Ev {
+                event_id: w[0].to_owned(),
+                key: format!("order-{:06}", w[1].parse::<usize>().unwrap()),
+                sequence: w[2].parse().unwrap(),
+                partition: w[3].parse().unwrap(),
+                offset: w[4].parse().unwrap(),
+            });
+        }
+    }
+    // the consumer, deduplicating by event id
+    let rec = Arc::new(Recorder::new(producer_support::codec(&env), 0));
+    let group = env.group_id("rel-s4");
+    let (cancel, member) = spawn_member(
+        consumer_config(&env.bootstrap, &group, pipeline_topics(&t)),
+        Arc::clone(&rec),
+    );
+    let in_topic: i64 = env.end_offsets(&t.names.orders).values().sum();
+    wait_until(
+        "consumer read the whole topic",
+        Duration::from_secs(120),
+        || rec.consumed.lock().unwrap().len() as i64 >= in_topic,
+    )
+    .await;
+    cancel.cancel();
+    member.await.unwrap();
+    let all_ids: HashSet<String> = (0..P4_ROUNDS)
+        .flat_map(|s| (0..P4_KEYS).map(move |k| p4_event_id(k, s)))
+        .collect();
+    let effects = rec.effects();
+    let missing_any = all_ids.iter().filter(|id| !effects.contains(*id)).count();
+    let f = check(
+        "4 producer SIGKILL + restart",
+        &Observed {
+            acked,
+            possibly_persisted: not_acked,
+            consumed: rec.consumed(),
+            effects: Some(effects),
+            recover: None,
+        },
+    )
+    .with("kills", 2)
+    .with("acks_logged_at_kill", kills)
+    .with("events_intended", total)
+    .with("records_in_topic", in_topic)
+    .with("intended_never_applied", missing_any);
+    let f = finish(f, started);
+    assert!(
+        f.acked * 10 >= total * 9,
+        "the child producer acked too little ({} of {total}); first lines of {}: {:?}",
+        f.acked,
+        log_path.display(),
+        text.lines().take(2).collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_file(&log_path);
+    f.assert_promise();
+    assert!(
+        f.dup_raw <= 2 * 1_000,
+        "raw duplicates bounded by the in-flight window per kill: {f:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Consumer SIGKILL ×20 at random points, out-of-order completion.
+// ---------------------------------------------------------------------------------------------
+
+fn s5_config(bootstrap: &str, group: &str, topics: Topics) -> ConsumerConfig {
+    ConsumerConfig {
+        session_timeout: Duration::from_secs(6),
+        revoke_drain_timeout: Duration::from_secs(3),
+        shutdown_timeout: Duration::from_secs(5),
+        commit_interval: Duration::from_millis(100),
+        commit_every: 50,
+        max_concurrency: 8,
+        // Static membership: a restarted member takes its partitions back at once instead of
+        // waiting for the killed one's session to expire.
+        extra_consumer: vec![("group.instance.id".into(), "rel-s5-member".into())],
+        ..consumer_config(bootstrap, group, topics)
+    }
+}
+
+/// Child of s5: one group member whose recorder logs each finished record before returning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of s5_consumer_sigkill_x20"]
+async fn child_consumer() {
+    let Ok(spec) = std::env::var("ORDERSTREAM_REL_CONSUMER") else {
+        return;
+    };
+    let f: Vec<&str> = spec.split('|').collect();
+    let codec = OrderCodec::new(RegistryConfig {
+        url: f[1].to_owned(),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let rec = Arc::new(Recorder::new(codec, 8).with_log(std::path::Path::new(f[6])));
+    let cfg = s5_config(f[0], f[5], Topics::new(f[2], f[3], f[4]));
+    // runs until SIGKILLed
+    orderstream_consumer::run(cfg, rec, CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// Offsets below the committed offset that were never processed, per partition.
+fn commit_violations(committed: &BTreeMap<i32, i64>, log: &[(Ev, bool)]) -> Vec<String> {
+    let mut done: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for (e, _) in log {
+        done.entry(e.partition).or_default().insert(e.offset);
+    }
+    let mut out = Vec::new();
+    for (p, c) in committed {
+        let d = done.get(p);
+        let frontier = (0..).find(|o| !d.is_some_and(|d| d.contains(o))).unwrap();
+        if *c > frontier {
+            out.push(format!(
+                "partition {p}: committed {c} > processed frontier {frontier}"
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s5_consumer_sigkill_x20() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s5").await;
+    let p = order_producer(&env, &t, producer_support::config(&env)).await;
+    let bg = BackgroundProducer::start(
+        p,
+        Pace {
+            keys: 300,
+            chunk: 3_000,
+            pause: Duration::ZERO,
+            min_events: 15_000,
+        },
+    );
+    let log = bg.finish().await;
+    let group = env.group_id("rel-s5");
+    let topics = pipeline_topics(&t);
+    let log_path = std::env::temp_dir().join(format!("{}.processed", env.unique("rel-s5")));
+    let spec = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        env.bootstrap,
+        env.registry_url,
+        topics.source,
+        topics.retry,
+        topics.dead_letter,
+        group,
+        log_path.display()
+    );
+    let mut violations = Vec::new();
+    let mut restart_ms = Vec::new();
+    let mut kills = 0;
+    for _ in 0..20 {
+        let base = line_count(&log_path);
+        let t0 = Instant::now();
+        let mut child = spawn_child("child_consumer", "ORDERSTREAM_REL_CONSUMER", &spec);
+        wait_until("child consumer restart", Duration::from_secs(60), || {
+            line_count(&log_path) > base
+        })
+        .await;
+        restart_ms.push(t0.elapsed().as_millis() as u64);
+        let at = base + rand::rng().random_range(50..600);
+        let t1 = Instant::now();
+        while line_count(&log_path) < at && t1.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        let committed = env.committed_offsets(&group, &topics.source).await;
+        violations.extend(commit_violations(&committed, &read_log(&log_path)));
+        if read_log(&log_path).len() >= log.acked.len() + 5_000 {
+            break;
+        }
+    }
+    // recovery in-process with the same durable log, then a clean stop
+    let rec = Arc::new(Recorder::new(producer_support::codec(&env), 0).with_log(&log_path));
+    let (cancel, member) = spawn_member(
+        s5_config(&env.bootstrap, &group, topics.clone()),
+        Arc::clone(&rec),
+    );
+    let t0 = Instant::now();
+    wait_until(
+        "recovery applied everything",
+        Duration::from_secs(120),
+        || {
+            let ids: HashSet<String> = read_log(&log_path)
+                .into_iter()
+                .map(|(e, _)| e.event_id)
+                .collect();
+            log.acked.iter().all(|a| ids.contains(&a.event_id))
+        },
+    )
+    .await;
+    let recovery = t0.elapsed();
+    cancel.cancel();
+    member.await.unwrap();
+    let final_log = read_log(&log_path);
+    let committed = env.committed_offsets(&group, &topics.source).await;
+    violations.extend(commit_violations(&committed, &final_log));
+    let ends = env.end_offsets(&topics.source);
+    let f = check(
+        "5 consumer SIGKILL x20",
+        &Observed {
+            acked: log.acked.clone(),
+            possibly_persisted: log.possibly_persisted,
+            consumed: final_log.iter().map(|(e, _)| e.clone()).collect(),
+            effects: Some(
+                final_log
+                    .iter()
+                    .filter(|(_, eff)| *eff)
+                    .map(|(e, _)| e.event_id.clone())
+                    .collect(),
+            ),
+            recover: restart_ms.iter().max().map(|ms| Duration::from_millis(*ms)),
+        },
+    )
+    .with("kills", kills)
+    .with("commit_ahead_of_frontier", violations.len())
+    .with("restart_to_first_record_ms", restart_ms.clone())
+    .with("final_recovery_ms", recovery.as_millis() as u64)
+    .with("lag_zero_at_end", committed == ends)
+    .with("recover", "max restart-to-first-processed-record");
+    let f = finish(f, started);
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        violations.is_empty(),
+        "commit ahead of processed: {violations:?}"
+    );
+    assert_eq!(kills, 20, "20 kills expected");
+    f.assert_promise();
+    assert_eq!(committed, ends, "lag back to 0 after recovery");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Rebalance storm: members join and leave every few seconds.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s6_rebalance_storm() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s6").await;
+    let p = order_producer(&env, &t, producer_support::config(&env)).await;
+    let rec = Arc::new(Recorder::new(producer_support::codec(&env), 2));
+    let group = env.group_id("rel-s6");
+    let topics = pipeline_topics(&t);
+    let cfg = consumer_config(&env.bootstrap, &group, topics.clone());
+    let bg = BackgroundProducer::start(
+        p,
+        Pace {
+            keys: 600,
+            chunk: 200,
+            pause: Duration::from_millis(100),
+            min_events: 0,
+        },
+    );
+    let mut members = vec![spawn_member(cfg.clone(), Arc::clone(&rec))];
+    let mut summaries = Vec::new();
+    let mut committed_samples: Vec<BTreeMap<i32, i64>> = Vec::new();
+    let mut changes = 0;
+    for step in 0..10 {
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            committed_samples.push(env.committed_offsets(&group, &topics.source).await);
+        }
+        let join = members.len() == 1 || (members.len() < 3 && step % 3 != 2);
+        if join {
+            members.push(spawn_member(cfg.clone(), Arc::clone(&rec)));
+        } else {
+            let i = rand::rng().random_range(0..members.len());
+            let (c, jh) = members.remove(i);
+            c.cancel();
+            summaries.push(jh.await.unwrap());
+        }
+        changes += 1;
+    }
+    let log = bg.finish().await;
+    let catch_up = wait_consumed_all(&rec, &log.acked, Duration::from_secs(120)).await;
+    for (c, jh) in members {
+        c.cancel();
+        summaries.push(jh.await.unwrap());
+    }
+    committed_samples.push(env.committed_offsets(&group, &topics.source).await);
+    let mut regressed = 0;
+    for w in committed_samples.windows(2) {
+        for (p, c) in &w[1] {
+            if w[0].get(p).is_some_and(|prev| c < prev) {
+                regressed += 1;
+            }
+        }
+    }
+    let ends = env.end_offsets(&topics.source);
+    let mut processed: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for e in rec.consumed() {
+        processed.entry(e.partition).or_default().insert(e.offset);
+    }
+    let skipped: usize = ends
+        .iter()
+        .map(|(p, end)| {
+            (0..*end)
+                .filter(|o| !processed.get(p).is_some_and(|s| s.contains(o)))
+                .count()
+        })
+        .sum();
+    let revoke_failed: u64 = summaries.iter().map(|s| s.revoke_commits_failed).sum();
+    let revoke_ok: u64 = summaries.iter().map(|s| s.revoke_commits_ok).sum();
+    let rebalances: u64 = summaries.iter().map(|s| s.rebalances).sum();
+    let f = check(
+        "6 rebalance storm",
+        &Observed {
+            acked: log.acked.clone(),
+            possibly_persisted: log.possibly_persisted,
+            consumed: rec.consumed(),
+            effects: Some(rec.effects()),
+            recover: Some(catch_up),
+        },
+    )
+    .with("membership_changes", changes)
+    .with("rebalances", rebalances)
+    .with("skipped_offsets", skipped)
+    .with("regressed_commits", regressed)
+    .with("revoke_commits_ok", revoke_ok)
+    .with("revoke_commits_failed", revoke_failed)
+    .with("recover", "catch-up after the storm");
+    let f = finish(f, started);
+    assert_eq!(skipped, 0, "skipped offsets: {f:?}");
+    assert_eq!(regressed, 0, "regressed committed offsets: {f:?}");
+    assert_eq!(revoke_failed, 0, "failed revoke commits: {f:?}");
+    f.assert_promise();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Poison records, one placed last: all dead-lettered with headers, lag back to 0.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s7_poison_records() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s7").await;
+    let topic = t.names.orders.clone();
+    let p = order_producer(&env, &t, producer_support::config(&env)).await;
+    let mut good = Vec::new();
+    for seq in 0..4 {
+        good.extend((0..50).map(|k| producer_support::event(k, seq)));
+    }
+    let mut plog = support::ProduceLog::default();
+    let t0 = Instant::now();
+    let outcomes = p.send_batch(&good).await;
+    plog.record(&good, outcomes, t0);
+    assert_eq!(plog.acked.len(), good.len(), "valid events must be acked");
+    let codec = producer_support::codec(&env);
+    let valid = codec
+        .encode(&topic, &producer_support::event(999, 0))
+        .await
+        .unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&valid.schema_id.to_be_bytes());
+    let mut bad_magic = valid.bytes.clone();
+    bad_magic[0] = 7;
+    let mut unknown = vec![0u8];
+    unknown.extend_from_slice(&0x7fff_fff0u32.to_be_bytes());
+    unknown.extend_from_slice(&valid.bytes[5..]);
+    let truncated = valid.bytes[..valid.bytes.len() / 2].to_vec();
+    let mut oversized = frame.clone();
+    oversized.resize(1_000_000 - 16_384, 0xff);
+    let mut illegal_ev = producer_support::event(1_000, 2); // shipped before created
+    illegal_ev.event_type = EventType::Shipped;
+    let illegal = codec.encode(&topic, &illegal_ev).await.unwrap().bytes;
+    let poison: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("bad_magic", "order-poison-1", bad_magic),
+        ("unknown_schema_id", "order-poison-2", unknown),
+        ("truncated", "order-poison-3", truncated),
+        ("oversized", "order-poison-4", oversized),
+        ("illegal_transition", "order-001000", illegal),
+    ];
+    let mut positions = BTreeMap::new();
+    for (kind, key, bytes) in &poison {
+        let o = p
+            .send_raw(
+                Some(key.as_bytes()),
+                bytes,
+                &[("poison-kind", kind.as_bytes())],
+            )
+            .await;
+        let pos = o
+            .position()
+            .unwrap_or_else(|| panic!("poison {kind} not delivered: {o:?}"));
+        positions.insert(pos, (*kind).to_owned());
+    }
+    let ends = env.end_offsets(&topic);
+    let last_in_partition: Vec<&String> = positions
+        .iter()
+        .filter(|((p, o), _)| ends[p] == o + 1)
+        .map(|(_, k)| k)
+        .collect();
+    assert!(
+        !last_in_partition.is_empty(),
+        "a poison record must be last"
+    );
+    let processor = Arc::new(OrderProcessor::new(
+        producer_support::codec(&env),
+        SampleConfig {
+            unknown_schema_max_attempts: 2,
+            ..SampleConfig::default()
+        },
+    ));
+    let group = env.group_id("rel-s7");
+    let topics = pipeline_topics(&t);
+    let cfg = ConsumerConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(20),
+            max_attempts: 3,
+            ..BackoffConfig::default()
+        },
+        retry_topic_delay: Duration::from_millis(200),
+        ..consumer_config(&env.bootstrap, &group, topics.clone())
+    };
+    let (cancel, member) = spawn_member(cfg, Arc::clone(&processor));
+    let t0 = Instant::now();
+    loop {
+        let c = env.committed_offsets(&group, &topic).await;
+        if c == ends {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "lag did not return to 0: committed {c:?}, ends {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lag_zero_after = t0.elapsed();
+    cancel.cancel();
+    let summary = member.await.unwrap();
+    let dl = env
+        .read_all(&topics.dead_letter, Duration::from_secs(30))
+        .await;
+    let mut in_dlq = BTreeMap::new();
+    let mut missing_headers = 0;
+    for m in &dl {
+        let hs: BTreeMap<String, String> = rdkafka::message::Headers::iter(m.headers().unwrap())
+            .map(|x| {
+                (
+                    x.key.to_owned(),
+                    String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        for name in [
+            h::DLQ_SOURCE_TOPIC,
+            h::DLQ_SOURCE_PARTITION,
+            h::DLQ_SOURCE_OFFSET,
+            h::DLQ_ERROR_CLASS,
+            h::DLQ_ERROR_MESSAGE,
+            h::DLQ_ATTEMPTS,
+            h::DLQ_GROUP,
+            "poison-kind",
+        ] {
+            if !hs.contains_key(name) {
+                missing_headers += 1;
+            }
+        }
+        let pos = (
+            hs.get(h::DLQ_SOURCE_PARTITION)
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(-1),
+            hs.get(h::DLQ_SOURCE_OFFSET)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(-1),
+        );
+        in_dlq.insert(pos, hs.get(h::DLQ_ERROR_CLASS).cloned().unwrap_or_default());
+    }
+    let dead_lettered = positions.keys().filter(|p| in_dlq.contains_key(*p)).count();
+    let retry_ends = env.end_offsets(&topics.retry);
+    let retry_committed = env.committed_offsets(&group, &topics.retry).await;
+    let retry_lag_zero = retry_ends
+        .iter()
+        .all(|(p, e)| *e == 0 || retry_committed.get(p) == Some(e));
+    let snap = processor.snapshot();
+    let consumed_good = read_topic_decodable(&env, &topic).await;
+    let f = check(
+        "7 poison records",
+        &Observed {
+            acked: plog.acked.clone(),
+            possibly_persisted: 0,
+            consumed: consumed_good,
+            effects: None,
+            recover: Some(lag_zero_after),
+        },
+    )
+    .with("poison", poison.len())
+    .with("poison_dead_lettered", dead_lettered)
+    .with("dlq_records", dl.len())
+    .with("dlq_missing_headers", missing_headers)
+    .with(
+        "dlq_classes",
+        in_dlq.values().cloned().collect::<Vec<_>>().join(","),
+    )
+    .with("poison_last_in_partition", last_in_partition.len())
+    .with("valid_applied", snap.applied_events)
+    .with("lag_zero", true)
+    .with("retry_lag_zero", retry_lag_zero)
+    .with("recover", "time until committed == end offsets");
+    finish(f, started);
+    println!("{summary:?}");
+    assert_eq!(
+        dead_lettered,
+        poison.len(),
+        "100% of poison in the DLQ: {in_dlq:?}"
+    );
+    assert_eq!(dl.len(), poison.len(), "only the poison in the DLQ");
+    assert_eq!(missing_headers, 0);
+    assert_eq!(
+        snap.applied_events as usize,
+        good.len(),
+        "every valid event applied"
+    );
+    assert!(retry_lag_zero, "retry topic lag back to 0");
+}
+
+/// Every record of `topic` that decodes as an order event (poison records skipped).
+async fn read_topic_decodable(env: &TestEnv, topic: &str) -> Vec<Ev> {
+    let codec = producer_support::codec(env);
+    let mut out = Vec::new();
+    for m in env.read_all(topic, Duration::from_secs(60)).await {
+        let Some(bytes) = m.payload() else { continue };
+        if let Ok(d) = codec.decode(bytes).await {
+            out.push(Ev {
+                event_id: d.event.event_id,
+                key: d.event.order_id,
+                sequence: d.event.sequence,
+                partition: m.partition(),
+                offset: m.offset(),
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Registry outage.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s8_registry_outage() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s8").await;
+    let topics = pipeline_topics(&t);
+    let warm = order_producer(&env, &t, producer_support::config(&env)).await;
+    let rec = Arc::new(Recorder::new(producer_support::codec(&env), 0));
+    let group = env.group_id("rel-s8");
+    let (cancel, member) = spawn_member(
+        consumer_config(&env.bootstrap, &group, topics.clone()),
+        Arc::clone(&rec),
+    );
+    let mut plog = support::ProduceLog::default();
+    let mut seq = 0;
+    let mut send_round = async |plog: &mut support::ProduceLog| {
+        let events: Vec<_> = (0..200).map(|k| producer_support::event(k, seq)).collect();
+        seq += 1;
+        let t0 = Instant::now();
+        let outcomes = warm.send_batch(&events).await;
+        plog.record(&events, outcomes, t0);
+    };
+    send_round(&mut plog).await;
+    wait_consumed_all(&rec, &plog.acked, Duration::from_secs(60)).await;
+    let before_outage = plog.acked.len();
+    let mut guard = RegistryGuard::stop().await;
+    for _ in 0..10 {
+        send_round(&mut plog).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let during_outage_acked = plog.acked.len() - before_outage;
+    let during_outage_failed: usize = plog.errors.values().sum();
+    // a producer whose codec has never seen the registry
+    let cold = order_producer(&env, &t, producer_support::config(&env)).await;
+    let t0 = Instant::now();
+    let outcome = cold.send(&producer_support::event(5_000, 0)).await;
+    let cold_fail_ms = t0.elapsed().as_millis() as u64;
+    let cold_msg = outcome.error().map(ToString::to_string).unwrap_or_default();
+    let cold_ok = matches!(
+        outcome,
+        DeliveryOutcome::NotSent {
+            retriable: true,
+            ..
+        }
+    );
+    println!("cold producer during the outage: {outcome:?}");
+    wait_consumed_all(&rec, &plog.acked, Duration::from_secs(60)).await;
+    let restart_t0 = Instant::now();
+    guard.start().await;
+    let recover = restart_t0.elapsed();
+    let after = cold.send(&producer_support::event(5_001, 0)).await;
+    cancel.cancel();
+    let summary = member.await.unwrap();
+    let dlq: i64 = env.end_offsets(&topics.dead_letter).values().sum();
+    let f = check(
+        "8 registry outage",
+        &Observed {
+            acked: plog.acked.clone(),
+            possibly_persisted: plog.possibly_persisted,
+            consumed: rec.consumed(),
+            effects: Some(rec.effects()),
+            recover: Some(recover),
+        },
+    )
+    .with("acked_during_outage_warm_cache", during_outage_acked)
+    .with("warm_failed_during_outage", during_outage_failed)
+    .with("misrouted_to_dlq", dlq)
+    .with(
+        "consumer_decode_errors",
+        rec.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+    )
+    .with("cold_producer_not_sent_retriable", cold_ok)
+    .with("cold_producer_fail_ms", cold_fail_ms)
+    .with("cold_producer_error", cold_msg.clone())
+    .with(
+        "cold_producer_after_restart_delivered",
+        after.is_delivered(),
+    )
+    .with("recover", "registry restart until it answers");
+    let f = finish(f, started);
+    println!("{summary:?}");
+    assert_eq!(during_outage_failed, 0, "warm producer kept sending: {f:?}");
+    assert_eq!(dlq, 0, "nothing misrouted to the DLQ");
+    assert!(
+        cold_ok,
+        "cold producer must fail NotSent retriable: {cold_msg}"
+    );
+    assert!(
+        cold_msg.to_lowercase().contains("registry"),
+        "the cold producer's error must name the registry: {cold_msg}"
+    );
+    assert!(
+        after.is_delivered(),
+        "after restart the cold producer sends: {after:?}"
+    );
+    f.assert_promise();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Bad configuration and CLI input.
+// ---------------------------------------------------------------------------------------------
+
+fn cli_binary() -> std::path::PathBuf {
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent()?.parent().map(|d| d.join("orderstream")));
+    let path = from_exe
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| orderstream_testkit::repo_root().join("target/debug/orderstream"));
+    assert!(
+        path.exists(),
+        "the orderstream binary is missing at {}: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs the CLI with a 60 s bound; returns (exit code, stdout, stderr).
+async fn run_cli(args: Vec<String>, dir: std::path::PathBuf) -> (Option<i32>, String, String) {
+    let bin = cli_binary();
+    blocking(move || {
+        let mut child = Command::new(&bin)
+            .args(&args)
+            .current_dir(&dir)
+            .env_remove("ORDERSTREAM_BOOTSTRAP")
+            .env_remove("ORDERSTREAM_REGISTRY_URL")
+            .env_remove("ORDERSTREAM_TOPOLOGY")
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env_remove("ORDERSTREAM_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+        let t0 = Instant::now();
+        loop {
+            if let Some(_status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                return (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                );
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("orderstream {args:?} did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
+async fn s9_bad_configuration_and_cli_input() {
+    let started = Instant::now();
+    let (env, t) = setup("rel-s9").await;
+    let dir = std::env::temp_dir().join(env.unique("rel-s9"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // a layout naming this test's private topics
+    let prefix = t
+        .names
+        .orders
+        .strip_suffix("orders.events")
+        .unwrap()
+        .to_owned();
+    let layout_text =
+        std::fs::read_to_string(orderstream_testkit::repo_root().join("topology.toml"))
+            .unwrap()
+            .replace(
+                "name = \"orders.events",
+                &format!("name = \"{prefix}orders.events"),
+            );
+    let layout = dir.join("topology.toml");
+    std::fs::write(&layout, layout_text).unwrap();
+    let malformed = dir.join("malformed.toml");
+    std::fs::write(&malformed, "[topics.orders\nname = \n").unwrap();
+    let s = |v: &str| v.to_owned();
+    let layout_s = layout.display().to_string();
+    let cases: Vec<(&str, Vec<String>, Vec<String>)> = vec![
+        (
+            "wrong broker address",
+            vec![
+                s("--bootstrap"),
+                s("127.0.0.1:1"),
+                s("--registry-url"),
+                env.registry_url.clone(),
+                s("--topology"),
+                layout_s.clone(),
+                s("produce"),
+                s("--count"),
+                s("1"),
+                s("--quiet"),
+            ],
+            vec![s("127.0.0.1:1")],
+        ),
+        (
+            "wrong registry URL",
+            vec![
+                s("--bootstrap"),
+                env.bootstrap.clone(),
+                s("--registry-url"),
+                s("http://127.0.0.1:1/apis/ccompat/v7"),
+                s("--topology"),
+                layout_s.clone(),
+                s("produce"),
+                s("--count"),
+                s("1"),
+                s("--quiet"),
+            ],
+            vec![s("registry")],
+        ),
+        (
+            "malformed layout file",
+            vec![
+                s("--bootstrap"),
+                env.bootstrap.clone(),
+                s("--registry-url"),
+                env.registry_url.clone(),
+                s("--topology"),
+                malformed.display().to_string(),
+                s("produce"),
+                s("--count"),
+                s("1"),
+                s("--quiet"),
+            ],
+            vec![s("malformed.toml")],
+        ),
+        (
+            "unknown flag",
+            vec![
+                s("--bootstrap"),
+                env.bootstrap.clone(),
+                s("--topology"),
+                layout_s.clone(),
+                s("produce"),
+                s("--count"),
+                s("1"),
+                s("--no-such-flag"),
+            ],
+            vec![s("--no-such-flag")],
+        ),
+    ];
+    let mut rows = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (name, args, expect) in cases {
+        let before: i64 = env.end_offsets(&t.names.orders).values().sum();
+        let (code, stdout, stderr) = run_cli(args, dir.clone()).await;
+        let after: i64 = env.end_offsets(&t.names.orders).values().sum();
+        // the line that says what went wrong: the first `error` line, else the last line
+        let first = stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with("error"))
+            .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or_default()
+            .to_owned();
+        let on_stdout = expect
+            .iter()
+            .all(|e| stdout.to_lowercase().contains(&e.to_lowercase()));
+        println!(
+            "{name}: exit {code:?}; stderr: {}\nstdout: {}",
+            stderr.trim(),
+            stdout.trim()
+        );
+        let clear = expect
+            .iter()
+            .all(|e| stderr.to_lowercase().contains(&e.to_lowercase()))
+            && !stderr.contains("panicked");
+        if stderr.contains("unrecognized subcommand 'produce'") {
+            failures.push(format!(
+                "{name}: the orderstream binary has no `produce` command (rebuild it: cargo build --workspace)"
+            ));
+        }
+        if code == Some(0) || code.is_none() {
+            failures.push(format!("{name}: exit {code:?}, expected non-zero"));
+        }
+        if !clear {
+            failures.push(format!(
+                "{name}: stderr does not mention {expect:?} clearly: {stderr}"
+            ));
+        }
+        if after != before {
+            failures.push(format!("{name}: {} records produced", after - before));
+        }
+        rows.insert(
+            name.to_owned(),
+            serde_json::json!({"exit": code, "clear_message_on_stderr": clear, "mentioned_on_stdout": on_stdout, "produced": after - before, "message": first}),
+        );
+    }
+    let f = check("9 bad config / CLI input", &Observed::default())
+        .with("cases", serde_json::to_value(&rows).unwrap())
+        .with("failures", failures.len());
+    finish(f, started);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

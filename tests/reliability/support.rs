@@ -1,0 +1,502 @@
+//! Shared machinery of the reliability scenarios: a recording processor, a paced background
+//! producer, broker/registry fault helpers with restore guards, consumer configs.
+#![allow(unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orderstream_consumer::{ConsumerConfig, Dedup, ProcessError, Processor, Record, Topics};
+use orderstream_producer::{DeliveryOutcome, OrderProducer};
+use orderstream_schema::OrderCodec;
+use orderstream_testkit::{TestEnv, TestTopics};
+use rand::Rng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio_util::sync::CancellationToken;
+
+use super::checker::Ev;
+use crate::producer_support;
+
+/// Fails the test unless the 3-node cluster is running.
+pub fn require_cluster(env: &TestEnv) {
+    assert!(
+        env.brokers >= 3,
+        "the reliability suite needs the 3-node cluster (RF 3, min ISR 2), found {} broker(s) at {}: run scripts/reliability.sh (or scripts/services.sh up --nodes 3)",
+        env.brokers,
+        env.bootstrap
+    );
+}
+
+/// The consumer-crate topic set of a test's private pipeline topics.
+pub fn pipeline_topics(t: &TestTopics) -> Topics {
+    Topics::new(&t.names.orders, &t.names.retry, &t.names.dead_letter)
+}
+
+/// Member settings sized for the 2-core machine: short timeouts, frequent commits.
+pub fn consumer_config(bootstrap: &str, group: &str, topics: Topics) -> ConsumerConfig {
+    ConsumerConfig {
+        session_timeout: Duration::from_secs(10),
+        revoke_drain_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(10),
+        commit_interval: Duration::from_millis(200),
+        commit_every: 200,
+        max_concurrency: 16,
+        statistics_interval: Duration::ZERO,
+        ..ConsumerConfig::new(bootstrap, group, topics)
+    }
+}
+
+/// A processor that decodes order events, applies each event id's effect once (dedup window),
+/// and records every delivery and every effect; optionally appends each to a file before it
+/// returns (so a SIGKILLed child leaves an exact record of what it finished).
+#[derive(Debug)]
+pub struct Recorder {
+    codec: OrderCodec,
+    max_latency_ms: u64,
+    dedup: Dedup,
+    log: Option<Mutex<std::fs::File>>,
+    pub consumed: Mutex<Vec<Ev>>,
+    pub effects: Mutex<Vec<String>>,
+    pub decode_errors: AtomicUsize,
+}
+
+impl Recorder {
+    pub fn new(codec: OrderCodec, max_latency_ms: u64) -> Self {
+        Self {
+            codec,
+            max_latency_ms,
+            dedup: Dedup::new(1_000_000),
+            log: None,
+            consumed: Mutex::new(Vec::new()),
+            effects: Mutex::new(Vec::new()),
+            decode_errors: AtomicUsize::new(0),
+        }
+    }
+
+    /// Appends to `path` and seeds the dedup window from it (the file is the durable effect
+    /// store of a process that may be SIGKILLed).
+    pub fn with_log(mut self, path: &Path) -> Self {
+        for (ev, _) in read_log(path) {
+            self.dedup.insert(&ev.event_id);
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        self.log = Some(Mutex::new(f));
+        self
+    }
+
+    pub fn distinct(&self) -> usize {
+        let effects = self.effects.lock().unwrap_or_else(|e| e.into_inner());
+        effects.len()
+    }
+
+    pub fn consumed(&self) -> Vec<Ev> {
+        self.consumed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn effects(&self) -> Vec<String> {
+        self.effects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Processor for Recorder {
+    async fn process(&self, record: &Record) -> Result<(), ProcessError> {
+        let bytes = record.payload.as_deref().unwrap_or_default();
+        let decoded = match self.codec.decode(bytes).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.decode_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(if e.is_retriable() {
+                    ProcessError::transient(e.to_string())
+                } else {
+                    ProcessError::permanent(e.class(), e.to_string())
+                });
+            }
+        };
+        if self.max_latency_ms > 0 {
+            let ms = rand::rng().random_range(0..=self.max_latency_ms);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let e = decoded.event;
+        let ev = Ev {
+            event_id: e.event_id,
+            key: e.order_id,
+            sequence: e.sequence,
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let effect = self.dedup.first_time(&ev.event_id);
+        if let Some(log) = &self.log {
+            let line = format!(
+                "{} {} {} {} {} {}\n",
+                ev.partition,
+                ev.offset,
+                ev.event_id,
+                ev.key,
+                ev.sequence,
+                u8::from(effect)
+            );
+            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+            f.write_all(line.as_bytes())
+                .map_err(|e| ProcessError::transient(format!("log write: {e}")))?;
+        }
+        if effect {
+            self.effects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ev.event_id.clone());
+        }
+        self.consumed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ev);
+        Ok(())
+    }
+}
+
+/// Reads a [`Recorder`] log: `(event, effect applied)` per complete line.
+pub fn read_log(path: &Path) -> Vec<(Ev, bool)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() != 6 {
+                return None;
+            }
+            Some((
+                Ev {
+                    partition: f[0].parse().ok()?,
+                    offset: f[1].parse().ok()?,
+                    event_id: f[2].to_owned(),
+                    key: f[3].to_owned(),
+                    sequence: f[4].parse().ok()?,
+                },
+                f[5] == "1",
+            ))
+        })
+        .collect()
+}
+
+/// What a background producer saw.
+#[derive(Debug, Default)]
+pub struct ProduceLog {
+    pub acked: Vec<Ev>,
+    /// Lower bound of each acked record's ack instant (batch start + ack latency), same order.
+    pub acked_at: Vec<Instant>,
+    pub latencies: Vec<Duration>,
+    pub possibly_persisted: usize,
+    pub not_sent: usize,
+    /// Failures and in-doubt outcomes by librdkafka error code (or error kind).
+    pub errors: BTreeMap<String, usize>,
+    pub first_error: Option<String>,
+}
+
+impl ProduceLog {
+    /// Records the outcomes of one batch.
+    pub fn record(
+        &mut self,
+        events: &[orderstream_schema::OrderEvent],
+        outcomes: Vec<DeliveryOutcome>,
+        batch_start: Instant,
+    ) {
+        for (e, o) in events.iter().zip(outcomes) {
+            match o {
+                DeliveryOutcome::Delivered {
+                    partition,
+                    offset,
+                    latency,
+                } => {
+                    self.acked.push(Ev {
+                        event_id: e.event_id.clone(),
+                        key: e.order_id.clone(),
+                        sequence: e.sequence,
+                        partition,
+                        offset,
+                    });
+                    self.acked_at.push(batch_start + latency);
+                    self.latencies.push(latency);
+                }
+                other => {
+                    if matches!(other, DeliveryOutcome::PossiblyPersisted { .. }) {
+                        self.possibly_persisted += 1;
+                    }
+                    if matches!(other, DeliveryOutcome::NotSent { .. }) {
+                        self.not_sent += 1;
+                    }
+                    let err = other.error();
+                    let code = err
+                        .and_then(orderstream_producer::ProducerError::code)
+                        .map_or_else(|| "other".to_owned(), |c| format!("{c:?}"));
+                    *self.errors.entry(code).or_default() += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = err.map(ToString::to_string);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `q` quantile (0..=1) of ack latencies of records acked in `[from, to]`.
+    pub fn latency_quantile(&self, q: f64, from: Instant, to: Instant) -> Option<Duration> {
+        let mut v: Vec<Duration> = self
+            .acked_at
+            .iter()
+            .zip(&self.latencies)
+            .filter(|(at, _)| **at >= from && **at <= to)
+            .map(|(_, l)| *l)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let idx = ((v.len() as f64 - 1.0) * q).round() as usize;
+        Some(v[idx.min(v.len() - 1)])
+    }
+}
+
+/// Pacing of a [`BackgroundProducer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Orders (keys); event `i` is sequence `i / keys` of order `i % keys`.
+    pub keys: usize,
+    /// Events per `send_batch`.
+    pub chunk: usize,
+    /// Sleep between batches while `paced` is set.
+    pub pause: Duration,
+    /// Keep producing (unpaced) after the stop request until this many events were sent.
+    pub min_events: usize,
+}
+
+/// A producer task sending per-key sequenced events until stopped.
+#[derive(Debug)]
+pub struct BackgroundProducer {
+    stop: CancellationToken,
+    paced: Arc<AtomicBool>,
+    /// Latest ack instant per partition.
+    pub last_ack: Arc<Mutex<BTreeMap<i32, Instant>>>,
+    task: tokio::task::JoinHandle<ProduceLog>,
+}
+
+impl BackgroundProducer {
+    pub fn start(p: OrderProducer, pace: Pace) -> Self {
+        let stop = CancellationToken::new();
+        let paced = Arc::new(AtomicBool::new(true));
+        let last_ack = Arc::new(Mutex::new(BTreeMap::new()));
+        let task = {
+            let (stop, paced, last_ack) = (stop.clone(), Arc::clone(&paced), Arc::clone(&last_ack));
+            tokio::spawn(async move {
+                let mut log = ProduceLog::default();
+                let mut i = 0usize;
+                while !(stop.is_cancelled() && i >= pace.min_events) {
+                    let events: Vec<_> = (i..i + pace.chunk)
+                        .map(|n| producer_support::event(n % pace.keys, (n / pace.keys) as i64))
+                        .collect();
+                    i += pace.chunk;
+                    let t0 = Instant::now();
+                    let outcomes = p.send_batch(&events).await;
+                    let before = log.acked.len();
+                    log.record(&events, outcomes, t0);
+                    if let Ok(mut m) = last_ack.lock() {
+                        for (e, at) in log.acked[before..].iter().zip(&log.acked_at[before..]) {
+                            let slot = m.entry(e.partition).or_insert(*at);
+                            *slot = (*slot).max(*at);
+                        }
+                    }
+                    if paced.load(Ordering::Relaxed) && !stop.is_cancelled() {
+                        tokio::time::sleep(pace.pause).await;
+                    }
+                }
+                log
+            })
+        };
+        Self {
+            stop,
+            paced,
+            last_ack,
+            task,
+        }
+    }
+
+    /// The latest ack on `partition`, if any.
+    pub fn last_ack_on(&self, partition: i32) -> Option<Instant> {
+        self.last_ack
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&partition).copied())
+    }
+
+    /// Stops (after `min_events`, unpaced) and returns the log.
+    pub async fn finish(self) -> ProduceLog {
+        self.paced.store(false, Ordering::Relaxed);
+        self.stop.cancel();
+        self.task
+            .await
+            .unwrap_or_else(|e| panic!("producer task: {e}"))
+    }
+}
+
+/// Runs a testkit script helper on the blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| panic!("blocking task: {e}"))
+}
+
+/// `scripts/kafka.sh <args>` off the async workers.
+pub async fn kafka(args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        orderstream_testkit::kafka_script(&refs);
+    })
+    .await;
+}
+
+/// Restarts every Kafka node that a scenario took down, even when the scenario panics.
+#[derive(Debug, Default)]
+pub struct NodesGuard {
+    down: Mutex<Vec<i32>>,
+}
+
+impl NodesGuard {
+    pub async fn kill(&self, node: i32) {
+        self.mark(node);
+        kafka(&["kill", &node.to_string()]).await;
+    }
+
+    pub async fn stop(&self, node: i32) {
+        self.mark(node);
+        kafka(&["stop", &node.to_string()]).await;
+    }
+
+    /// Starts `node` and waits until it is back in the ISR of its partitions.
+    pub async fn start(&self, node: i32) {
+        kafka(&["start", &node.to_string()]).await;
+        if let Ok(mut d) = self.down.lock() {
+            d.retain(|n| *n != node);
+        }
+    }
+
+    fn mark(&self, node: i32) {
+        if let Ok(mut d) = self.down.lock() {
+            d.push(node);
+        }
+    }
+}
+
+impl Drop for NodesGuard {
+    fn drop(&mut self) {
+        let down = self.down.lock().map(|d| d.clone()).unwrap_or_default();
+        for n in down {
+            let n = n.to_string();
+            let r = std::panic::catch_unwind(|| orderstream_testkit::kafka_script(&["start", &n]));
+            eprintln!("guard: restarted Kafka node {n}: ok={}", r.is_ok());
+        }
+    }
+}
+
+/// Restarts the registry on drop unless it was restarted already.
+#[derive(Debug)]
+pub struct RegistryGuard {
+    pub stopped: bool,
+}
+
+impl RegistryGuard {
+    pub async fn stop() -> Self {
+        blocking(|| orderstream_testkit::registry_script(&["stop"])).await;
+        Self { stopped: true }
+    }
+
+    pub async fn start(&mut self) {
+        blocking(|| orderstream_testkit::registry_script(&["start"])).await;
+        self.stopped = false;
+    }
+}
+
+impl Drop for RegistryGuard {
+    fn drop(&mut self) {
+        if self.stopped {
+            let r = std::panic::catch_unwind(|| orderstream_testkit::registry_script(&["start"]));
+            eprintln!("guard: restarted the registry: ok={}", r.is_ok());
+        }
+    }
+}
+
+/// Leader broker id of each partition of `topic`.
+pub fn leaders(env: &TestEnv, topic: &str) -> BTreeMap<i32, i32> {
+    let c: BaseConsumer = env
+        .client_config()
+        .create()
+        .unwrap_or_else(|e| panic!("metadata client: {e}"));
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    md.topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
+        .collect()
+}
+
+/// Polls `f` every 100 ms until it holds.
+pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Spawns one group member.
+pub fn spawn_member<P: Processor>(
+    cfg: ConsumerConfig,
+    proc_: Arc<P>,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<orderstream_consumer::RunSummary>,
+) {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let jh = tokio::spawn(async move {
+        orderstream_consumer::run(cfg, proc_, c)
+            .await
+            .unwrap_or_else(|e| panic!("member: {e}"))
+    });
+    (cancel, jh)
+}
+
+/// Waits until the recorder applied every acked event id.
+pub async fn wait_consumed_all(rec: &Recorder, acked: &[Ev], timeout: Duration) -> Duration {
+    let t0 = Instant::now();
+    let want: std::collections::HashSet<&str> = acked.iter().map(|e| e.event_id.as_str()).collect();
+    loop {
+        let have = {
+            let c = rec.consumed.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: std::collections::HashSet<&str> =
+                c.iter().map(|e| e.event_id.as_str()).collect();
+            want.iter().all(|w| ids.contains(w))
+        };
+        if have {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "consumer did not apply every acked event within {timeout:?} ({} of {} distinct)",
+            rec.distinct(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,219 @@
+//! `orderstream-bench`: the issue-7 benchmark suite. Every figure is reported next to a baseline
+//! measured in the same invocation, interleaved A/B/A/B and repeated (median, min–max over
+//! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
+
+mod consume;
+mod report;
+mod util;
+mod w0;
+mod w1;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use orderstream_consumer::GroupProtocol;
+use orderstream_producer::Compression;
+use orderstream_schema::{OrderCodec, RegistryConfig};
+
+use crate::util::Tools;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderstream-bench",
+    about = "orderstream benchmark suite (issue 7)"
+)]
+pub(crate) struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "ORDERSTREAM_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub(crate) bootstrap: String,
+    /// Confluent-compatible registry URL.
+    #[arg(
+        long,
+        env = "ORDERSTREAM_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
+    )]
+    pub(crate) registry_url: String,
+    /// Small record counts and short phases (development); the default is the full run.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Rounds per comparison (≥ 3).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5.
+    #[arg(long, default_value = "w0,w1,w2,w3,mem,w5", value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
+    /// Path of a built `rdkafka_performance` (scripts/bench.sh builds it under target/).
+    #[arg(long, env = "RDKAFKA_PERFORMANCE")]
+    pub(crate) rdkafka_performance: Option<PathBuf>,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub(crate) out: PathBuf,
+    /// Cluster description for the report (e.g. "1 node"); detected when absent.
+    #[arg(long, env = "ORDERSTREAM_BENCH_CLUSTER")]
+    pub(crate) cluster: Option<String>,
+    /// Run ProducerPerformance on every W1 setting, not only the headline one.
+    #[arg(long)]
+    pub(crate) java_all: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    pub(crate) w0: Option<w0::W0>,
+    pub(crate) w1: Vec<w1::SettingResult>,
+    pub(crate) w2: Option<consume::W2>,
+    pub(crate) w3: Option<consume::W3>,
+    pub(crate) mem: Option<consume::Mem>,
+    pub(crate) w5: Vec<consume::W5>,
+    pub(crate) errors: Vec<String>,
+    pub(crate) cluster: String,
+    pub(crate) elapsed: Duration,
+}
+
+fn wants(a: &Args, w: &str) -> bool {
+    a.only.iter().any(|o| o.trim() == w)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let rounds = args.rounds.max(3);
+    let tools = Tools {
+        root: util::repo_root(),
+        rdkafka_performance: args.rdkafka_performance.clone().filter(|p| p.exists()),
+    };
+    let mut res = Results::default();
+    let needs_broker = ["w1", "w2", "w3", "mem", "w5"]
+        .iter()
+        .any(|w| wants(&args, w));
+    let brokers = if needs_broker {
+        util::brokers(&args.bootstrap).context("Kafka not reachable")?
+    } else {
+        0
+    };
+    res.cluster = args.cluster.clone().unwrap_or_else(|| {
+        format!(
+            "{brokers} broker(s) at {}, topics with {} partitions, RF {}",
+            args.bootstrap,
+            util::PARTITIONS,
+            if brokers >= 3 { 3 } else { 1 }
+        )
+    });
+    let mut topics = Vec::new();
+
+    if wants(&args, "w0") {
+        eprintln!("W0 codec ...");
+        let n = if args.quick { 100_000 } else { 400_000 };
+        match w0::run(rounds, n, Some(&args.registry_url)).await {
+            Ok(r) => res.w0 = Some(r),
+            Err(e) => res.errors.push(format!("W0: {e:#}")),
+        }
+    }
+    let codec = OrderCodec::new(RegistryConfig {
+        url: args.registry_url.clone(),
+        ..RegistryConfig::default()
+    })?;
+
+    if wants(&args, "w1") {
+        let settings: Vec<w1::Setting> = {
+            let s = |linger_ms, pad, compression| w1::Setting {
+                linger_ms,
+                pad,
+                compression,
+            };
+            if args.quick {
+                vec![
+                    s(5, 0, Compression::Lz4),
+                    s(20, 0, Compression::Lz4),
+                    s(5, 900, Compression::None),
+                ]
+            } else {
+                let mut v = Vec::new();
+                for linger in [5, 20] {
+                    for pad in [0, 900] {
+                        for c in [Compression::Lz4, Compression::None] {
+                            v.push(s(linger, pad, c));
+                        }
+                    }
+                }
+                v
+            }
+        };
+        for (i, s) in settings.into_iter().enumerate() {
+            let records = match (args.quick, s.pad) {
+                (true, 0) => 30_000,
+                (true, _) => 10_000,
+                (false, 0) => 100_000,
+                (false, _) => 30_000,
+            };
+            let java = i == 0 || args.java_all;
+            eprintln!("W1 {s:?} ...");
+            match w1::run_setting(
+                &tools,
+                &args.bootstrap,
+                &codec,
+                s,
+                records,
+                rounds,
+                java,
+                &mut topics,
+            )
+            .await
+            {
+                Ok(r) => res.w1.push(r),
+                Err(e) => res.errors.push(format!("W1 {s:?}: {e:#}")),
+            }
+        }
+    }
+    // W1's max: the Avro producer at the headline setting (linger 5 ms, ~100 B, lz4).
+    let max_rate = res
+        .w1
+        .first()
+        .map(|r| r.avro.m(|x| x.msgs_s).med)
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .unwrap_or(20_000.0);
+
+    if wants(&args, "w2") {
+        eprintln!("W2 fixed-rate latency (max {max_rate:.0}/s) ...");
+        let secs = if args.quick { 3.0 } else { 5.0 };
+        match consume::w2(&args.bootstrap, &codec, max_rate, secs, rounds, &mut topics).await {
+            Ok(r) => res.w2 = Some(r),
+            Err(e) => res.errors.push(format!("W2: {e:#}")),
+        }
+    }
+    if wants(&args, "w3") {
+        eprintln!("W3 consumer drain ...");
+        let n = if args.quick { 50_000 } else { 200_000 };
+        match consume::w3(&tools, &args.bootstrap, &codec, n, rounds, &mut topics).await {
+            Ok(r) => res.w3 = Some(r),
+            Err(e) => res.errors.push(format!("W3: {e:#}")),
+        }
+    }
+    if wants(&args, "mem") {
+        eprintln!("Memory (slow handler) ...");
+        let secs = if args.quick { 8.0 } else { 20.0 };
+        let rate = (max_rate * 0.3).clamp(1000.0, 5000.0);
+        match consume::mem(&args.bootstrap, &codec, rate, secs, &mut topics).await {
+            Ok(r) => res.mem = Some(r),
+            Err(e) => res.errors.push(format!("memory: {e:#}")),
+        }
+    }
+    if wants(&args, "w5") {
+        let hold = Duration::from_secs(if args.quick { 4 } else { 8 });
+        let rate = (max_rate * 0.1).clamp(500.0, 3000.0);
+        for proto in [GroupProtocol::default(), GroupProtocol::Consumer] {
+            eprintln!("W5 rebalance {proto:?} ...");
+            res.w5
+                .push(consume::w5(&args.bootstrap, &codec, proto, rate, hold, &mut topics).await);
+        }
+    }
+    util::delete_topics(&args.bootstrap, &topics).await;
+    res.elapsed = started.elapsed();
+    let md = report::render(&args, rounds, &tools, &res);
+    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{md}");
+    eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
+    Ok(())
+}

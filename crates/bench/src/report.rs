@@ -1,0 +1,439 @@
+//! The Markdown report (`BENCHMARKS.md`).
+
+use std::fmt::Write as _;
+
+use crate::util::Mmm;
+use crate::{Args, Results, Tools};
+
+fn pf(ok: bool) -> &'static str {
+    if ok { "**PASS**" } else { "**MISS**" }
+}
+
+fn verdict(m: Mmm, ok: impl Fn(f64) -> bool) -> &'static str {
+    if m.n == 0 { "n/a" } else { pf(ok(m.med)) }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {}; load average at the end of the run: {}",
+        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> String {
+    let mut s = String::new();
+    let (_, rdk_version) = rdkafka::util::get_rdkafka_version();
+    let _ = writeln!(s, "# orderstream benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Written by `scripts/bench.sh` (`orderstream-bench{}`), run time {:.0} s. Every figure is \
+         `median (min–max)` over {rounds} rounds; comparisons are ratios against a baseline \
+         measured in the same invocation, interleaved A/B/A/B. Absolute numbers are for this \
+         machine at this moment only: read the ratios.\n",
+        if args.quick { " --quick" } else { "" },
+        r.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(s, "- Machine: {}", machine());
+    let _ = writeln!(s, "- Cluster: {}", r.cluster);
+    let _ = writeln!(
+        s,
+        "- Versions: librdkafka {rdk_version} (rdkafka-sys, bundled), Apache Kafka brokers and tools from `scripts/kafka.sh`, Apicurio Registry from `scripts/registry.sh`, apache-avro 0.22"
+    );
+    let _ = writeln!(
+        s,
+        "- Baselines: `rdkafka_performance` {}; `ProducerPerformance` / `ConsumerPerformance` via `scripts/kafka.sh tool`; Python `confluent-kafka`: not run (no wheel installed; optional)\n",
+        if tools.rdkafka_performance.is_some() {
+            "built from rdkafka-sys's librdkafka sources, linked with the same static librdkafka"
+        } else {
+            "NOT available (skipped)"
+        }
+    );
+
+    // ---------------- targets
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| # | target | measured (median, min–max) | verdict |\n|---|---|---|---|"
+    );
+    if let Some(h) = r.w1.first() {
+        let m = h.raw_vs_rdk();
+        let _ = writeln!(
+            t,
+            "| 1 | raw-bytes producer ≥ 0.90× `rdkafka_performance` msgs/s ({}) | {}× | {} |",
+            h.setting.label(h.size),
+            m.fmt(2),
+            verdict(m, |x| x >= 0.9)
+        );
+        for x in r.w1.iter().filter(|x| x.setting.pad == 0) {
+            let m = x.avro_vs_raw();
+            let _ = writeln!(
+                t,
+                "| 2 | keyed idempotent Avro ≥ 0.85× raw bytes ({}) | {}× | {} |",
+                x.setting.label(x.size),
+                m.fmt(2),
+                verdict(m, |v| v >= 0.85)
+            );
+        }
+    }
+    if let Some(w) = &r.w0 {
+        let _ = writeln!(
+            t,
+            "| 3 | encode ≤ 300 ns / event ({} B incl. header) | {} ns | {} |",
+            w.encoded_len,
+            w.enc_m().fmt(0),
+            verdict(w.enc_m(), |x| x <= 300.0)
+        );
+        let _ = writeln!(
+            t,
+            "| 3 | decode ≤ 300 ns / event | {} ns | {} |",
+            w.dec_m().fmt(0),
+            verdict(w.dec_m(), |x| x <= 300.0)
+        );
+    }
+    if let Some(w) = &r.w3 {
+        let _ = writeln!(
+            t,
+            "| 4 | consumer (decode + in-order handler + interval commits) ≥ 1.0× `ConsumerPerformance` fetch rate | {}× | {} |",
+            w.vs_java().fmt(2),
+            verdict(w.vs_java(), |x| x >= 1.0)
+        );
+        let _ = writeln!(
+            t,
+            "| 4 | same ≥ 0.6× `rdkafka_performance -G` | {}× | {} |",
+            w.vs_rdk().fmt(2),
+            verdict(w.vs_rdk(), |x| x >= 0.6)
+        );
+        let _ = writeln!(
+            t,
+            "| 4 | interval commits ≥ 0.95× no-commit run | {}× | {} |",
+            w.interval_vs_none().fmt(2),
+            verdict(w.interval_vs_none(), |x| x >= 0.95)
+        );
+    }
+    if let Some(w) = &r.w2
+        && let Some((_, _, _, lats)) = w.levels.iter().find(|l| l.0 == "50%")
+    {
+        let p99 = Mmm::of(&lats.iter().map(|l| l.p99 / 1e3).collect::<Vec<_>>());
+        let p999 = Mmm::of(&lats.iter().map(|l| l.p999 / 1e3).collect::<Vec<_>>());
+        let lim = w.linger_ms as f64 + 5.0;
+        let _ = writeln!(
+            t,
+            "| 5 | 50% load, linger {} ms: end-to-end p99 ≤ {lim:.0} ms | {} ms | {} |",
+            w.linger_ms,
+            p99.fmt(1),
+            verdict(p99, |x| x <= lim)
+        );
+        let _ = writeln!(
+            t,
+            "| 5 | 50% load: end-to-end p99.9 ≤ 20 ms | {} ms | {} |",
+            p999.fmt(1),
+            verdict(p999, |x| x <= 20.0)
+        );
+    }
+    if let Some(m) = &r.mem {
+        let growth = m.rss_end_mib - m.rss_half_mib;
+        let backlog_mib =
+            (m.produced.saturating_sub(m.processed)) as f64 * m.record_bytes as f64 / 1048576.0;
+        let bounded = growth < backlog_mib * 0.25;
+        let _ = writeln!(
+            t,
+            "| 6 | memory bounded with a 10× slower handler | peak RSS {:.0} MiB (start {:.0}); RSS at half time {:.0} → end {:.0} MiB while the backlog grew to {:.0} MiB | {} |",
+            m.peak_rss_mib,
+            m.base_rss_mib,
+            m.rss_half_mib,
+            m.rss_end_mib,
+            backlog_mib,
+            pf(bounded)
+        );
+    }
+    let _ = writeln!(s, "## Targets (issue 7)\n\n{t}");
+
+    // ---------------- W0
+    if let Some(w) = &r.w0 {
+        let _ = writeln!(
+            s,
+            "## W0 codec (no broker)\n\nOrder event `OrderEvent::example()`, {} B encoded incl. the 5-byte Confluent header. \
+             Warm cache: `encode_with_cached_id`, `try_decode_cached` (owned event), `try_decode_cached_into` (reused buffer). \
+             Baselines in the same loop: apache-avro's generic `Value` path (`to_value` → `resolve` → `to_avro_datum`; \
+             `from_avro_datum` → `from_value`) and apache-avro's schema-aware serde (`write_ser` / `read_deser`).\n",
+            w.encoded_len
+        );
+        let _ = writeln!(
+            s,
+            "| operation | orderstream ns/op | Value path ns/op | speed-up vs Value | apache-avro serde ns/op |\n|---|---|---|---|---|"
+        );
+        let _ = writeln!(
+            s,
+            "| encode | {} | {} | {}× | {} |",
+            w.enc_m().fmt(0),
+            Mmm::of(&w.value_enc).fmt(0),
+            w.enc_vs_value().fmt(1),
+            Mmm::of(&w.serde_enc).fmt(0)
+        );
+        let _ = writeln!(
+            s,
+            "| decode | {} | {} | {}× | {} |",
+            w.dec_m().fmt(0),
+            Mmm::of(&w.value_dec).fmt(0),
+            w.dec_vs_value().fmt(1),
+            Mmm::of(&w.serde_dec).fmt(0)
+        );
+        let _ = writeln!(
+            s,
+            "| decode into a reused event | {} | | | |",
+            Mmm::of(&w.dec_into).fmt(0)
+        );
+        let _ = writeln!(
+            s,
+            "\nTwo threads sharing one codec (encode + decode per op): one thread {} ns/op, two threads {} ns/op per thread; \
+             ratio two/one {}× (1.0 = no contention; on 2 noisy cores anything below ~1.3 is within noise).\n",
+            Mmm::of(&w.one_thread).fmt(0),
+            Mmm::of(&w.two_threads).fmt(0),
+            w.contention().fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "Cold lookup ({}): first `encode` on a fresh codec {} µs, first `decode` of an unknown id {} µs; \
+             that is {:.0}× / {:.0}× a warm encode / decode, paid once per subject / schema id.\n",
+            w.cold_note,
+            Mmm::of(&w.cold_encode_us).fmt(0),
+            Mmm::of(&w.cold_decode_us).fmt(0),
+            Mmm::of(&w.cold_encode_us).med * 1e3 / w.enc_m().med,
+            Mmm::of(&w.cold_decode_us).med * 1e3 / w.dec_m().med,
+        );
+    }
+
+    // ---------------- W1
+    if !r.w1.is_empty() {
+        let _ = writeln!(
+            s,
+            "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame with \
+             `event_id` + `content-type` headers; 4 concurrent workers × `send_batch` of 5 000. `raw` = the same binary and producer sending \
+             the same pre-encoded values, keys and headers (`RawProducer::send_raw`): the difference is the codec. \
+             `rdkafka_performance` (same librdkafka, `-a -1 -X enable.idempotence=true -X linger.ms=… -z … -X sticky.partitioning.linger.ms=0`, batch and queue limits as ours, 5× our record count so its ~0.5 s start-up — connect + idempotent producer id, during which it fills its queue — is amortised; its payload is a constant pattern, which lz4 compresses far better than Avro) and `ProducerPerformance` \
+             (Java client defaults except acks/idempotence/linger/compression) send **unkeyed** records of the same size: ceilings. \
+             Delivery latency = enqueue → ack (closed loop, so it is mostly queueing). CPU = this process's user+sys time (all threads) per message \
+             (n/a for external tools).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| setting | records/run | variant | msgs/s | MB/s | CPU µs/msg | delivery p50 / p99 / p99.9 ms |\n|---|---|---|---|---|---|---|"
+        );
+        for x in &r.w1 {
+            for (name, v) in [
+                ("Avro (OrderProducer)", &x.avro),
+                ("raw bytes (RawProducer)", &x.raw),
+                ("rdkafka_performance (5× records)", &x.rdk),
+                ("ProducerPerformance", &x.java),
+            ] {
+                if v.runs.is_empty() && v.errors.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {name} | {} | {} | {} | {} / {} / {} |",
+                    x.setting.label(x.size),
+                    x.records,
+                    v.m(|r| r.msgs_s).fmt(0),
+                    v.m(|r| r.mb_s).fmt(1),
+                    v.m(|r| r.cpu_us_per_msg).fmt(1),
+                    v.m(|r| r.p50_us / 1e3).fmt(1),
+                    v.m(|r| r.p99_us / 1e3).fmt(1),
+                    v.m(|r| r.p999_us / 1e3).fmt(1),
+                );
+                for e in &v.errors {
+                    let _ = writeln!(s, "| | | {name} error | {e} | | | |");
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n| setting | Avro / raw | raw / rdkafka_performance | Avro / ProducerPerformance |\n|---|---|---|---|"
+        );
+        for x in &r.w1 {
+            let _ = writeln!(
+                s,
+                "| {} | {}× | {}× | {}× |",
+                x.setting.label(x.size),
+                x.avro_vs_raw().fmt(2),
+                x.raw_vs_rdk().fmt(2),
+                x.avro_vs_java().fmt(2)
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    // ---------------- W2
+    if let Some(w) = &r.w2 {
+        let _ = writeln!(
+            s,
+            "## W2 fixed-rate end-to-end latency\n\nOpen loop at a fraction of W1's Avro max ({:.0} msgs/s, linger {} ms, lz4): every event carries its *scheduled* \
+             send time (`occurred_at_micros`); the consumer's handler (consumer crate `run`, decode) records `now − scheduled` in an HdrHistogram (µs). \
+             Levels are interleaved 10/50/80/10/50/80/…; one histogram per level and round. Max is reported, not targeted.\n",
+            w.max_rate, w.linger_ms
+        );
+        let _ = writeln!(
+            s,
+            "| load | offered msgs/s | achieved msgs/s | records/round | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|"
+        );
+        for (name, offered, rate, lats) in &w.levels {
+            let m = |g: fn(&crate::consume::Lat) -> f64| {
+                Mmm::of(&lats.iter().map(|l| g(l) / 1e3).collect::<Vec<_>>()).fmt(1)
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {offered:.0} | {rate:.0} | {} | {} | {} | {} | {} |",
+                lats.first().map_or(0, |l| l.count),
+                m(|l| l.p50),
+                m(|l| l.p99),
+                m(|l| l.p999),
+                m(|l| l.max),
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    // ---------------- W3
+    if let Some(w) = &r.w3 {
+        let _ = writeln!(
+            s,
+            "## W3 consumer drain\n\nPre-filled topic, {} Avro records (~100 B, 6 partitions). orderstream = consumer crate `run` (new group each run, key-ordered \
+             handler that decodes and checks per-order sequence order, max concurrency 16), rate from the first to the last handled record (group join excluded). \
+             `ConsumerPerformance`: its `fetch.nMsg.sec` (excludes the group join). `rdkafka_performance -G`: its msgs/s. Neither baseline decodes. \
+             Runs interleaved per round. Per-message synchronous commits (the anti-pattern) are not offered by the consumer crate and were not run.\n",
+            w.records
+        );
+        let _ = writeln!(s, "| variant | msgs/s | ratio |\n|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| orderstream, async frontier commit every 1 000 records or 1 s | {} | 1.00 |",
+            Mmm::of(&w.interval).fmt(0)
+        );
+        let _ = writeln!(
+            s,
+            "| orderstream, async commit every 100 records | {} | {}× of interval |",
+            Mmm::of(&w.every100).fmt(0),
+            crate::util::ratio(&w.every100, &w.interval).fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "| orderstream, no commits (final commit only) | {} | interval / this = {}× |",
+            Mmm::of(&w.no_commit).fmt(0),
+            w.interval_vs_none().fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "| ConsumerPerformance fetch rate | {} | interval / this = {}× |",
+            Mmm::of(&w.java).fmt(0),
+            w.vs_java().fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "| rdkafka_performance -G | {} | interval / this = {}× |",
+            Mmm::of(&w.rdk).fmt(0),
+            w.vs_rdk().fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "\nPer-order order violations seen by the handler: {}.",
+            w.out_of_order
+        );
+        for e in &w.errors {
+            let _ = writeln!(s, "\n- error: {e}");
+        }
+        let _ = writeln!(s);
+    }
+
+    // ---------------- memory
+    if let Some(m) = &r.mem {
+        let _ = writeln!(
+            s,
+            "## Memory with a slow handler\n\nOne process: an open-loop producer at {:.0} msgs/s of ~{} B events for {:.0} s and a consumer member \
+             whose handler sleeps (16 concurrent) so it processes ~{:.0} msgs/s (10× slower). Per-partition window {} records (pause / resume). \
+             Produced {}, processed {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB, peak {:.1} MiB ({}).\n",
+            m.produce_rate,
+            m.record_bytes,
+            m.secs,
+            m.handler_rate,
+            m.window,
+            m.produced,
+            m.processed,
+            m.base_rss_mib,
+            m.rss_half_mib,
+            m.rss_end_mib,
+            m.peak_rss_mib,
+            if m.hwm_reset {
+                "VmHWM reset at the start of the phase"
+            } else {
+                "sampled every 250 ms"
+            }
+        );
+    }
+
+    // ---------------- W5
+    if !r.w5.is_empty() {
+        let _ = writeln!(
+            s,
+            "## W5 rebalance 2 → 3 → 2 under load\n\nOne topic (6 partitions) per protocol, open-loop producer; members are consumer crate `run`s in one process. \
+             Gap = longest time a partition went without a processed record, from the change to the end of the observation window. \
+             Time to stable = until the last stall > 200 ms after the change ended. Reprocessed = (partition, offset) handled more than once.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| protocol | msgs/s | change | max gap ms | median gap ms | time to stable ms | processed | reprocessed |\n|---|---|---|---|---|---|---|---|"
+        );
+        for w in &r.w5 {
+            if let Some(e) = &w.error {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.0} | error: {e} | | | | | |",
+                    w.protocol, w.rate
+                );
+            }
+            for e in &w.events {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                    w.protocol,
+                    w.rate,
+                    e.what,
+                    e.max_gap_ms,
+                    e.median_gap_ms,
+                    e.time_to_stable_ms,
+                    w.processed,
+                    w.reprocessed
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nOne run per protocol (not repeated: W5 is a behaviour figure, not a ratio).\n"
+        );
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "## Errors\n");
+        for e in &r.errors {
+            let _ = writeln!(s, "- {e}");
+        }
+    }
+    s
+}

@@ -1,0 +1,307 @@
+//! Shared helpers: statistics over rounds, process CPU / RSS from `/proc`, order-event
+//! generation, topic administration and the external baseline tools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use orderstream_schema::{EventType, LineItem, OrderEvent};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// Keys (order ids) the keyed workloads spread over.
+pub(crate) const KEYS: usize = 10_000;
+/// Partitions of every bench topic.
+pub(crate) const PARTITIONS: i32 = 6;
+
+/// min / median / max of a set of rounds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mmm {
+    pub(crate) min: f64,
+    pub(crate) med: f64,
+    pub(crate) max: f64,
+    pub(crate) n: usize,
+}
+
+impl Mmm {
+    pub(crate) fn of(v: &[f64]) -> Mmm {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Mmm {
+                min: f64::NAN,
+                med: f64::NAN,
+                max: f64::NAN,
+                n: 0,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let med = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Mmm {
+            min: v[0],
+            med,
+            max: v[n - 1],
+            n,
+        }
+    }
+
+    /// `median (min–max)` with `prec` decimals.
+    pub(crate) fn fmt(&self, prec: usize) -> String {
+        if self.n == 0 {
+            return "n/a".to_owned();
+        }
+        format!(
+            "{:.p$} ({:.p$}–{:.p$})",
+            self.med,
+            self.min,
+            self.max,
+            p = prec
+        )
+    }
+}
+
+/// Element-wise ratio of paired rounds (a[i] / b[i]), as min/median/max.
+pub(crate) fn ratio(a: &[f64], b: &[f64]) -> Mmm {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    Mmm::of(&r)
+}
+
+/// CPU time (user + system) of this process, all threads, from `/proc/self/stat`
+/// (clock ticks; USER_HZ is 100 on Linux).
+pub(crate) fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the `(comm)`: state is field 3; utime 14, stime 15 (1-based).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    // rest starts at field 3 → index 0; utime = field 14 → index 11.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`).
+pub(crate) fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak-RSS counter (`VmHWM`) of this process (Linux ≥ 4.0).
+pub(crate) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A deterministic UUID-shaped event id.
+fn event_id(i: u64) -> String {
+    let h = (u128::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (h >> 96) as u32,
+        (h >> 80) as u16,
+        (h >> 64) as u16 & 0xfff,
+        (h >> 48) as u16 & 0xfff,
+        h as u64 & 0xffff_ffff_ffff
+    )
+}
+
+/// Order event `i`, keyed over [`KEYS`] order ids. `pad` extra bytes in `note` make a ~1 KB event.
+pub(crate) fn event(i: u64, pad: usize) -> OrderEvent {
+    let order = i % KEYS as u64;
+    OrderEvent {
+        event_id: event_id(i),
+        order_id: format!("order-{order:06}"),
+        customer_id: format!("cust-{:04}", order % 997),
+        sequence: (i / KEYS as u64) as i64,
+        event_type: EventType::Paid,
+        amount_minor: 12_345,
+        currency: "EUR".into(),
+        items: vec![
+            LineItem {
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price_minor: 4_000,
+            },
+            LineItem {
+                sku: "SKU-22".into(),
+                quantity: 1,
+                unit_price_minor: 4_345,
+            },
+        ],
+        occurred_at_micros: 1_767_225_600_000_000 + i as i64,
+        note: Some(if pad == 0 {
+            "gift".to_owned()
+        } else {
+            "n".repeat(pad)
+        }),
+        channel: Some("web".into()),
+    }
+}
+
+pub(crate) fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?)
+}
+
+/// Live broker count.
+pub(crate) fn brokers(bootstrap: &str) -> Result<usize> {
+    let a = admin(bootstrap)?;
+    Ok(a.inner()
+        .fetch_metadata(None, Duration::from_secs(10))?
+        .brokers()
+        .len())
+}
+
+/// Creates `name` with [`PARTITIONS`] partitions (RF 3 / min ISR 2 on ≥ 3 brokers, else RF 1)
+/// and waits until every partition has a leader.
+pub(crate) async fn create_topic(bootstrap: &str, name: &str) -> Result<()> {
+    let a = admin(bootstrap)?;
+    let rf = if brokers(bootstrap)? >= 3 { 3 } else { 1 };
+    let t = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(rf))
+        .set("min.insync.replicas", if rf == 3 { "2" } else { "1" });
+    for r in a.create_topics([&t], &AdminOptions::new()).await? {
+        if let Err((topic, code)) = r {
+            bail!("creating topic {topic}: {code}");
+        }
+    }
+    for _ in 0..100 {
+        let md = a
+            .inner()
+            .fetch_metadata(Some(name), Duration::from_secs(5))?;
+        let ok = md.topics().first().is_some_and(|t| {
+            t.partitions().len() == PARTITIONS as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ok {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("topic {name}: partitions without a leader after 10 s")
+}
+
+pub(crate) async fn delete_topics(bootstrap: &str, names: &[String]) {
+    if let Ok(a) = admin(bootstrap) {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let _ = a.delete_topics(&refs, &AdminOptions::new()).await;
+    }
+}
+
+/// Where the external tools are.
+#[derive(Debug, Clone)]
+pub(crate) struct Tools {
+    pub(crate) root: PathBuf,
+    pub(crate) rdkafka_performance: Option<PathBuf>,
+}
+
+impl Tools {
+    fn kafka_sh(&self) -> PathBuf {
+        self.root.join("scripts/kafka.sh")
+    }
+
+    /// `scripts/kafka.sh tool ARGS`: stdout.
+    pub(crate) fn kafka_tool(&self, args: &[String]) -> Result<String> {
+        let out = Command::new("bash")
+            .arg(self.kafka_sh())
+            .arg("tool")
+            .args(args)
+            .output()
+            .context("running scripts/kafka.sh tool")?;
+        if !out.status.success() {
+            bail!(
+                "kafka.sh tool {} failed: {}",
+                args.first().map_or("", String::as_str),
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `rdkafka_performance ARGS`: combined stdout + stderr.
+    pub(crate) fn rdkperf(&self, args: &[String]) -> Result<String> {
+        let Some(bin) = &self.rdkafka_performance else {
+            bail!("rdkafka_performance not built");
+        };
+        let out = Command::new(bin)
+            .args(args)
+            .output()
+            .context("running rdkafka_performance")?;
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("rdkafka_performance failed: {}", tail(&s, 3));
+        }
+        Ok(s)
+    }
+}
+
+pub(crate) fn tail(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().rev().take(n).collect();
+    v.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// First number in `s` after `marker` (e.g. `" in "` for `in 1630ms`).
+pub(crate) fn number_after(s: &str, marker: &str) -> Option<f64> {
+    let rest = &s[s.find(marker)? + marker.len()..];
+    let num: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    num.parse().ok()
+}
+
+/// The number right before `marker` (e.g. `" msgs/s"`).
+pub(crate) fn number_before(s: &str, marker: &str) -> Option<f64> {
+    let head = &s[..s.find(marker)?];
+    let num: String = head
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    num.parse().ok()
+}
+
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mmm_and_parsing() {
+        let m = Mmm::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((m.min, m.med, m.max), (1.0, 2.0, 3.0));
+        let line = "% 50000 messages produced (5000000 bytes), 50000 delivered (offset 49997, 0 failed) in 1630ms: 30659 msgs/s and 3.07 MB/s";
+        assert_eq!(number_before(line, " msgs/s"), Some(30659.0));
+        assert_eq!(number_after(line, ") in "), Some(1630.0));
+        assert!(process_cpu() >= Duration::ZERO);
+        assert!(!event(1, 0).event_id.is_empty());
+    }
+}

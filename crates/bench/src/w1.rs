@@ -1,0 +1,380 @@
+//! W1: producer saturation. Per setting, interleaved A/B/C/D per round: the keyed idempotent
+//! Avro producer (`OrderProducer::send_batch`), the same binary sending the pre-encoded bytes
+//! (`RawProducer::send_raw_batch`, same keys and headers), librdkafka's `rdkafka_performance`
+//! and Kafka's `ProducerPerformance` (both unkeyed: ceilings).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::future::join_all;
+use hdrhistogram::Histogram;
+use orderstream_producer::{
+    Compression, DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic,
+};
+use orderstream_schema::{OrderCodec, OrderEvent};
+
+use crate::util::{self, Mmm, PARTITIONS, Tools, number_after, number_before, ratio};
+
+const WORKERS: usize = 4;
+const CHUNK: usize = 5_000;
+/// `rdkafka_performance` sends this many times the records of our runs (start-up amortised).
+pub(crate) const RDK_FACTOR: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Setting {
+    pub(crate) linger_ms: u64,
+    /// `note` padding: 0 → ~100 B event, ~900 → ~1 KB.
+    pub(crate) pad: usize,
+    pub(crate) compression: Compression,
+}
+
+impl Setting {
+    pub(crate) fn label(&self, size: usize) -> String {
+        format!(
+            "linger {} ms, {} B, {}",
+            self.linger_ms,
+            size,
+            self.compression.as_librdkafka()
+        )
+    }
+}
+
+/// One producer run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Run {
+    pub(crate) msgs_s: f64,
+    pub(crate) mb_s: f64,
+    pub(crate) cpu_us_per_msg: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Variant {
+    pub(crate) runs: Vec<Run>,
+    pub(crate) errors: Vec<String>,
+}
+
+impl Variant {
+    pub(crate) fn m(&self, f: impl Fn(&Run) -> f64) -> Mmm {
+        Mmm::of(&self.runs.iter().map(f).collect::<Vec<_>>())
+    }
+    pub(crate) fn rates(&self) -> Vec<f64> {
+        self.runs.iter().map(|r| r.msgs_s).collect()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct SettingResult {
+    pub(crate) setting: Setting,
+    pub(crate) size: usize,
+    pub(crate) records: usize,
+    pub(crate) avro: Variant,
+    pub(crate) raw: Variant,
+    pub(crate) rdk: Variant,
+    pub(crate) java: Variant,
+}
+
+impl SettingResult {
+    pub(crate) fn avro_vs_raw(&self) -> Mmm {
+        ratio(&self.avro.rates(), &self.raw.rates())
+    }
+    pub(crate) fn raw_vs_rdk(&self) -> Mmm {
+        ratio(&self.raw.rates(), &self.rdk.rates())
+    }
+
+    pub(crate) fn avro_vs_java(&self) -> Mmm {
+        ratio(&self.avro.rates(), &self.java.rates())
+    }
+}
+
+fn record_outcomes(h: &mut Histogram<u64>, outs: &[DeliveryOutcome]) -> usize {
+    let mut ok = 0;
+    for o in outs {
+        if let DeliveryOutcome::Delivered { latency, .. } = o {
+            ok += 1;
+            let _ = h.record(latency.as_micros().max(1) as u64);
+        }
+    }
+    ok
+}
+
+fn finish(started: Instant, cpu0: Duration, n: usize, bytes: usize, h: &Histogram<u64>) -> Run {
+    let s = started.elapsed().as_secs_f64();
+    let cpu = util::process_cpu().saturating_sub(cpu0);
+    Run {
+        msgs_s: n as f64 / s,
+        mb_s: bytes as f64 / s / 1e6,
+        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / n as f64,
+        p50_us: h.value_at_quantile(0.5) as f64,
+        p99_us: h.value_at_quantile(0.99) as f64,
+        p999_us: h.value_at_quantile(0.999) as f64,
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+async fn run_avro(p: &OrderProducer, events: &[OrderEvent], bytes: usize) -> Result<Run> {
+    let cpu0 = util::process_cpu();
+    let started = Instant::now();
+    let chunks: Vec<&[OrderEvent]> = events.chunks(CHUNK).collect();
+    let per_worker = chunks.len().div_ceil(WORKERS);
+    let work = chunks.chunks(per_worker).map(|mine| async move {
+        let mut h = hist();
+        let mut ok = 0usize;
+        for c in mine {
+            ok += record_outcomes(&mut h, &p.send_batch(c).await);
+        }
+        (ok, h)
+    });
+    let mut h = hist();
+    let mut ok = 0;
+    for (n, wh) in join_all(work).await {
+        ok += n;
+        let _ = h.add(&wh);
+    }
+    if ok != events.len() {
+        bail!("avro: {} of {} delivered", ok, events.len());
+    }
+    Ok(finish(started, cpu0, ok, bytes, &h))
+}
+
+type Pre = (Vec<u8>, Vec<u8>, Vec<u8>); // key, value, event_id header
+
+async fn run_raw(p: &OrderProducer, records: &[Pre]) -> Result<Run> {
+    let cpu0 = util::process_cpu();
+    let started = Instant::now();
+    let bytes: usize = records.iter().map(|r| r.1.len()).sum();
+    let chunks: Vec<&[Pre]> = records.chunks(CHUNK).collect();
+    let per_worker = chunks.len().div_ceil(WORKERS);
+    let work = chunks.chunks(per_worker).map(|mine| async move {
+        let mut h = hist();
+        let mut ok = 0usize;
+        for c in mine {
+            // Same headers as the Avro path (event_id + content-type), enqueued one by one like
+            // send_batch does, then all reports awaited.
+            let outs = join_all(c.iter().map(|(k, v, id)| {
+                let headers: [(&str, &[u8]); 2] = [
+                    ("event_id", id.as_slice()),
+                    (
+                        "content-type",
+                        orderstream_producer::CONTENT_TYPE.as_bytes(),
+                    ),
+                ];
+                async move { p.raw().send_raw(Some(k), v, &headers).await }
+            }))
+            .await;
+            ok += record_outcomes(&mut h, &outs);
+        }
+        (ok, h)
+    });
+    let mut h = hist();
+    let mut ok = 0;
+    for (n, wh) in join_all(work).await {
+        ok += n;
+        let _ = h.add(&wh);
+    }
+    if ok != records.len() {
+        bail!("raw: {} of {} delivered", ok, records.len());
+    }
+    Ok(finish(started, cpu0, ok, bytes, &h))
+}
+
+/// `rdkafka_performance -P`: the run and its elapsed ms (CPU is not measured: n/a).
+fn run_rdk(
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    s: Setting,
+    n: usize,
+    size: usize,
+) -> Result<(Run, f64)> {
+    let out = tools.rdkperf(&[
+        "-P".into(),
+        "-t".into(),
+        topic.into(),
+        "-b".into(),
+        bootstrap.into(),
+        "-s".into(),
+        size.to_string(),
+        "-c".into(),
+        n.to_string(),
+        "-a".into(),
+        "-1".into(),
+        "-z".into(),
+        s.compression.as_librdkafka().into(),
+        "-X".into(),
+        format!("linger.ms={}", s.linger_ms),
+        "-X".into(),
+        "enable.idempotence=true".into(),
+        "-X".into(),
+        "max.in.flight.requests.per.connection=5".into(),
+        "-X".into(),
+        "batch.num.messages=10000".into(),
+        "-X".into(),
+        "batch.size=1000000".into(),
+        "-X".into(),
+        "queue.buffering.max.messages=100000".into(),
+        // Unkeyed records spread over every partition per message, like our keyed ones (the
+        // default sticky partitioner would fill one partition per 10 ms).
+        "-X".into(),
+        "sticky.partitioning.linger.ms=0".into(),
+        "-q".into(),
+    ])?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("msgs/s"))
+        .context("no summary line")?;
+    let delivered = number_after(line, "), ").context("delivered count")?;
+    if (delivered as usize) < n {
+        bail!("rdkafka_performance: {delivered} of {n} delivered: {line}");
+    }
+    let ms = number_after(line, ") in ").context("elapsed ms")?;
+    Ok((
+        Run {
+            msgs_s: number_before(line, " msgs/s").context("msgs/s")?,
+            mb_s: number_before(line, " MB/s").context("MB/s")?,
+            cpu_us_per_msg: f64::NAN,
+            p50_us: f64::NAN,
+            p99_us: f64::NAN,
+            p999_us: f64::NAN,
+        },
+        ms,
+    ))
+}
+
+/// Kafka's `ProducerPerformance` (defaults except acks/idempotence/linger/compression).
+fn run_java(
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    s: Setting,
+    n: usize,
+    size: usize,
+) -> Result<Run> {
+    let out = tools.kafka_tool(&[
+        "producer-perf-test".into(),
+        "--topic".into(),
+        topic.into(),
+        "--num-records".into(),
+        n.to_string(),
+        "--record-size".into(),
+        size.to_string(),
+        "--throughput".into(),
+        "-1".into(),
+        "--producer-props".into(),
+        format!("bootstrap.servers={bootstrap}"),
+        "acks=all".into(),
+        "enable.idempotence=true".into(),
+        format!("linger.ms={}", s.linger_ms),
+        format!("compression.type={}", s.compression.as_librdkafka()),
+        "max.in.flight.requests.per.connection=5".into(),
+    ])?;
+    // "N records sent, X records/sec (Y MB/sec), A ms avg latency, B ms max latency, P ms 50th, .. 99th, .. 99.9th."
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .context("no summary line")?;
+    let ms = |marker: &str| number_before(line, marker).map_or(f64::NAN, |v| v * 1000.0);
+    Ok(Run {
+        msgs_s: number_before(line, " records/sec").context("records/sec")?,
+        mb_s: number_before(line, " MB/sec").context("MB/sec")? * 1.048_576,
+        cpu_us_per_msg: f64::NAN,
+        p50_us: ms(" ms 50th"),
+        p99_us: ms(" ms 99th"),
+        p999_us: ms(" ms 99.9th"),
+    })
+}
+
+fn push(v: &mut Variant, r: Result<Run>) {
+    match r {
+        Ok(run) => v.runs.push(run),
+        Err(e) => v.errors.push(format!("{e:#}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_setting(
+    tools: &Tools,
+    bootstrap: &str,
+    codec: &OrderCodec,
+    s: Setting,
+    records: usize,
+    rounds: usize,
+    java: bool,
+    topics: &mut Vec<String>,
+) -> Result<SettingResult> {
+    let topic = format!(
+        "bench-w1-{}-{}-{}-{}",
+        s.linger_ms,
+        s.pad,
+        s.compression.as_librdkafka(),
+        std::process::id()
+    );
+    util::create_topic(bootstrap, &topic).await?;
+    topics.push(topic.clone());
+    let cfg = ProducerConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        linger: Duration::from_millis(s.linger_ms),
+        compression: s.compression,
+        ..ProducerConfig::default()
+    };
+    let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
+    let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, s.pad)).collect();
+    let schema_id = codec.schema_id_for(&topic).await?;
+    let mut pre: Vec<Pre> = Vec::with_capacity(records);
+    for e in &events {
+        let mut b = Vec::with_capacity(128 + s.pad);
+        codec.encode_with_cached_id(schema_id, e, &mut b)?;
+        pre.push((
+            e.order_id.as_bytes().to_vec(),
+            b,
+            e.event_id.as_bytes().to_vec(),
+        ));
+    }
+    let bytes: usize = pre.iter().map(|r| r.1.len()).sum();
+    let size = bytes / records.max(1);
+    // Warm-up: connections, producer id, broker JIT.
+    run_raw(&p, &pre[..records.min(10_000)]).await?;
+    let mut res = SettingResult {
+        setting: s,
+        size,
+        records,
+        avro: Variant::default(),
+        raw: Variant::default(),
+        rdk: Variant::default(),
+        java: Variant::default(),
+    };
+    for round in 0..rounds {
+        push(&mut res.avro, run_avro(&p, &events, bytes).await);
+        push(&mut res.raw, run_raw(&p, &pre).await);
+        if tools.rdkafka_performance.is_some() {
+            let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
+            // 5× the records: its ~0.5 s start-up (idempotent producer id) is amortised.
+            let n = records * RDK_FACTOR;
+            let r = tokio::task::spawn_blocking(move || run_rdk(&tl, &b, &t, s, n, size)).await?;
+            push(&mut res.rdk, r.map(|(run, _)| run));
+        }
+        if java {
+            let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
+            let r = tokio::task::spawn_blocking(move || run_java(&tl, &b, &t, s, records, size))
+                .await?;
+            push(&mut res.java, r);
+        }
+        eprintln!(
+            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
+            s.label(size),
+            res.avro.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.raw.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.rdk.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.java.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+        );
+    }
+    p.shutdown(Duration::from_secs(30)).await;
+    Ok(res)
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs the issue-7 benchmark suite (crates/bench) and writes BENCHMARKS.md in the repo root.
+#
+#   scripts/bench.sh [--quick] [--nodes 1|3] [-- extra orderstream-bench args]
+#
+# By default it starts its OWN Kafka + registry on separate ports and run dir (so tests and other
+# engineers' services are not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
+# ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing.
+#
+# Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (39092),
+# BENCH_REGISTRY_PORT (38081), BENCH_REGISTRY_MANAGEMENT_PORT (38091), BENCH_KEEP_SERVICES=1 to
+# leave the bench services running, BENCH_OUT (BENCHMARKS.md in the repo root).
+set -euo pipefail
+
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+quick=()
+nodes=1
+extra=()
+while (($#)); do
+  case "$1" in
+    --quick) quick=(--quick) ;;
+    --nodes) nodes="${2:?--nodes needs 1 or 3}"; shift ;;
+    --nodes=*) nodes="${1#--nodes=}" ;;
+    -h | --help)
+      sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    --) shift; extra=("$@"); break ;;
+    *) extra+=("$1") ;;
+  esac
+  shift
+done
+
+export ORDERSTREAM_RUN_DIR="${BENCH_RUN_DIR:-/tmp/orderstream-bench-run}"
+export KAFKA_PORT_BASE="${BENCH_KAFKA_PORT_BASE:-39092}"
+export REGISTRY_PORT="${BENCH_REGISTRY_PORT:-38081}"
+export REGISTRY_MANAGEMENT_PORT="${BENCH_REGISTRY_MANAGEMENT_PORT:-38091}"
+out="${BENCH_OUT:-$ROOT_DIR/BENCHMARKS.md}"
+
+started_kafka=0
+started_registry=0
+cleanup() {
+  [[ "${BENCH_KEEP_SERVICES:-0}" == 1 ]] && return 0
+  if ((started_registry)); then "$ROOT_DIR/scripts/registry.sh" stop || true; fi
+  if ((started_kafka)); then "$ROOT_DIR/scripts/kafka.sh" stop || true; fi
+}
+
+if [[ -n "${ORDERSTREAM_BOOTSTRAP:-}" && -n "${ORDERSTREAM_REGISTRY_URL:-}" ]]; then
+  log "using ORDERSTREAM_BOOTSTRAP=$ORDERSTREAM_BOOTSTRAP ORDERSTREAM_REGISTRY_URL=$ORDERSTREAM_REGISTRY_URL"
+  cluster="given cluster at $ORDERSTREAM_BOOTSTRAP"
+else
+  trap cleanup EXIT
+  if ! "$ROOT_DIR/scripts/kafka.sh" status >/dev/null 2>&1; then
+    started_kafka=1
+    "$ROOT_DIR/scripts/kafka.sh" start --nodes "$nodes"
+  fi
+  if ! "$ROOT_DIR/scripts/registry.sh" status >/dev/null 2>&1; then
+    started_registry=1
+    "$ROOT_DIR/scripts/registry.sh" start
+  fi
+  ORDERSTREAM_BOOTSTRAP="$("$ROOT_DIR/scripts/kafka.sh" bootstrap)"
+  ORDERSTREAM_REGISTRY_URL="$("$ROOT_DIR/scripts/registry.sh" url)"
+  export ORDERSTREAM_BOOTSTRAP ORDERSTREAM_REGISTRY_URL
+  cluster="dedicated bench cluster ($ORDERSTREAM_RUN_DIR), $(tr ',' '\n' <<<"$ORDERSTREAM_BOOTSTRAP" | wc -l) node(s)"
+fi
+
+cd "$ROOT_DIR"
+log "building orderstream-bench (release)"
+cargo build --release -q -p orderstream-bench
+
+# rdkafka_performance from the librdkafka sources inside rdkafka-sys, linked with the static
+# librdkafka our release build produced (same version). Built under target/, never committed.
+perf_dir="$ROOT_DIR/target/rdkafka-perf"
+perf_bin="$perf_dir/rdkafka_performance"
+if [[ ! -x "$perf_bin" ]]; then
+  lib="$(ls -t "$ROOT_DIR"/target/release/build/rdkafka-sys-*/out/src/librdkafka.a 2>/dev/null | head -1 || true)"
+  if [[ -n "$lib" ]]; then
+    out_dir="$(dirname "$(dirname "$lib")")"
+    mkdir -p "$perf_dir/examples"
+    cp "$out_dir/examples/rdkafka_performance.c" "$perf_dir/examples/"
+    ln -sfn "$out_dir/src" "$perf_dir/src"
+    if gcc -O2 -o "$perf_bin" "$perf_dir/examples/rdkafka_performance.c" -I "$perf_dir/src" \
+      "$lib" -lpthread -lz -lm -ldl -lrt 2>"$perf_dir/build.log"; then
+      log "built $perf_bin"
+    else
+      log "WARNING: rdkafka_performance did not build (see $perf_dir/build.log): baseline skipped"
+    fi
+  else
+    log "WARNING: no librdkafka.a under target/release: rdkafka_performance baseline skipped"
+  fi
+fi
+export RDKAFKA_PERFORMANCE="$perf_bin"
+
+log "running: orderstream-bench ${quick[*]} ${extra[*]} (bootstrap $ORDERSTREAM_BOOTSTRAP)"
+"$ROOT_DIR/target/release/orderstream-bench" "${quick[@]}" --out "$out" \
+  --cluster "$cluster" "${extra[@]}" >/dev/null
+log "wrote $out"

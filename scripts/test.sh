@@ -51,7 +51,8 @@ log "unit, integration and evolution suites"
 cargo test --workspace --locked -- --test-threads=2
 
 if [[ $SUITE == all ]]; then
-  log "reliability suite (fault injection on the 3-node cluster)"
-  cargo test --locked --test reliability -- --ignored --test-threads=1 --nocapture
+  log "fault-injection suites on the 3-node cluster"
+  cargo test --locked --test producer_idempotence -- --ignored --test-threads=1 --nocapture
+  bash scripts/reliability.sh
 fi
 log "all suites passed"

@@ -184,6 +184,11 @@ pub(crate) async fn w2(
     }
     open_loop(&p, max_rate * 0.1, (max_rate * 0.1) as u64, -1, sent, 0).await;
     sent += (max_rate * 0.1) as u64;
+    while proc_.seen.load(Ordering::Relaxed) < sent
+        && Instant::now() < deadline + Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // 10/50/80 % of W1's max, plus a fixed 1 000 msgs/s reference level (the floor of the
     // pipeline's latency on this machine, independent of the max).
     let fracs: Vec<(String, f64)> = vec![
@@ -209,18 +214,15 @@ pub(crate) async fn w2(
         open_loop(&p, rate, n, *phase, total_sent, 0).await;
         achieved[*i].push(n as f64 / t.elapsed().as_secs_f64());
         total_sent += n;
-        // Let the consumer catch up before the next level.
-        let wait_until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let have = proc_
-                .hists
-                .lock()
-                .map(|h| h.get(phase).map_or(0, Histogram::len))
-                .unwrap_or(0);
-            if have >= n || Instant::now() > wait_until {
-                break;
-            }
+        // Let the consumer catch up with everything sent so far before the next level, so a
+        // backlog never leaks into the next level's histogram.
+        let wait_until = Instant::now() + Duration::from_secs(45);
+        while proc_.seen.load(Ordering::Relaxed) < total_sent && Instant::now() < wait_until {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let behind = total_sent.saturating_sub(proc_.seen.load(Ordering::Relaxed));
+        if behind > 0 {
+            eprintln!("  W2: consumer still {behind} records behind after 45 s");
         }
         eprintln!(
             "  W2 phase {phase}: {} ({rate:.0}/s), {n} records",
@@ -462,38 +464,28 @@ pub(crate) async fn w3(
         records: n,
         ..W3::default()
     };
+    // (label, commit_every, commit_interval); the order rotates every round so no variant
+    // always runs first or last.
+    let variants: [(&str, usize, Duration); 3] = [
+        ("interval", 1000, Duration::from_secs(1)),
+        ("no-commit", usize::MAX, Duration::from_secs(3600)),
+        ("every-100", 100, Duration::from_secs(1)),
+    ];
     for round in 0..rounds {
-        match drain_ours(bootstrap, codec, &topic, n, 1000, Duration::from_secs(1)).await {
-            Ok((rate, ooo, commits)) => {
-                r.interval.push(rate);
-                r.out_of_order += ooo;
-                r.commits.push(("interval".into(), commits));
+        for k in 0..variants.len() {
+            let (label, every, interval) = variants[(k + round) % variants.len()];
+            match drain_ours(bootstrap, codec, &topic, n, every, interval).await {
+                Ok((rate, ooo, commits)) => {
+                    r.out_of_order += ooo;
+                    r.commits.push((label.to_owned(), commits));
+                    match label {
+                        "interval" => r.interval.push(rate),
+                        "no-commit" => r.no_commit.push(rate),
+                        _ => r.every100.push(rate),
+                    }
+                }
+                Err(e) => r.errors.push(format!("{label}: {e:#}")),
             }
-            Err(e) => r.errors.push(format!("interval: {e:#}")),
-        }
-        match drain_ours(
-            bootstrap,
-            codec,
-            &topic,
-            n,
-            usize::MAX,
-            Duration::from_secs(3600),
-        )
-        .await
-        {
-            Ok((rate, ooo, _)) => {
-                r.no_commit.push(rate);
-                r.out_of_order += ooo;
-            }
-            Err(e) => r.errors.push(format!("no-commit: {e:#}")),
-        }
-        match drain_ours(bootstrap, codec, &topic, n, 100, Duration::from_secs(1)).await {
-            Ok((rate, ooo, commits)) => {
-                r.every100.push(rate);
-                r.out_of_order += ooo;
-                r.commits.push(("every-100".into(), commits));
-            }
-            Err(e) => r.errors.push(format!("every-100: {e:#}")),
         }
         let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
         let j = tokio::task::spawn_blocking(move || drain_java(&tl, &b, &t, n)).await?;

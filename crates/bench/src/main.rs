@@ -106,7 +106,7 @@ async fn main() -> Result<()> {
     if wants(&args, "w0") {
         eprintln!("W0 codec ...");
         let n = if args.quick { 100_000 } else { 400_000 };
-        match w0::run(rounds, n, Some(&args.registry_url)).await {
+        match w0::run(rounds.max(5), n, Some(&args.registry_url)).await {
             Ok(r) => res.w0 = Some(r),
             Err(e) => res.errors.push(format!("W0: {e:#}")),
         }

@@ -228,7 +228,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             s,
             "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame with \
              `event_id` + `content-type` headers; 4 concurrent workers × `send_batch` of 5 000. `raw` = the same binary and producer sending \
-             the same pre-encoded values, keys and headers (`RawProducer::send_raw`): the difference is the codec. \
+             the same pre-encoded values and keys (`RawProducer::send_raw_batch`, same batching; only the shared `content-type` header, no per-record `event_id` header, so raw does slightly less work): the difference is the codec. \
              `rdkafka_performance` (same librdkafka, `-a -1 -X enable.idempotence=true -X linger.ms=… -z … -X sticky.partitioning.linger.ms=0`, batch and queue limits as ours, 5× our record count so its ~0.5 s start-up — connect + idempotent producer id, during which it fills its queue — is amortised; its payload is a constant pattern, which lz4 compresses far better than Avro) and `ProducerPerformance` \
              (Java client defaults except acks/idempotence/linger/compression) send **unkeyed** records of the same size: ceilings. \
              Delivery latency = enqueue → ack (closed loop, so it is mostly queueing). CPU = this process's user+sys time (all threads) per message \
@@ -288,7 +288,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             s,
             "## W2 fixed-rate end-to-end latency\n\nOpen loop at a fraction of W1's Avro max ({:.0} msgs/s, linger {} ms, lz4): every event carries its *scheduled* \
              send time (`occurred_at_micros`); the consumer's handler (consumer crate `run`, decode) records `now − scheduled` in an HdrHistogram (µs). \
-             Levels are interleaved 10/50/80/10/50/80/…; one histogram per level and round. Max is reported, not targeted.\n",
+             Levels are interleaved (reference, 10, 50, 80 %, repeated); before each level the consumer must have caught up with everything sent (up to 45 s), so a backlog cannot leak into the next level; one histogram per level and round. A level the pipeline cannot sustain shows up as queueing (seconds). Max is reported, not targeted.\n",
             w.max_rate, w.linger_ms
         );
         let _ = writeln!(
@@ -319,7 +319,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             "## W3 consumer drain\n\nPre-filled topic, {} Avro records (~100 B, 6 partitions). orderstream = consumer crate `run` (new group each run, key-ordered \
              handler that decodes and checks per-order sequence order, max concurrency 16), rate from the first to the last handled record (group join excluded). \
              `ConsumerPerformance`: its `fetch.nMsg.sec` (excludes the group join). `rdkafka_performance -G`: its msgs/s. Neither baseline decodes. \
-             Runs interleaved per round. Per-message synchronous commits (the anti-pattern) are not offered by the consumer crate and were not run.\n",
+             Variant order rotates every round. Per-message synchronous commits (the anti-pattern) are not offered by the consumer crate and were not run.\n",
             w.records
         );
         let _ = writeln!(s, "| variant | msgs/s | ratio |\n|---|---|---|");

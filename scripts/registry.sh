@@ -53,6 +53,7 @@ Log: ${LOG_FILE#"$ROOT_DIR"/}. Needs Java 21+ (Apicurio 3.3 is compiled for it):
 then JAVA_HOME, PATH and /usr/lib/jvm/* are searched.
 
 Environment: REGISTRY_PORT ($REGISTRY_PORT), REGISTRY_MANAGEMENT_PORT ($REGISTRY_MANAGEMENT_PORT),
+REGISTRY_STORAGE (file: schemas kept in .run/registry/data across restarts; mem: in memory),
 REGISTRY_HEAP ($REGISTRY_HEAP), REGISTRY_JAVA_OPTS (extra -D flags, e.g.
 -Dapicurio.ccompat.legacy-id-mode.enabled=true), REGISTRY_DEFAULT_COMPATIBILITY
 ($REGISTRY_DEFAULT_COMPATIBILITY), REGISTRY_START_TIMEOUT ($REGISTRY_START_TIMEOUT s),
@@ -246,6 +247,13 @@ cmd_start() {
   )
   if [[ -n "$REGISTRY_DEFAULT_COMPATIBILITY" && "$REGISTRY_DEFAULT_COMPATIBILITY" != NONE ]]; then
     props+=(-Dapicurio.rules.global.compatibility="$REGISTRY_DEFAULT_COMPATIBILITY")
+  fi
+  # Schemas survive a restart (H2 file under .run/registry/data), as with a real registry:
+  # with the in-memory default, data already in Kafka would point at schema ids that no longer
+  # exist after `down`/`up`. REGISTRY_STORAGE=mem restores Apicurio's default.
+  if [[ "${REGISTRY_STORAGE:-file}" == file ]]; then
+    mkdir -p "$REGISTRY_RUN/data"
+    props+=(-Dapicurio.datasource.url="jdbc:h2:file:$REGISTRY_RUN/data/registry;DB_CLOSE_ON_EXIT=FALSE")
   fi
   mkdir -p "$REGISTRY_RUN"
   default_url >"$URL_FILE"

@@ -277,72 +277,111 @@ impl Drop for Core {
     }
 }
 
-/// Decrements the in-flight count when a send completes or is dropped.
-pub(crate) struct InFlight {
-    core: Arc<Core>,
+/// The key of an in-flight record, kept for the error context of its outcome. Keys up to
+/// [`INLINE_KEY`] bytes (order ids) are stored inline: no allocation per record.
+const INLINE_KEY: usize = 46;
+
+enum KeyCopy {
+    None,
+    Inline { len: u8, buf: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
 }
 
-impl InFlight {
-    fn new(core: &Arc<Core>) -> Self {
-        core.in_flight.fetch_add(1, Ordering::SeqCst);
-        core.metrics.in_flight.increment(1.0);
-        Self {
-            core: Arc::clone(core),
+impl KeyCopy {
+    fn new(key: Option<&[u8]>) -> Self {
+        match key {
+            None => KeyCopy::None,
+            Some(k) if k.len() <= INLINE_KEY => {
+                let mut buf = [0u8; INLINE_KEY];
+                buf[..k.len()].copy_from_slice(k);
+                KeyCopy::Inline {
+                    len: u8::try_from(k.len()).unwrap_or(0),
+                    buf,
+                }
+            }
+            Some(k) => KeyCopy::Heap(k.into()),
+        }
+    }
+
+    fn get(&self) -> Option<&[u8]> {
+        match self {
+            KeyCopy::None => None,
+            KeyCopy::Inline { len, buf } => buf.get(..usize::from(*len)),
+            KeyCopy::Heap(k) => Some(k),
         }
     }
 }
 
-impl Drop for InFlight {
+/// A record handed to librdkafka whose delivery report has not been awaited yet. Counts in
+/// the in-flight figure until it completes or is dropped.
+pub(crate) struct Waiting {
+    core: Arc<Core>,
+    handle: Arc<Handle>,
+    future: DeliveryFuture,
+    started: Instant,
+    key: KeyCopy,
+    span: Span,
+}
+
+impl Waiting {
+    fn new(
+        core: &Arc<Core>,
+        handle: Arc<Handle>,
+        future: DeliveryFuture,
+        started: Instant,
+        key: Option<&[u8]>,
+        span: Span,
+    ) -> Self {
+        core.in_flight.fetch_add(1, Ordering::SeqCst);
+        core.metrics.in_flight.increment(1.0);
+        Self {
+            core: Arc::clone(core),
+            handle,
+            future,
+            started,
+            key: KeyCopy::new(key),
+            span,
+        }
+    }
+}
+
+impl Drop for Waiting {
     fn drop(&mut self) {
         self.core.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.core.metrics.in_flight.decrement(1.0);
     }
 }
 
-/// A record handed to librdkafka whose delivery report has not been awaited yet.
+/// A record's outcome: known already, or awaiting its delivery report.
 pub(crate) enum Pending {
     Done(DeliveryOutcome),
-    Waiting {
-        core: Arc<Core>,
-        handle: Arc<Handle>,
-        future: DeliveryFuture,
-        started: Instant,
-        key: Option<Vec<u8>>,
-        span: Span,
-        _in_flight: InFlight,
-    },
+    Waiting(Waiting),
 }
 
 impl Pending {
     pub(crate) async fn outcome(self) -> DeliveryOutcome {
         match self {
             Pending::Done(outcome) => outcome,
-            Pending::Waiting {
-                core,
-                handle,
-                future,
-                started,
-                key,
-                span,
-                _in_flight,
-            } => {
-                let result = future.await;
-                let outcome = core.classify(&handle, result, started, key.as_deref());
-                if let DeliveryOutcome::Delivered {
-                    partition, offset, ..
-                } = &outcome
-                {
-                    span.record("partition", partition);
-                    span.record("offset", offset);
-                }
-                span.in_scope(|| match &outcome {
-                    DeliveryOutcome::Delivered { .. } => tracing::trace!("delivered"),
-                    other => {
-                        if let Some(e) = other.error() {
-                            tracing::debug!(error = %e, "not delivered");
-                        }
+            Pending::Waiting(mut w) => {
+                let result = (&mut w.future).await;
+                let outcome = w.core.classify(&w.handle, result, w.started, w.key.get());
+                if !w.span.is_disabled() {
+                    if let DeliveryOutcome::Delivered {
+                        partition, offset, ..
+                    } = &outcome
+                    {
+                        w.span.record("partition", partition);
+                        w.span.record("offset", offset);
                     }
-                });
+                    w.span.in_scope(|| match &outcome {
+                        DeliveryOutcome::Delivered { .. } => tracing::trace!("delivered"),
+                        other => {
+                            if let Some(e) = other.error() {
+                                tracing::debug!(error = %e, "not delivered");
+                            }
+                        }
+                    });
+                }
                 outcome
             }
         }
@@ -399,7 +438,9 @@ impl Core {
         }
     }
 
-    fn traceparent(&self) -> Option<String> {
+    /// A W3C `traceparent` value for this send when a tracing span is current, written into a
+    /// stack buffer (no allocation).
+    fn traceparent(&self) -> Option<[u8; TRACEPARENT_LEN]> {
         let id = Span::current().id()?.into_u64();
         // No OpenTelemetry layer: derive a stable trace id from the caller's span id (so records
         // sent under one span share a trace id) and a random parent id for this send.
@@ -407,7 +448,7 @@ impl Core {
         let trace_id = (u128::from(mixed) << 64)
             | u128::from(splitmix(mixed ^ (self.trace_salt >> 64) as u64));
         let span_id: u64 = rand::random::<u64>() | 1;
-        Some(format!("00-{trace_id:032x}-{span_id:016x}-01"))
+        Some(format_traceparent(trace_id, span_id))
     }
 
     fn classify(
@@ -539,21 +580,26 @@ impl Core {
                 span.record("schema_id", id);
             }
         }
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len() + 1);
-        for (k, v) in headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(*v),
-            });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
+        // librdkafka takes ownership of a record's headers, so they are built per record; none
+        // at all (no allocation) when there is nothing to send.
+        if !headers.is_empty() || traceparent.is_some() {
+            let mut owned =
+                OwnedHeaders::new_with_capacity(headers.len() + usize::from(traceparent.is_some()));
+            for (k, v) in headers {
+                owned = owned.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                });
+            }
+            if let Some(tp) = &traceparent {
+                owned = owned.insert(Header {
+                    key: "traceparent",
+                    value: Some(&tp[..]),
+                });
+            }
+            record = record.headers(owned);
         }
-        if let Some(tp) = &traceparent {
-            owned = owned.insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_bytes()),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).payload(payload).headers(owned);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -590,15 +636,7 @@ impl Core {
         match enqueued {
             Ok(future) => {
                 self.metrics.sent.increment(1);
-                Pending::Waiting {
-                    core: Arc::clone(self),
-                    _in_flight: InFlight::new(self),
-                    handle,
-                    future,
-                    started,
-                    key: key.map(<[u8]>::to_vec),
-                    span,
-                }
+                Pending::Waiting(Waiting::new(self, handle, future, started, key, span))
             }
             Err(e) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
@@ -639,6 +677,23 @@ fn retire(old: Arc<Handle>, bound: Duration) {
     } else {
         drop_it();
     }
+}
+
+/// Length of `00-<32 hex>-<16 hex>-01`.
+const TRACEPARENT_LEN: usize = 55;
+
+fn format_traceparent(trace_id: u128, span_id: u64) -> [u8; TRACEPARENT_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    for (i, slot) in out[3..35].iter_mut().enumerate() {
+        let shift = 4 * (31 - i);
+        *slot = HEX[((trace_id >> shift) & 0xf) as usize];
+    }
+    for (i, slot) in out[36..52].iter_mut().enumerate() {
+        let shift = 4 * (15 - i);
+        *slot = HEX[((span_id >> shift) & 0xf) as usize];
+    }
+    out
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -958,5 +1013,40 @@ async fn check_topic(
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_matches_the_w3c_layout() {
+        for (trace_id, span_id) in [
+            (0u128, 1u64),
+            (u128::MAX, u64::MAX),
+            (
+                0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+                0xdead_beef_0000_0001,
+            ),
+        ] {
+            let got = format_traceparent(trace_id, span_id);
+            assert_eq!(
+                std::str::from_utf8(&got).expect("ascii"),
+                format!("00-{trace_id:032x}-{span_id:016x}-01")
+            );
+        }
+    }
+
+    #[test]
+    fn key_copy_keeps_short_and_long_keys() {
+        assert_eq!(KeyCopy::new(None).get(), None);
+        assert_eq!(KeyCopy::new(Some(b"")).get(), Some(&b""[..]));
+        let short = b"order-000123";
+        assert_eq!(KeyCopy::new(Some(short)).get(), Some(&short[..]));
+        let edge = [7u8; INLINE_KEY];
+        assert_eq!(KeyCopy::new(Some(&edge)).get(), Some(&edge[..]));
+        let long = vec![9u8; INLINE_KEY + 1];
+        assert_eq!(KeyCopy::new(Some(&long)).get(), Some(long.as_slice()));
     }
 }

@@ -34,7 +34,7 @@ if [[ $render_only != 1 ]]; then
 # Build first: the CLI binary (scenario 9) and the test binary, before the JVMs compete for CPU.
 log "build"
 cargo build --workspace --locked
-cargo test --locked --test reliability --no-run
+cargo test --workspace --locked --test reliability --no-run
 
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
@@ -66,7 +66,7 @@ rm -f "$RESULTS"
 log "reliability suite against $ORDERSTREAM_BOOTSTRAP (registry $ORDERSTREAM_REGISTRY_URL)"
 t0=$(date +%s)
 set +e
-cargo test --locked --test reliability -- --ignored --test-threads=1 --nocapture "$@" 2>&1 | tee "$RUN_LOG"
+cargo test --workspace --locked --test reliability -- --ignored --test-threads=1 --nocapture "$@" 2>&1 | tee "$RUN_LOG"
 rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - t0))

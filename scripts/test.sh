@@ -17,6 +17,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Compile everything before the JVMs start: on 2 cores the compiler and three brokers fight.
+# (`--workspace` everywhere: one feature resolution, so no crate is compiled twice.)
 log "build"
 cargo build --workspace --all-targets --locked
 cargo test --workspace --no-run --locked
@@ -52,7 +53,7 @@ cargo test --workspace --locked -- --test-threads=2
 
 if [[ $SUITE == all ]]; then
   log "fault-injection suites on the 3-node cluster"
-  cargo test --locked --test producer_idempotence -- --ignored --test-threads=1 --nocapture
+  cargo test --workspace --locked --test producer_idempotence -- --ignored --test-threads=1 --nocapture
   bash scripts/reliability.sh
 fi
 log "all suites passed"

@@ -33,7 +33,7 @@ elapsed="${RELIABILITY_ELAPSED:-?}"
 if [[ $render_only != 1 ]]; then
 # Build first: the CLI binary (scenario 9) and the test binary, before the JVMs compete for CPU.
 log "build"
-cargo build --workspace --locked
+cargo build --workspace --all-targets --locked
 cargo test --workspace --locked --test reliability --no-run
 
 started=0

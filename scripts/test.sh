@@ -22,8 +22,10 @@ log "build"
 cargo build --workspace --all-targets --locked
 cargo test --workspace --no-run --locked
 
+orderstream="${CARGO_TARGET_DIR:-target}/debug/orderstream"
+
 log "offline checks (no services)"
-cargo run -q --locked -p orderstream-cli -- schemas check --mode FULL_TRANSITIVE
+"$orderstream" schemas check --mode FULL_TRANSITIVE
 
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
@@ -44,8 +46,8 @@ export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/regi
 export ORDERSTREAM_NODES="${ORDERSTREAM_NODES:-3}"
 
 log "layout: apply twice (the second run must change nothing)"
-cargo run -q --locked -p orderstream-cli -- topics apply
-cargo run -q --locked -p orderstream-cli -- topics apply
+"$orderstream" topics apply
+"$orderstream" topics apply
 
 log "unit, integration and evolution suites"
 # Two test threads: two cores, and each test runs real clients against real brokers.

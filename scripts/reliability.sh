@@ -96,7 +96,7 @@ lines = [
     "",
     "Cluster: Apache Kafka 4.1.1, 3 KRaft nodes (combined broker + controller) on one host, "
     "replication factor 3, `min.insync.replicas=2`, `unclean.leader.election.enable=false`; "
-    "Apicurio Registry 3.3.3 (in-memory). Producer: idempotent, acks=all, lz4, murmur2 keyed. "
+    f"Apicurio Registry 3.3.3 ({os.environ.get('RELIABILITY_REGISTRY_STORAGE', os.environ.get('REGISTRY_STORAGE', 'file'))} storage). Producer: idempotent, acks=all, lz4, murmur2 keyed. "
     "Consumer: cooperative-sticky, frontier commits.",
     "",
     "Regenerate with `scripts/reliability.sh`. Definitions (tests/reliability/checker.rs): "

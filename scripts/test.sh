@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SUITE="${SUITE:-all}"
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 
 log "format and lints"
 cargo fmt --all -- --check

@@ -814,7 +814,9 @@ async fn consumer_backpressure_pauses_without_loss() {
         )
         .await;
     }
-    let proc_ = Arc::new(TestProc::new(3));
+    // handlers slow enough that the full window cannot make room within the poll thread's
+    // short wait before pausing
+    let proc_ = Arc::new(TestProc::new(100));
     let cfg = ConsumerConfig {
         max_in_flight_per_partition: 8,
         ..config(&s)

@@ -5,8 +5,12 @@
 //! # Architecture
 //! * One `BaseConsumer` per member, polled on a **dedicated std thread** (the "poll thread").
 //!   librdkafka runs the rebalance callback inside `poll`, i.e. on that thread.
-//! * Handlers run as tokio tasks (one task per active ordering slot, see [`OrderingMode`]),
-//!   bounded by a semaphore of [`ConsumerConfig::max_concurrency`] permits.
+//! * Handlers run on tokio tasks: each partition has a pool of worker tasks (at most
+//!   [`ConsumerConfig::max_concurrency`] not sleeping/producing, started on demand). A worker
+//!   drains its ordering slot (see [`OrderingMode`]), then continues with the oldest ready slot of
+//!   the partition instead of exiting; handler calls are bounded by a semaphore of
+//!   [`ConsumerConfig::max_concurrency`] permits. Metric handles are registered once per
+//!   assigned partition, so install the metrics recorder before starting a member.
 //! * Shared per-partition state (commit frontier, key queues, running count) lives behind a
 //!   `std::sync::Mutex` + `Condvar`. Handler tasks only take the mutex briefly; the revoke
 //!   callback waits on the condvar (releasing the mutex) with a deadline. Because the poll thread

@@ -1,8 +1,9 @@
 //! The run loop of one group member. See the crate docs for the architecture.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -102,16 +103,64 @@ struct Counters {
     pauses: AtomicU64,
 }
 
-#[derive(Debug)]
-struct Part {
+/// Metric handles of one partition, registered once when it is assigned (not per record).
+/// Install the metrics recorder before starting a member.
+struct PartMetrics {
+    in_flight: metrics::Gauge,
+    lag_seconds: metrics::Gauge,
+    processed: metrics::Counter,
+    pauses: metrics::Counter,
+    retries: metrics::Counter,
+    handler_latency: metrics::Histogram,
+}
+
+impl PartMetrics {
+    fn new(tp: &Tp) -> Self {
+        let (t, p) = (tp.0.clone(), tp.1.to_string());
+        Self {
+            in_flight: metrics::gauge!(m::IN_FLIGHT, "topic" => t.clone(), "partition" => p.clone()),
+            lag_seconds: metrics::gauge!(m::LAG_SECONDS, "topic" => t.clone(), "partition" => p.clone()),
+            processed: metrics::counter!(m::PROCESSED, "topic" => t.clone(), "partition" => p.clone()),
+            pauses: metrics::counter!(m::PAUSES, "topic" => t.clone(), "partition" => p),
+            retries: metrics::counter!(m::RETRIES, "topic" => t.clone()),
+            handler_latency: metrics::histogram!(m::HANDLER_LATENCY, "topic" => t),
+        }
+    }
+}
+
+/// The immutable part of one assignment of a partition, shared with its workers.
+struct PartCtx {
+    tp: Tp,
     generation: u64,
-    frontier: CommitFrontier,
-    sched: KeyScheduler<Record>,
-    running: usize,
-    paused: bool,
     /// Cancelled when the partition is revoked / lost / shut down: interrupts backoff sleeps,
     /// retry-topic delays and produce retries (the record then stays unfinished).
     cancel: CancellationToken,
+    metrics: PartMetrics,
+}
+
+impl std::fmt::Debug for PartCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartCtx")
+            .field("tp", &self.tp)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Part {
+    ctx: Arc<PartCtx>,
+    frontier: CommitFrontier,
+    sched: KeyScheduler<Record>,
+    /// Records taken by a worker and not finished.
+    running: usize,
+    paused: bool,
+    /// Live worker tasks of this partition (a pool: a worker continues with the next ready slot).
+    workers: usize,
+    /// Workers currently sleeping / producing (backoff, retry delay, retry or dead-letter
+    /// produce). They do not count against the pool bound, so a slow path never starves the
+    /// other keys of the partition.
+    blocked: usize,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +173,8 @@ struct State {
     completed_since_commit: usize,
     committed: BTreeMap<Tp, i64>,
     next_gen: u64,
+    /// Threads waiting in [`Core::drain`]: workers only signal the condvar when this is > 0.
+    drain_waiters: usize,
 }
 
 /// Shared, non-generic core: used by the poll thread, the rebalance callback and the handlers.
@@ -133,6 +184,9 @@ struct Core {
     state: Mutex<State>,
     cv: Condvar,
     counters: Counters,
+    /// `State::parked.len()`, updated under the lock: lets the hot path skip the per-key
+    /// parked lookup (and its lock) while nothing is parked.
+    parked_keys: AtomicUsize,
 }
 
 enum Outcome {
@@ -152,6 +206,9 @@ impl Core {
     /// parked *before it* (smaller id) is still pending.
     fn must_follow(&self, origin: &Tp, key: &[u8], park_id: Option<u64>) -> bool {
         let st = self.lock();
+        if st.parked.is_empty() {
+            return false;
+        }
         let Some(set) = st.parked.get(&(origin.clone(), key.to_vec())) else {
             return false;
         };
@@ -175,7 +232,15 @@ impl Core {
                 .entry((origin.clone(), key.to_vec()))
                 .or_default()
                 .insert(id);
+            self.parked_keys.store(st.parked.len(), Ordering::Release);
         }
+    }
+
+    /// Whether anything is parked (no lock). A `false` is as good as a locked read: the counter
+    /// is updated under the lock in the same critical section as the map, and a worker taking a
+    /// record synchronises with the finish of the key's previous record through the lock.
+    fn any_parked(&self) -> bool {
+        self.parked_keys.load(Ordering::Acquire) > 0
     }
 
     fn park_remove(&self, origin: &Tp, key: &[u8], id: u64) {
@@ -187,41 +252,74 @@ impl Core {
                 st.parked.remove(&k);
             }
         }
+        self.parked_keys.store(st.parked.len(), Ordering::Release);
     }
 
-    fn take_next(
-        &self,
-        tp: &Tp,
-        generation: u64,
-        slot: &Slot,
-    ) -> Option<(Record, CancellationToken)> {
-        let mut st = self.lock();
+    /// One worker step under one lock acquisition: finishes the worker's previous record
+    /// (`done`), then takes its next one (same slot first, else the oldest ready slot of the
+    /// partition). `None`: the worker must stop (nothing ready, or the partition is gone).
+    fn step(&self, ctx: &PartCtx, done: Option<(Slot, i64, &Outcome)>) -> Option<(Slot, Record)> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let part = st
             .parts
-            .get_mut(tp)
-            .filter(|p| p.generation == generation)?;
-        let rec = part.sched.next(slot)?;
-        part.running += 1;
-        Some((rec, part.cancel.clone()))
-    }
-
-    fn finish(&self, tp: &Tp, generation: u64, offset: i64, outcome: &Outcome) {
-        let mut st = self.lock();
-        let mut done = false;
-        if let Some(part) = st.parts.get_mut(tp).filter(|p| p.generation == generation) {
+            .get_mut(&ctx.tp)
+            .filter(|p| p.ctx.generation == ctx.generation)?;
+        let finished = done.is_some();
+        let mut prev = None;
+        if let Some((slot, offset, outcome)) = done {
             part.running = part.running.saturating_sub(1);
             if matches!(outcome, Outcome::Done) {
                 if let Err(e) = part.frontier.completed(offset) {
-                    error!(topic = %tp.0, partition = tp.1, offset, error = %e, "frontier bug");
+                    error!(topic = %ctx.tp.0, partition = ctx.tp.1, offset, error = %e, "frontier bug");
                 }
-                done = true;
+                st.completed_since_commit += 1;
             }
+            prev = Some(slot);
         }
-        if done {
-            st.completed_since_commit += 1;
+        let next = part.sched.take(prev);
+        if next.is_some() {
+            part.running += 1;
+        } else {
+            part.workers = part.workers.saturating_sub(1);
         }
-        drop(st);
-        self.cv.notify_all();
+        let notify = finished && st.drain_waiters > 0;
+        drop(guard);
+        if notify {
+            self.cv.notify_all();
+        }
+        next
+    }
+
+    /// A worker is about to sleep or produce; `true` when it must start a replacement worker
+    /// (ready slots wait and the pool has no free non-blocked worker).
+    fn enter_blocked(&self, ctx: &PartCtx) -> bool {
+        let mut st = self.lock();
+        let Some(part) = st
+            .parts
+            .get_mut(&ctx.tp)
+            .filter(|p| p.ctx.generation == ctx.generation)
+        else {
+            return false;
+        };
+        part.blocked += 1;
+        let spawn = part.sched.has_ready()
+            && part.workers.saturating_sub(part.blocked) < self.cfg.max_concurrency;
+        if spawn {
+            part.workers += 1;
+        }
+        spawn
+    }
+
+    fn exit_blocked(&self, ctx: &PartCtx) {
+        let mut st = self.lock();
+        if let Some(part) = st
+            .parts
+            .get_mut(&ctx.tp)
+            .filter(|p| p.ctx.generation == ctx.generation)
+        {
+            part.blocked = part.blocked.saturating_sub(1);
+        }
     }
 
     fn assign(&self, tps: &[Tp]) {
@@ -229,18 +327,25 @@ impl Core {
         for tp in tps {
             st.next_gen += 1;
             let generation = st.next_gen;
+            let ctx = Arc::new(PartCtx {
+                tp: tp.clone(),
+                generation,
+                cancel: CancellationToken::new(),
+                metrics: PartMetrics::new(tp),
+            });
             if let Some(old) = st.parts.insert(
                 tp.clone(),
                 Part {
-                    generation,
+                    ctx,
                     frontier: CommitFrontier::new(),
                     sched: KeyScheduler::default(),
                     running: 0,
                     paused: false,
-                    cancel: CancellationToken::new(),
+                    workers: 0,
+                    blocked: 0,
                 },
             ) {
-                old.cancel.cancel();
+                old.ctx.cancel.cancel();
             }
         }
     }
@@ -250,7 +355,7 @@ impl Core {
         for tp in tps {
             if let Some(p) = st.parts.get_mut(tp) {
                 p.sched.clear_queued();
-                p.cancel.cancel();
+                p.ctx.cancel.cancel();
             }
         }
     }
@@ -273,11 +378,13 @@ impl Core {
             if now >= deadline {
                 return (st, false);
             }
+            st.drain_waiters += 1;
             st = self
                 .cv
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            st.drain_waiters -= 1;
         }
     }
 
@@ -286,15 +393,15 @@ impl Core {
         let mut out = Vec::new();
         for tp in tps {
             if let Some(p) = st.parts.remove(tp) {
-                p.cancel.cancel();
+                p.ctx.cancel.cancel();
                 if let Some(c) = p.frontier.committable() {
                     out.push((tp.clone(), c, p.frontier.uncommitted_range()));
                 }
-                metrics::gauge!(m::IN_FLIGHT, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
-                    .set(0.0);
+                p.ctx.metrics.in_flight.set(0.0);
             }
         }
         st.parked.retain(|(tp, _), _| !tps.contains(tp));
+        self.parked_keys.store(st.parked.len(), Ordering::Release);
         out
     }
 
@@ -462,6 +569,7 @@ struct Pipeline<P> {
     processor: Arc<P>,
     producer: FutureProducer,
     permits: Semaphore,
+    rt: tokio::runtime::Handle,
 }
 
 fn now_ms() -> i64 {
@@ -488,36 +596,68 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 }
 
 impl<P: Processor> Pipeline<P> {
-    async fn worker(self: Arc<Self>, tp: Tp, generation: u64, slot: Slot) {
-        while let Some((rec, cancel)) = self.core.take_next(&tp, generation, &slot) {
+    /// Starts a worker task of the partition's pool (the caller counted it in `Part::workers`).
+    fn spawn_worker(self: &Arc<Self>, ctx: Arc<PartCtx>) {
+        self.rt.spawn(Arc::clone(self).worker(ctx));
+    }
+
+    async fn worker(self: Arc<Self>, ctx: Arc<PartCtx>) {
+        let mut next = self.core.step(&ctx, None);
+        while let Some((slot, rec)) = next {
             let offset = rec.offset;
             let span = info_span!(
                 "record",
                 topic = %rec.topic,
                 partition = rec.partition,
                 offset = rec.offset,
-                key = %key_display(rec.key.as_deref()),
+                key = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
                 parent_span_id = tracing::field::Empty,
             );
-            if let Some(tp) = rec
-                .header("traceparent")
-                .and_then(crate::trace_context::parse)
-            {
-                span.record("trace_id", tp.trace_id);
-                span.record("parent_span_id", tp.parent_id);
+            // the key rendering and the traceparent parse only when the span is recorded
+            if !span.is_disabled() {
+                span.record(
+                    "key",
+                    tracing::field::display(key_display(rec.key.as_deref())),
+                );
+                if let Some(tp) = rec
+                    .header("traceparent")
+                    .and_then(crate::trace_context::parse)
+                {
+                    span.record("trace_id", tp.trace_id);
+                    span.record("parent_span_id", tp.parent_id);
+                }
             }
-            let outcome = self.handle(rec, &cancel).instrument(span).await;
-            self.core.finish(&tp, generation, offset, &outcome);
+            let outcome = self.handle(&ctx, rec).instrument(span).await;
+            next = self.core.step(&ctx, Some((slot, offset, &outcome)));
         }
     }
 
-    async fn handle(&self, mut rec: Record, cancel: &CancellationToken) -> Outcome {
+    /// Awaits `fut` (a sleep or a produce) as a *blocked* worker: if ready slots of the
+    /// partition would otherwise wait for a worker, a replacement worker is started first.
+    async fn blocking<F: Future>(self: &Arc<Self>, ctx: &Arc<PartCtx>, fut: F) -> F::Output {
+        if self.core.enter_blocked(ctx) {
+            self.spawn_worker(Arc::clone(ctx));
+        }
+        let out = fut.await;
+        self.core.exit_blocked(ctx);
+        out
+    }
+
+    async fn handle(self: &Arc<Self>, ctx: &Arc<PartCtx>, mut rec: Record) -> Outcome {
         let cfg = &self.core.cfg;
+        let cancel = &ctx.cancel;
         let from_retry = rec.topic == cfg.topics.retry;
         if from_retry && let Some(nb) = header_num::<i64>(&rec, h::RETRY_NOT_BEFORE) {
             let wait = nb - now_ms();
-            if wait > 0 && !sleep_or_cancel(Duration::from_millis(wait as u64), cancel).await {
+            if wait > 0
+                && !self
+                    .blocking(
+                        ctx,
+                        sleep_or_cancel(Duration::from_millis(wait as u64), cancel),
+                    )
+                    .await
+            {
                 return Outcome::Aborted;
             }
         }
@@ -525,19 +665,22 @@ impl<P: Processor> Pipeline<P> {
         let round: u32 = header_num(&rec, h::RETRY_ROUND).unwrap_or(0);
 
         // Per-key order rule: follow a parked predecessor.
-        let (origin_topic, origin_partition, _, _) = Self::source_of(&rec);
-        let origin: Tp = (origin_topic, origin_partition);
         let park_id: Option<u64> = if from_retry {
             header_num(&rec, h::RETRY_PARK_ID)
         } else {
             None
         };
         if let Some(key) = rec.key.as_deref()
-            && self.core.must_follow(&origin, key, park_id)
+            && self.core.any_parked()
+            && self.core.must_follow(&Self::origin_of(&rec), key, park_id)
         {
             debug!("key has a parked predecessor: following it to the retry topic");
+            let origin = Self::origin_of(&rec);
             let out = self
-                .park(&rec, &origin, park_id, base_attempts, round, None, cancel)
+                .blocking(
+                    ctx,
+                    self.park(&rec, &origin, park_id, base_attempts, round, None, cancel),
+                )
                 .await;
             if matches!(out, Outcome::Done) {
                 self.core.counters.followed.fetch_add(1, Ordering::Relaxed);
@@ -552,7 +695,8 @@ impl<P: Processor> Pipeline<P> {
             in_place += 1;
             rec.attempt = base_attempts + in_place;
             if let Some(ts) = rec.timestamp_ms {
-                metrics::gauge!(m::LAG_SECONDS, "topic" => rec.topic.clone(), "partition" => rec.partition.to_string())
+                ctx.metrics
+                    .lag_seconds
                     .set(((now_ms() - ts).max(0) as f64) / 1000.0);
             }
             let res = {
@@ -561,22 +705,24 @@ impl<P: Processor> Pipeline<P> {
                 };
                 let t = Instant::now();
                 let res = self.processor.process(&rec).await;
-                metrics::histogram!(m::HANDLER_LATENCY, "topic" => rec.topic.clone())
+                ctx.metrics
+                    .handler_latency
                     .record(t.elapsed().as_secs_f64());
                 res
             };
             match res {
                 Ok(()) => {
                     self.core.counters.processed.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(m::PROCESSED, "topic" => rec.topic.clone(), "partition" => rec.partition.to_string())
-                        .increment(1);
-                    self.release_parked(&rec, &origin, park_id);
+                    ctx.metrics.processed.increment(1);
+                    self.release_parked(&rec, park_id);
                     return Outcome::Done;
                 }
                 Err(err @ ProcessError::Permanent { .. }) => {
-                    let out = self.dead_letter(&rec, &err, cancel).await;
+                    let out = self
+                        .blocking(ctx, self.dead_letter(&rec, &err, cancel))
+                        .await;
                     if matches!(out, Outcome::Done) {
-                        self.release_parked(&rec, &origin, park_id);
+                        self.release_parked(&rec, park_id);
                     }
                     return out;
                 }
@@ -587,9 +733,8 @@ impl<P: Processor> Pipeline<P> {
                         if started.elapsed() + delay <= b.max_elapsed {
                             debug!(attempt = rec.attempt, ?delay, error = %err, "transient failure: retrying in place");
                             self.core.counters.retried.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!(m::RETRIES, "topic" => rec.topic.clone())
-                                .increment(1);
-                            if !sleep_or_cancel(delay, cancel).await {
+                            ctx.metrics.retries.increment(1);
+                            if !self.blocking(ctx, sleep_or_cancel(delay, cancel)).await {
                                 return Outcome::Aborted;
                             }
                             continue;
@@ -597,15 +742,19 @@ impl<P: Processor> Pipeline<P> {
                     }
                     let park = cfg.retry_topic_enabled && round < cfg.max_retry_topic_attempts;
                     let out = if park {
+                        let origin = Self::origin_of(&rec);
                         let o = self
-                            .park(
-                                &rec,
-                                &origin,
-                                park_id,
-                                rec.attempt,
-                                round + 1,
-                                Some(&err),
-                                cancel,
+                            .blocking(
+                                ctx,
+                                self.park(
+                                    &rec,
+                                    &origin,
+                                    park_id,
+                                    rec.attempt,
+                                    round + 1,
+                                    Some(&err),
+                                    cancel,
+                                ),
                             )
                             .await;
                         if matches!(o, Outcome::Done) {
@@ -614,10 +763,11 @@ impl<P: Processor> Pipeline<P> {
                         }
                         o
                     } else {
-                        self.dead_letter(&rec, &err, cancel).await
+                        self.blocking(ctx, self.dead_letter(&rec, &err, cancel))
+                            .await
                     };
                     if !park && matches!(out, Outcome::Done) {
-                        self.release_parked(&rec, &origin, park_id);
+                        self.release_parked(&rec, park_id);
                     }
                     return out;
                 }
@@ -626,10 +776,16 @@ impl<P: Processor> Pipeline<P> {
     }
 
     /// A parked record reached a final state (processed or dead-lettered): release its park id.
-    fn release_parked(&self, rec: &Record, origin: &Tp, park_id: Option<u64>) {
+    fn release_parked(&self, rec: &Record, park_id: Option<u64>) {
         if let (Some(key), Some(id)) = (rec.key.as_deref(), park_id) {
-            self.core.park_remove(origin, key, id);
+            self.core.park_remove(&Self::origin_of(rec), key, id);
         }
+    }
+
+    /// (topic, partition) of the original source record.
+    fn origin_of(rec: &Record) -> Tp {
+        let (t, p, _, _) = Self::source_of(rec);
+        (t, p)
     }
 
     /// Original headers (without our retry/dlq headers).
@@ -875,9 +1031,14 @@ fn consumer_config(cfg: &ConsumerConfig) -> ClientConfig {
                     "session.timeout.ms",
                     cfg.session_timeout.as_millis().to_string(),
                 )
+                // ~1 s (bounded by session/3): under cooperative-sticky a joining member waits
+                // for the others' next heartbeat to learn of the rebalance, so a long interval
+                // (session/10 = 4.5 s with the default 45 s) becomes a processing gap.
                 .set(
                     "heartbeat.interval.ms",
-                    (cfg.session_timeout.as_millis() / 10).max(100).to_string(),
+                    (cfg.session_timeout.as_millis() / 3)
+                        .clamp(1, 1000)
+                        .to_string(),
                 );
         }
         GroupProtocol::Consumer => {
@@ -935,6 +1096,7 @@ pub async fn run<P: Processor>(
         state: Mutex::new(State::default()),
         cv: Condvar::new(),
         counters: Counters::default(),
+        parked_keys: AtomicUsize::new(0),
     });
     let consumer: BaseConsumer<MemberContext> = consumer_config(&config)
         .create_with_context(MemberContext {
@@ -961,17 +1123,17 @@ pub async fn run<P: Processor>(
         processor,
         producer: producer.clone(),
         permits: Semaphore::new(config.max_concurrency),
+        rt: tokio::runtime::Handle::current(),
     });
     // dropping the run future stops the poll thread too
     let stop = cancel.child_token();
     let _guard = stop.clone().drop_guard();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::runtime::Handle::current();
     let thread_core = Arc::clone(&core);
     std::thread::Builder::new()
         .name(format!("orderstream-poll-{}", config.group_id))
         .spawn(move || {
-            let summary = poll_loop(consumer, &thread_core, &pipeline, &handle, &stop);
+            let summary = poll_loop(consumer, &thread_core, &pipeline, &stop);
             let _ = tx.send(summary);
         })
         .map_err(|e| ConsumerError::PollThread(e.to_string()))?;
@@ -991,21 +1153,29 @@ fn poll_loop<P: Processor>(
     consumer: BaseConsumer<MemberContext>,
     core: &Arc<Core>,
     pipeline: &Arc<Pipeline<P>>,
-    handle: &tokio::runtime::Handle,
     stop: &CancellationToken,
 ) -> RunSummary {
     let cfg = &core.cfg;
     let mut last_commit = Instant::now();
     let mut last_housekeeping = Instant::now();
+    // While a partition is paused (window full) the poll thread checks for its resume often:
+    // otherwise a poll that blocks (every fetchable partition paused) delays the resume by the
+    // poll timeout and the handlers run dry.
+    let mut any_paused = false;
     while !stop.is_cancelled() {
-        match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(msg)) => dispatch(&consumer, core, pipeline, handle, &msg),
+        let (timeout, housekeeping) = if any_paused {
+            (Duration::from_millis(2), Duration::from_millis(2))
+        } else {
+            (Duration::from_millis(50), Duration::from_millis(20))
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(msg)) => any_paused |= dispatch(&consumer, core, pipeline, &msg),
             Some(Err(e)) => warn!(error = %e, "consumer error"),
             None => {}
         }
-        if last_housekeeping.elapsed() >= Duration::from_millis(20) {
+        if last_housekeeping.elapsed() >= housekeeping {
             last_housekeeping = Instant::now();
-            resume_drained(&consumer, core);
+            any_paused = resume_drained(&consumer, core);
             let due = {
                 let st = core.lock();
                 st.completed_since_commit >= cfg.commit_every
@@ -1025,59 +1195,127 @@ fn dispatch<P: Processor>(
     consumer: &BaseConsumer<MemberContext>,
     core: &Arc<Core>,
     pipeline: &Arc<Pipeline<P>>,
-    handle: &tokio::runtime::Handle,
     msg: &BorrowedMessage<'_>,
-) {
+) -> bool {
     let rec = record_from(msg);
     let tp: Tp = (rec.topic.clone(), rec.partition);
     let mut st = core.lock();
     let Some(part) = st.parts.get_mut(&tp) else {
         debug!(topic = %tp.0, partition = tp.1, offset = rec.offset, "record of an unowned partition ignored");
-        return;
+        return false;
     };
     if let Err(e) = part.frontier.dispatched(rec.offset) {
         warn!(topic = %tp.0, partition = tp.1, error = %e, "redelivered offset ignored");
-        return;
+        return false;
     }
     let slot = Slot::for_record(core.cfg.ordering, rec.key.as_deref(), rec.offset);
-    let generation = part.generation;
-    let start = part.sched.push(slot.clone(), rec);
+    part.sched.push(slot, rec);
+    // the partition's worker pool: a new worker only when a slot waits and fewer than
+    // max_concurrency workers are active (not blocked); busy workers pick ready slots up
+    let spawn = part.sched.has_ready()
+        && part.workers.saturating_sub(part.blocked) < core.cfg.max_concurrency;
+    if spawn {
+        part.workers += 1;
+    }
     let in_flight = part.frontier.in_flight();
-    let pause = !part.paused && in_flight >= core.cfg.max_in_flight_per_partition;
-    if pause {
-        part.paused = true;
-    }
+    part.ctx.metrics.in_flight.set(in_flight as f64);
+    let full = !part.paused && in_flight >= core.cfg.max_in_flight_per_partition;
+    let ctx = (spawn || full).then(|| Arc::clone(&part.ctx));
     drop(st);
-    metrics::gauge!(m::IN_FLIGHT, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
-        .set(in_flight as f64);
-    if start {
-        handle.spawn(Arc::clone(pipeline).worker(tp.clone(), generation, slot));
+    if spawn && let Some(ctx) = &ctx {
+        pipeline.spawn_worker(Arc::clone(ctx));
     }
+    // The window is full: first give the handlers a moment to make room (the poll thread does
+    // not poll meanwhile, so nothing more is dispatched); pause only if they do not.
+    let pause = full
+        && ctx
+            .as_deref()
+            .is_some_and(|ctx| wait_for_room(core, ctx) && mark_paused(core, ctx));
     if pause {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&tp.0, tp.1);
         debug!(topic = %tp.0, partition = tp.1, in_flight, "window full: pausing partition");
         core.counters.pauses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::PAUSES, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
-            .increment(1);
         if let Err(e) = consumer.pause(&tpl) {
             warn!(topic = %tp.0, partition = tp.1, error = %e, "pause failed");
         }
     }
+    pause
 }
 
-fn resume_drained(consumer: &BaseConsumer<MemberContext>, core: &Core) {
+/// How long the poll thread waits for a full window to make room before pausing the partition.
+const ROOM_WAIT: Duration = Duration::from_millis(20);
+
+/// Called when a partition's window is full, before pausing it: a pause makes librdkafka
+/// discard the partition's prefetched messages and fetch them again on resume, which dominated
+/// the drain cost while the handlers kept up on average. Waits (at most [`ROOM_WAIT`]; the
+/// poll thread dispatches nothing meanwhile, so the window bound holds) until a quarter of the
+/// window is free. Returns whether the window is still full (the caller pauses).
+fn wait_for_room(core: &Core, ctx: &PartCtx) -> bool {
+    let max = core.cfg.max_in_flight_per_partition;
+    let room = max - (max / 4).max(1);
+    let deadline = Instant::now() + ROOM_WAIT;
+    let mut st = core.lock();
+    loop {
+        let Some(in_flight) = st
+            .parts
+            .get(&ctx.tp)
+            .filter(|p| p.ctx.generation == ctx.generation)
+            .map(|p| p.frontier.in_flight())
+        else {
+            return false;
+        };
+        if in_flight <= room {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return in_flight >= max;
+        }
+        st.drain_waiters += 1;
+        st = core
+            .cv
+            .wait_timeout(st, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.drain_waiters -= 1;
+    }
+}
+
+/// Marks the partition paused (for [`resume_drained`]); `false` if it is gone.
+fn mark_paused(core: &Core, ctx: &PartCtx) -> bool {
+    let mut st = core.lock();
+    match st
+        .parts
+        .get_mut(&ctx.tp)
+        .filter(|p| p.ctx.generation == ctx.generation && !p.paused)
+    {
+        Some(part) => {
+            part.paused = true;
+            part.ctx.metrics.pauses.increment(1);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Resumes paused partitions whose window drained to half; returns whether any stays paused.
+fn resume_drained(consumer: &BaseConsumer<MemberContext>, core: &Core) -> bool {
     let low = core.cfg.max_in_flight_per_partition / 2;
     let mut tpl = TopicPartitionList::new();
+    let mut still_paused = false;
     {
         let mut st = core.lock();
         for (tp, part) in &mut st.parts {
-            metrics::gauge!(m::IN_FLIGHT, "topic" => tp.0.clone(), "partition" => tp.1.to_string())
+            part.ctx
+                .metrics
+                .in_flight
                 .set(part.frontier.in_flight() as f64);
             if part.paused && part.frontier.in_flight() <= low {
                 part.paused = false;
                 tpl.add_partition(&tp.0, tp.1);
             }
+            still_paused |= part.paused;
         }
     }
     if tpl.count() > 0 {
@@ -1086,6 +1324,7 @@ fn resume_drained(consumer: &BaseConsumer<MemberContext>, core: &Core) {
             warn!(error = %e, "resume failed");
         }
     }
+    still_paused
 }
 
 fn commit_async(consumer: &BaseConsumer<MemberContext>, core: &Core) {

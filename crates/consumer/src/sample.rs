@@ -14,6 +14,7 @@
 //! after it left the window). Duplicates are skipped (success, no effect) and counted.
 //! State is in memory: a real deployment keeps it in a store keyed by order id.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
@@ -107,6 +108,12 @@ pub struct SampleSnapshot {
     pub duplicates: u64,
     /// Events rejected as illegal transitions.
     pub rejected: u64,
+}
+
+thread_local! {
+    /// Per-thread event buffer for [`OrderCodec::try_decode_cached_into`] (never held across an
+    /// await).
+    static DECODE_BUF: RefCell<OrderEvent> = RefCell::new(OrderEvent::default());
 }
 
 /// The sample processor; see the module docs.
@@ -237,6 +244,20 @@ impl Processor for OrderProcessor {
         let Some(bytes) = record.payload.as_deref() else {
             return Err(ProcessError::permanent("empty", "null value"));
         };
+        // Fast path: writer schema already cached: decode synchronously into this thread's
+        // reused event buffer (no allocation for the event, no await).
+        let fast = DECODE_BUF.with(|buf| {
+            let mut event = buf.borrow_mut();
+            self.codec
+                .try_decode_cached_into(bytes, &mut event)
+                .map(|res| match res {
+                    Ok(schema_id) => self.apply(&event, Some(schema_id)),
+                    Err(e) => Err(self.classify(&e, record.attempt)),
+                })
+        });
+        if let Some(res) = fast {
+            return res;
+        }
         let decoded = match self.codec.decode(bytes).await {
             Ok(d) => d,
             Err(e) => return Err(self.classify(&e, record.attempt)),

@@ -1,10 +1,12 @@
 //! Key-ordered dispatch inside one partition (pure, no I/O).
 //!
-//! Every record maps to a [`Slot`]. A slot has at most one worker at a time; the worker takes
-//! the slot's records one by one in offset order. Different slots run in parallel (bounded
-//! elsewhere by a semaphore). With [`OrderingMode::Partition`] every record of the partition maps
-//! to the same slot, so the partition is strictly sequential. Records without a key get their own
-//! slot (keyed by offset): they have no ordering relation to anything.
+//! Every record maps to a [`Slot`]. A slot has at most one owner (worker) at a time; the owner
+//! takes the slot's records one by one in offset order. Different slots run in parallel: a
+//! partition has a small pool of workers (bounded elsewhere), and a worker whose slot runs empty
+//! releases it and continues with the oldest *ready* slot (queued records, no owner) of the same
+//! partition instead of exiting. With [`OrderingMode::Partition`] every record of the partition
+//! maps to the same slot, so the partition is strictly sequential. Records without a key get
+//! their own slot (keyed by offset): they have no ordering relation to anything.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -31,64 +33,110 @@ impl Slot {
     }
 }
 
-/// Per-slot FIFO queues. The presence of a slot means a worker owns it.
+#[derive(Debug)]
+struct SlotQueue<T> {
+    items: VecDeque<T>,
+    /// A worker owns the slot (is processing one of its records).
+    owned: bool,
+}
+
+/// Per-slot FIFO queues plus the FIFO of ready slots.
+///
+/// Invariants: a slot is in `slots` iff it is owned or has queued items; a slot is in `ready`
+/// (exactly once) iff it is not owned and has queued items (after [`KeyScheduler::clear_queued`]
+/// stale entries are dropped with the queues).
 #[derive(Debug)]
 pub(crate) struct KeyScheduler<T> {
-    queues: HashMap<Slot, VecDeque<T>>,
+    slots: HashMap<Slot, SlotQueue<T>>,
+    ready: VecDeque<Slot>,
 }
 
 impl<T> Default for KeyScheduler<T> {
     fn default() -> Self {
         Self {
-            queues: HashMap::new(),
+            slots: HashMap::new(),
+            ready: VecDeque::new(),
         }
     }
 }
 
 impl<T> KeyScheduler<T> {
-    /// Queues `item`; returns `true` when no worker owns `slot` yet (the caller must start one).
+    /// Queues `item`; returns `true` when `slot` became ready (no owner, first queued item):
+    /// a worker is needed for it.
     pub(crate) fn push(&mut self, slot: Slot, item: T) -> bool {
-        match self.queues.get_mut(&slot) {
+        match self.slots.get_mut(&slot) {
             Some(q) => {
-                q.push_back(item);
+                q.items.push_back(item);
                 false
             }
             None => {
-                self.queues.insert(slot, VecDeque::from([item]));
+                self.ready.push_back(slot.clone());
+                self.slots.insert(
+                    slot,
+                    SlotQueue {
+                        items: VecDeque::from([item]),
+                        owned: false,
+                    },
+                );
                 true
             }
         }
     }
 
-    /// The worker of `slot` takes its next item; `None` releases the slot (the worker must stop).
-    pub(crate) fn next(&mut self, slot: &Slot) -> Option<T> {
-        let q = self.queues.get_mut(slot)?;
-        match q.pop_front() {
-            Some(item) => Some(item),
-            None => {
-                self.queues.remove(slot);
-                None
+    /// Whether some slot waits for a worker.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// One worker step. `prev` is the slot the worker owned (its record is finished): the worker
+    /// continues with that slot's next item if any, otherwise it releases `prev` and takes the
+    /// oldest ready slot. `None`: nothing to do (the worker owns nothing and must stop).
+    pub(crate) fn take(&mut self, prev: Option<Slot>) -> Option<(Slot, T)> {
+        if let Some(slot) = prev
+            && let Some(q) = self.slots.get_mut(&slot)
+        {
+            if let Some(item) = q.items.pop_front() {
+                return Some((slot, item));
+            }
+            self.slots.remove(&slot);
+        }
+        while let Some(slot) = self.ready.pop_front() {
+            let Some(q) = self.slots.get_mut(&slot) else {
+                continue;
+            };
+            if q.owned {
+                continue;
+            }
+            match q.items.pop_front() {
+                Some(item) => {
+                    q.owned = true;
+                    return Some((slot, item));
+                }
+                None => {
+                    self.slots.remove(&slot);
+                }
             }
         }
+        None
     }
 
-    /// Drops every queued (not started) item; workers keep their slots until their next
-    /// [`KeyScheduler::next`]. Returns how many items were dropped.
+    /// Drops every queued (not started) item; owners keep their slots until their next
+    /// [`KeyScheduler::take`]. Returns how many items were dropped.
     pub(crate) fn clear_queued(&mut self) -> usize {
-        self.queues
-            .values_mut()
-            .map(|q| {
-                let n = q.len();
-                q.clear();
-                n
-            })
-            .sum()
+        let mut n = 0;
+        self.slots.retain(|_, q| {
+            n += q.items.len();
+            q.items.clear();
+            q.owned
+        });
+        self.ready.clear();
+        n
     }
 
-    /// Number of slots owned by a worker.
+    /// Number of slots owned by a worker or with queued items.
     #[cfg(test)]
     pub(crate) fn active_slots(&self) -> usize {
-        self.queues.len()
+        self.slots.len()
     }
 }
 
@@ -97,19 +145,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn k(s: &[u8]) -> Slot {
+        Slot::Key(s.to_vec())
+    }
+
     #[test]
     fn same_key_is_sequential_different_keys_parallel() {
         let mut s = KeyScheduler::default();
-        assert!(s.push(Slot::Key(b"a".to_vec()), 0));
-        assert!(!s.push(Slot::Key(b"a".to_vec()), 1));
-        assert!(s.push(Slot::Key(b"b".to_vec()), 2));
-        let a = Slot::Key(b"a".to_vec());
-        assert_eq!(s.next(&a), Some(0));
-        assert_eq!(s.next(&a), Some(1));
-        assert_eq!(s.next(&a), None);
+        assert!(s.push(k(b"a"), 0));
+        assert!(!s.push(k(b"a"), 1));
+        assert!(s.push(k(b"b"), 2));
+        assert_eq!(s.take(None), Some((k(b"a"), 0)));
+        // a second worker gets b (a is owned)
+        assert_eq!(s.take(None), Some((k(b"b"), 2)));
+        assert!(!s.has_ready());
+        assert_eq!(s.take(None), None);
+        assert_eq!(s.take(Some(k(b"a"))), Some((k(b"a"), 1)));
+        // a runs empty: released, nothing else ready
+        assert_eq!(s.take(Some(k(b"a"))), None);
         assert_eq!(s.active_slots(), 1);
-        // after release a new push starts a new worker
-        assert!(s.push(a.clone(), 3));
+        // after release a new push makes it ready again
+        assert!(s.push(k(b"a"), 3));
+        // the worker of b continues with a once b runs empty
+        assert_eq!(s.take(Some(k(b"b"))), Some((k(b"a"), 3)));
+        assert_eq!(s.take(Some(k(b"a"))), None);
+        assert_eq!(s.active_slots(), 0);
     }
 
     #[test]
@@ -127,46 +187,70 @@ mod tests {
     #[test]
     fn clear_keeps_slots_owned_until_next() {
         let mut s = KeyScheduler::default();
-        let a = Slot::Key(b"a".to_vec());
+        let a = k(b"a");
         s.push(a.clone(), 1);
         s.push(a.clone(), 2);
-        assert_eq!(s.next(&a), Some(1)); // running
-        assert_eq!(s.clear_queued(), 1);
-        // the running worker still owns the slot: a new push must not start a second worker
+        s.push(k(b"b"), 5);
+        assert_eq!(s.take(None), Some((a.clone(), 1))); // running
+        assert_eq!(s.clear_queued(), 2);
+        assert!(!s.has_ready());
+        // the running worker still owns the slot: a new push must not make it ready
         assert!(!s.push(a.clone(), 3));
-        assert_eq!(s.next(&a), Some(3));
-        assert_eq!(s.next(&a), None);
+        assert_eq!(s.take(None), None);
+        assert_eq!(s.take(Some(a.clone())), Some((a.clone(), 3)));
+        assert_eq!(s.take(Some(a)), None);
+        assert_eq!(s.active_slots(), 0);
     }
 
     proptest! {
-        /// Random interleavings of arrivals and worker steps: per key, items are processed in
-        /// arrival order, and a key never has two items running at once.
+        /// Random interleavings of arrivals and steps of a pool of workers: per key, items are
+        /// processed in arrival order, a key never has two items running at once, and every
+        /// item is processed exactly once once the pool drains.
         #[test]
-        fn per_key_order_and_exclusivity(ops in proptest::collection::vec((0u8..4, any::<bool>()), 1..400)) {
+        fn per_key_order_exclusivity_and_liveness(
+            ops in proptest::collection::vec((0u8..6, any::<bool>()), 1..400),
+            pool in 1usize..4,
+        ) {
             let mut s: KeyScheduler<(u8, u32)> = KeyScheduler::default();
-            let mut running: HashMap<u8, Option<(u8, u32)>> = HashMap::new(); // key -> current item
-            let mut workers: Vec<u8> = Vec::new();
-            let mut seq = [0u32; 4];
+            let mut workers: Vec<Option<u8>> = vec![None; pool];
+            let mut seq = [0u32; 6];
             let mut seen: HashMap<u8, Vec<u32>> = HashMap::new();
-            for (k, arrive) in ops {
+            let step = |s: &mut KeyScheduler<(u8, u32)>, workers: &mut Vec<Option<u8>>, w: usize,
+                            seen: &mut HashMap<u8, Vec<u32>>| -> Result<bool, TestCaseError> {
+                let prev = workers[w].take().map(|x| Slot::Key(vec![x]));
+                match s.take(prev) {
+                    Some((slot, item)) => {
+                        prop_assert_eq!(slot, Slot::Key(vec![item.0]));
+                        prop_assert!(!workers.contains(&Some(item.0)), "second worker for key {}", item.0);
+                        workers[w] = Some(item.0);
+                        seen.entry(item.0).or_default().push(item.1);
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            };
+            for (key, arrive) in ops {
                 if arrive {
-                    let item = (k, seq[k as usize]);
-                    seq[k as usize] += 1;
-                    if s.push(Slot::Key(vec![k]), item) {
-                        prop_assert!(!workers.contains(&k), "second worker for key {}", k);
-                        workers.push(k);
-                    }
-                } else if !workers.is_empty() {
-                    let w = workers[(k as usize) % workers.len()];
-                    // finish current, take next
-                    running.insert(w, None);
-                    match s.next(&Slot::Key(vec![w])) {
-                        Some(item) => { prop_assert_eq!(item.0, w); seen.entry(w).or_default().push(item.1); running.insert(w, Some(item)); }
-                        None => { workers.retain(|x| *x != w); }
-                    }
+                    let item = (key, seq[key as usize]);
+                    seq[key as usize] += 1;
+                    s.push(Slot::Key(vec![key]), item);
+                } else {
+                    step(&mut s, &mut workers, key as usize % pool, &mut seen)?;
                 }
             }
-            for (_, v) in seen { prop_assert!(v.windows(2).all(|p| p[0] < p[1])); }
+            // drain: step every worker until nobody gets anything
+            loop {
+                let mut any = false;
+                for w in 0..pool {
+                    any |= step(&mut s, &mut workers, w, &mut seen)?;
+                }
+                if !any { break; }
+            }
+            prop_assert_eq!(s.active_slots(), 0);
+            for key in 0..6u8 {
+                let v = seen.remove(&key).unwrap_or_default();
+                prop_assert_eq!(v, (0..seq[key as usize]).collect::<Vec<_>>());
+            }
         }
     }
 }

@@ -97,6 +97,13 @@ pub(crate) enum Command {
     /// Live view of a consumer group: owner, offsets, lag and throughput per partition, and
     /// the latest dead letters (Ctrl-C to stop; --once for one frame).
     Watch(crate::cmd::watch::WatchArgs),
+    /// Run the benchmark suite against same-run baselines and write BENCHMARKS.md
+    /// (scripts/bench.sh; e.g. `orderstream bench --quick`).
+    Bench {
+        /// Arguments for scripts/bench.sh (`--quick`, `--nodes 3`, `-- <orderstream-bench args>`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print the effective configuration (secrets masked).
     #[command(subcommand)]
     Config(ConfigCommand),

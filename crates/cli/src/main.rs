@@ -62,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Up { nodes } => cmd::services::up(nodes),
         Command::Down => cmd::services::down(),
         Command::Status => cmd::services::status(),
+        Command::Bench { args } => cmd::services::bench(&args),
         Command::Topics(c) => cmd::topics::run(&settings, c).await,
         Command::Schemas(c) => cmd::schemas::run(&settings, c).await,
         Command::Demo(a) => cmd::demo::run(&settings, a).await,

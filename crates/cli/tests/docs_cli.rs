@@ -145,7 +145,7 @@ fn configuration_reference_covers_every_flag() {
         for flag in help
             .split_whitespace()
             .filter(|w| w.starts_with("--") && w.len() > 2)
-            .map(|w| w.trim_end_matches([',', '.', ']', ')']))
+            .map(|w| w.trim_end_matches([',', '.', ']', ')', '`']))
             .filter(|w| !matches!(*w, "--help" | "--version"))
         {
             let flag = flag.split('=').next().unwrap_or(flag);

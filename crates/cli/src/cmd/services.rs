@@ -5,21 +5,29 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-/// Finds `scripts/services.sh`: next to the working directory, or in the source tree this binary
-/// was built from.
-fn services_script() -> anyhow::Result<PathBuf> {
+/// Finds `scripts/<name>`: next to the working directory, or in the source tree this binary was
+/// built from.
+fn script(name: &str) -> anyhow::Result<PathBuf> {
     let candidates = [
-        PathBuf::from("scripts/services.sh"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh"),
+        PathBuf::from("scripts").join(name),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(name),
     ];
     candidates
         .into_iter()
         .find(|p| p.exists())
-        .context("scripts/services.sh not found: run orderstream from the repository root")
+        .with_context(|| {
+            format!("scripts/{name} not found: run orderstream from the repository root")
+        })
 }
 
 fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
-    let script = services_script()?;
+    run_script("services.sh", args)
+}
+
+fn run_script(name: &str, args: &[&str]) -> anyhow::Result<ExitCode> {
+    let script = script(name)?;
     let status = Command::new("bash")
         .arg(&script)
         .args(args)
@@ -41,4 +49,10 @@ pub(crate) fn down() -> anyhow::Result<ExitCode> {
 
 pub(crate) fn status() -> anyhow::Result<ExitCode> {
     run(&["status"])
+}
+
+/// `bench`: the benchmark suite (`scripts/bench.sh`), which writes BENCHMARKS.md.
+pub(crate) fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_script("bench.sh", &args)
 }

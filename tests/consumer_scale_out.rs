@@ -2,50 +2,31 @@
 //! Avro order events are being produced. Every partition ends up owned, every acknowledged
 //! event is applied, and effects happen exactly once after dedup.
 
+mod producer_support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
 use orderstream_consumer::{ConsumerConfig, RunSummary, Topics};
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
-use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
+use orderstream_producer::{OrderProducer, ProducerTopic};
 use orderstream_testkit::TestEnv;
 use orderstream_topology::TopicRole;
+use producer_support::{codec, config, event};
 use tokio_util::sync::CancellationToken;
 
 const ORDERS: usize = 600;
-const LIFECYCLE: [EventType; 4] = [
-    EventType::Created,
-    EventType::Paid,
-    EventType::Shipped,
-    EventType::Delivered,
-];
-
-fn event(order: usize, step: usize) -> OrderEvent {
-    let mut e = OrderEvent::example();
-    e.event_id = uuid::Uuid::new_v4().to_string();
-    e.order_id = format!("scale-{order:05}");
-    e.customer_id = format!("cust-{:03}", order % 50);
-    e.sequence = i64::try_from(step).expect("small");
-    e.event_type = LIFECYCLE[step];
-    e
-}
+/// Created, paid, shipped, delivered.
+const LIFECYCLE: i64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_then_three_members_while_producing() {
     let env = TestEnv::connect().await;
     let topics = env.topics("scale-out").await;
     let orders = topics.topology.topic(TopicRole::Orders);
-    let codec = OrderCodec::new(RegistryConfig {
-        url: env.registry_url.clone(),
-        ..RegistryConfig::default()
-    })
-    .expect("codec");
+    let codec = codec(&env);
     let producer = OrderProducer::new(
-        ProducerConfig {
-            bootstrap_servers: env.bootstrap.clone(),
-            ..ProducerConfig::default()
-        },
+        config(&env),
         codec.clone(),
         ProducerTopic::new(orders.name.clone(), orders.partitions),
     )
@@ -71,7 +52,7 @@ async fn one_then_three_members_while_producing() {
     // Produce in rounds (each order's events in sequence) while the group grows.
     let mut members = vec![spawn_member()];
     let mut acked = 0usize;
-    for step in 0..LIFECYCLE.len() {
+    for step in 0..LIFECYCLE {
         let mut pending = Vec::with_capacity(ORDERS);
         for order in 0..ORDERS {
             pending.push(producer.enqueue(&event(order, step)).await);

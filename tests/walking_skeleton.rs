@@ -2,12 +2,14 @@
 //! produced in Confluent wire format through the registry by the idempotent keyed producer, and
 //! consumed by a consumer-group member that commits its offset only after handling the record.
 
+mod producer_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics};
-use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic};
-use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig};
+use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerTopic};
+use orderstream_schema::{OrderCodec, OrderEvent};
 use orderstream_testkit::TestEnv;
 use orderstream_topology::TopicRole;
 use tokio_util::sync::CancellationToken;
@@ -40,16 +42,9 @@ async fn order_event_round_trip_commits_after_handling() {
     let env = TestEnv::connect().await;
     let topics = env.topics("skeleton").await;
     let orders = topics.topology.topic(TopicRole::Orders);
-    let codec = OrderCodec::new(RegistryConfig {
-        url: env.registry_url.clone(),
-        ..RegistryConfig::default()
-    })
-    .expect("codec");
+    let codec = producer_support::codec(&env);
     let producer = OrderProducer::new(
-        ProducerConfig {
-            bootstrap_servers: env.bootstrap.clone(),
-            ..ProducerConfig::default()
-        },
+        producer_support::config(&env),
         codec.clone(),
         ProducerTopic::new(orders.name.clone(), orders.partitions),
     )

@@ -145,6 +145,21 @@ fn config(s: &Setup) -> ConsumerConfig {
     }
 }
 
+/// Produces `n` good records `ok:<i>` keyed `k<i % keys>` (no partition, no headers).
+async fn seed(p: &FutureProducer, topic: &str, n: usize, keys: usize) {
+    for i in 0..n {
+        send(
+            p,
+            topic,
+            None,
+            &format!("k{}", i % keys),
+            &format!("ok:{i:05}"),
+            &[],
+        )
+        .await;
+    }
+}
+
 async fn send(
     p: &FutureProducer,
     topic: &str,
@@ -201,17 +216,7 @@ async fn consumer_out_of_order_commit_never_passes_frontier_and_nothing_lost() {
     let s = setup("ooo", 3).await;
     let p = s.env.producer();
     let n = 600usize;
-    for i in 0..n {
-        send(
-            &p,
-            &s.topics.source,
-            None,
-            &format!("k{}", i % 25),
-            &format!("ok:{i:05}"),
-            &[],
-        )
-        .await;
-    }
+    seed(&p, &s.topics.source, n, 25).await;
     let proc1 = Arc::new(TestProc::new(15));
     let (cancel, jh) = spawn_member(config(&s), Arc::clone(&proc1));
     let stop_at = rand::rng().random_range(50..400);
@@ -288,17 +293,7 @@ async fn consumer_two_members_rebalance_without_loss() {
             ..TestProc::default()
         })
     };
-    for i in 0..300 {
-        send(
-            &p,
-            &s.topics.source,
-            None,
-            &format!("k{}", i % 40),
-            &format!("ok:{i:05}"),
-            &[],
-        )
-        .await;
-    }
+    seed(&p, &s.topics.source, 300, 40).await;
     let a = mk();
     let (ca, ja) = spawn_member(config(&s), Arc::clone(&a));
     wait_until("member A progress", Duration::from_secs(60), || {
@@ -803,17 +798,7 @@ async fn consumer_kip848_group_protocol() {
 async fn consumer_backpressure_pauses_without_loss() {
     let s = setup("backpressure", 1).await;
     let p = s.env.producer();
-    for i in 0..300 {
-        send(
-            &p,
-            &s.topics.source,
-            None,
-            &format!("k{}", i % 20),
-            &format!("ok:{i:05}"),
-            &[],
-        )
-        .await;
-    }
+    seed(&p, &s.topics.source, 300, 20).await;
     // handlers slow enough that the full window cannot make room within the poll thread's
     // short wait before pausing
     let proc_ = Arc::new(TestProc::new(100));
@@ -933,17 +918,7 @@ async fn consumer_sigkill_member_loses_nothing() {
     let s = setup("sigkill", 3).await;
     let p = s.env.producer();
     let n = 1000usize;
-    for i in 0..n {
-        send(
-            &p,
-            &s.topics.source,
-            None,
-            &format!("k{}", i % 50),
-            &format!("ok:{i:05}"),
-            &[],
-        )
-        .await;
-    }
+    seed(&p, &s.topics.source, n, 50).await;
     let log = std::env::temp_dir().join(format!("{}.log", s.env.unique("sigkill")));
     let spec = format!(
         "{}|{}|{}|{}|{}|{}",

@@ -9,6 +9,19 @@ use orderstream_testkit::TestEnv;
 use rdkafka::admin::{AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
 use support::{orderstream, text};
 
+/// Runs `args` until it exits 3 (drift) or 30 s pass; returns the last run. A change made behind
+/// the layout's back reaches every broker's metadata a moment after the admin call returns.
+async fn until_drift(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = orderstream(env, args);
+        if out.status.code() == Some(3) || std::time::Instant::now() > deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
     let env = TestEnv::connect().await;
@@ -37,7 +50,8 @@ async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
         .alter_configs([&alter], &opts)
         .await
         .expect("alter");
-    let diff = orderstream(&env, &["--topology", layout, "topics", "diff"]);
+    // Brokers apply the controller's config change asynchronously: poll until one reports it.
+    let diff = until_drift(&env, &["--topology", layout, "topics", "diff"]).await;
     let (out, err) = text(&diff);
     assert_eq!(diff.status.code(), Some(3), "drift exits 3: {out}\n{err}");
     assert!(
@@ -56,7 +70,7 @@ async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
         .create_partitions([&NewPartitions::new(&names.orders, 8)], &opts)
         .await
         .expect("add partitions");
-    let drift = orderstream(&env, &["--topology", layout, "topics", "apply", "--fix"]);
+    let drift = until_drift(&env, &["--topology", layout, "topics", "apply", "--fix"]).await;
     let (out, err) = text(&drift);
     assert_eq!(drift.status.code(), Some(3), "{out}\n{err}");
     assert!(

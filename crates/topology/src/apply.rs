@@ -254,6 +254,7 @@ pub async fn apply<C: ClientContext + 'static>(
                     TopicAction::Unchanged
                 } else if mode == ApplyMode::Fix && drift.iter().any(Drift::fixable) {
                     fix_configs(admin, &opts, spec, &profile).await?;
+                    wait_until_configs_visible(admin, &opts, spec, &profile).await?;
                     TopicAction::Fixed
                 } else {
                     TopicAction::Drifted
@@ -421,6 +422,40 @@ async fn fix_configs<C: ClientContext + 'static>(
         })?;
     }
     Ok(())
+}
+
+/// Waits until `describe_configs` reports the managed values just set: brokers apply the
+/// controller's metadata asynchronously, and a `topics diff` run right after `apply --fix` must
+/// not see the old values.
+async fn wait_until_configs_visible<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    opts: &AdminOptions,
+    spec: &TopicSpec,
+    profile: &Profile,
+) -> Result<(), TopologyError> {
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let live = describe(admin, opts, &spec.name).await?;
+        let stale: Vec<&str> = managed_configs(spec, profile)
+            .iter()
+            .filter(|(k, v)| live.get(*k) != Some(v))
+            .map(|(k, _)| *k)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(TopologyError::TopicAdmin {
+                request: "alter_configs",
+                topic: spec.name.clone(),
+                message: format!(
+                    "altered, but {} still reported with old values after {ADMIN_TIMEOUT:?}",
+                    stale.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn admin_error<C: ClientContext>(

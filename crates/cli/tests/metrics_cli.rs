@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orderstream_testkit::TestEnv;
-use support::{orderstream, text};
+use support::{interrupt, orderstream, text};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -125,7 +125,7 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
             "--group",
             &group,
             "--for",
-            "20",
+            "300",
         ],
     );
     let page = scrape_until(
@@ -151,6 +151,6 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
             "{series} missing from:\n{page}"
         );
     }
-    let out = consumer.wait_with_output().expect("consumer exits");
+    let out = interrupt(consumer);
     assert!(out.status.success(), "{:?}", text(&out));
 }

@@ -9,17 +9,32 @@ use orderstream_testkit::TestEnv;
 use rdkafka::admin::{AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
 use support::{orderstream, text};
 
-/// Runs `args` until it exits 3 (drift) or 30 s pass; returns the last run. A change made behind
-/// the layout's back reaches every broker's metadata a moment after the admin call returns.
-async fn until_drift(env: &TestEnv, args: &[&str]) -> std::process::Output {
+/// Runs `args` until it exits with `code` or 30 s pass; returns the last run. Brokers apply the
+/// controller's metadata asynchronously and each command may ask a different broker, so a
+/// change (ours or one behind the layout's back) is seen everywhere only a moment later.
+async fn until_exit(env: &TestEnv, code: i32, args: &[&str]) -> std::process::Output {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let out = orderstream(env, args);
-        if out.status.code() == Some(3) || std::time::Instant::now() > deadline {
+        if out.status.code() == Some(code) || std::time::Instant::now() > deadline {
             return out;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+async fn until_drift(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    until_exit(env, 3, args).await
+}
+
+/// Waits until every broker a command may ask reports the layout in sync (`topics diff` exits 0).
+async fn until_in_sync(env: &TestEnv, layout: &str) {
+    let out = until_exit(env, 0, &["--topology", layout, "topics", "diff"]).await;
+    assert!(
+        out.status.success(),
+        "layout never in sync: {:?}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,6 +47,7 @@ async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
     let (out, err) = text(&first);
     assert!(first.status.success(), "{out}\n{err}");
     assert_eq!(out.matches("Created").count(), 3, "{out}");
+    until_in_sync(&env, layout).await;
 
     let second = orderstream(&env, &["--topology", layout, "topics", "apply"]);
     let (out, err) = text(&second);
@@ -62,8 +78,7 @@ async fn apply_is_idempotent_and_drift_is_reported_not_hidden() {
     let fix = orderstream(&env, &["--topology", layout, "topics", "apply", "--fix"]);
     let (out, err) = text(&fix);
     assert!(fix.status.success(), "{out}\n{err}");
-    let clean = orderstream(&env, &["--topology", layout, "topics", "diff"]);
-    assert!(clean.status.success(), "{:?}", text(&clean));
+    until_in_sync(&env, layout).await;
 
     // More partitions than declared: reported, refused to shrink, never "fixed".
     env.admin()
@@ -89,6 +104,7 @@ async fn describe_shows_layout_and_live_state() {
             .status
             .success()
     );
+    until_in_sync(&env, layout).await;
     let out = orderstream(&env, &["--topology", layout, "topics", "describe"]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());

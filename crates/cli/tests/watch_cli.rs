@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use orderstream_testkit::TestEnv;
-use support::{orderstream, text};
+use support::{interrupt, orderstream, text};
 
 fn spawn(env: &TestEnv, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_orderstream"))
@@ -85,11 +85,11 @@ async fn once_shows_each_partition_owned_and_caught_up() {
             "--group",
             &group,
             "--for",
-            "15",
+            "300",
         ],
     );
 
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let (mut frame, mut table) = (String::new(), Vec::new());
     while Instant::now() < deadline {
         let out = orderstream(
@@ -108,6 +108,8 @@ async fn once_shows_each_partition_owned_and_caught_up() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let consumed = interrupt(consumer);
+    assert!(consumed.status.success(), "{:?}", text(&consumed));
     eprintln!("{frame}");
     assert_eq!(table.len(), 6, "6 partitions:\n{frame}");
     let mut high_total = 0;
@@ -145,9 +147,6 @@ async fn once_shows_each_partition_owned_and_caught_up() {
         !frame.contains('\x1b'),
         "no escapes when stdout is not a terminal"
     );
-
-    let out = consumer.wait_with_output().expect("consumer exits");
-    assert!(out.status.success(), "{:?}", text(&out));
 }
 
 /// A tmux server on a private socket, killed (and its socket removed) on drop.
@@ -199,15 +198,14 @@ async fn live_view_in_a_terminal_redraws_and_stops_on_ctrl_c() {
     // A group that does not exist: the view must say so, not fail.
     let group = env.group_id("watch-tty");
     let tmux = Tmux {
-        socket: std::env::temp_dir().join(format!("orderstream-watch-{}.tmux", std::process::id())),
+        socket: std::env::temp_dir().join(format!("{}.tmux", env.unique("orderstream-watch"))),
     };
     // The exit status goes through a file written by bash, not through tmux's
     // `pane_dead_status`: under load tmux 3.3a reported the pane dead without ever filling in
     // the status. Bash in `-c` mode waits for a foreground child that handles SIGINT itself and
     // then runs the next command; had `watch` died of the signal, bash would die with it and
     // the file would never appear.
-    let exit_file =
-        std::env::temp_dir().join(format!("orderstream-watch-{}.exit", std::process::id()));
+    let exit_file = std::env::temp_dir().join(format!("{}.exit", env.unique("orderstream-watch")));
     let _ = std::fs::remove_file(&exit_file);
     let watch = [
         "env".to_owned(),
@@ -255,7 +253,9 @@ async fn live_view_in_a_terminal_redraws_and_stops_on_ctrl_c() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut pane = tmux.stdout(&["capture-pane", "-p", "-t", "watch"]);
-    while !pane.contains("totals:") && Instant::now() < deadline {
+    // A frame reaches the terminal in several writes: wait for its first and its last line.
+    let drawn = |p: &str| p.contains("orderstream watch — cluster") && p.contains("Ctrl-C to stop");
+    while !drawn(&pane) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
         pane = tmux.stdout(&["capture-pane", "-p", "-t", "watch"]);
     }

@@ -219,7 +219,10 @@ impl TestEnv {
     }
 
     async fn wait_for_leaders(&self, topic: &str, partitions: i32) {
-        for _ in 0..100 {
+        // A deadline, not a number of tries: each metadata fetch may itself take seconds on a
+        // busy machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if let Ok(md) = self
                 .admin
                 .inner()

@@ -198,6 +198,30 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
     }
 }
 
+/// Polls, while the members are still running, until the committed offsets of `group` on
+/// `topic` equal its end offsets (measured once: call it after production finished). Seeing
+/// every id is not enough to stop: a member may still have redelivered, already-seen records
+/// queued, and shutdown commits only the contiguous frontier.
+///
+/// # Panics
+/// When they are not equal within `timeout`, with the last committed offsets seen.
+async fn wait_committed_to_end(env: &TestEnv, group: &str, topic: &str, timeout: Duration) {
+    let ends = env.end_offsets(topic);
+    let start = Instant::now();
+    loop {
+        let committed = env.committed_offsets(group, topic).await;
+        if committed == ends {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "group {group} did not commit to the end of {topic} within {timeout:?}: \
+             committed {committed:?}, end {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn spawn_member<P: Processor>(
     cfg: ConsumerConfig,
     proc_: Arc<P>,
@@ -252,7 +276,7 @@ async fn consumer_out_of_order_commit_never_passes_frontier_and_nothing_lost() {
         u == all
     })
     .await;
-    // let the final commit go through
+    wait_committed_to_end(&s.env, &s.group, &s.topics.source, Duration::from_secs(60)).await;
     cancel.cancel();
     let sum2 = jh.await.unwrap();
     println!("run 2: {sum2:?}");
@@ -302,18 +326,38 @@ async fn consumer_two_members_rebalance_without_loss() {
     .await;
     let b = mk();
     let (cb, jb) = spawn_member(config(&s), Arc::clone(&b));
-    for i in 300..600 {
-        send(
-            &p,
-            &s.topics.source,
-            None,
-            &format!("k{}", i % 40),
-            &format!("ok:{i:05}"),
-            &[],
-        )
-        .await;
+    // Records keep flowing while B joins: at least 300 more, then small batches until B has
+    // processed some (its partitions may arrive only after A has caught up with the first 300).
+    let mut sent = 300usize;
+    let start = Instant::now();
+    loop {
+        let batch = if sent < 600 { 600 - sent } else { 25 };
+        for i in sent..sent + batch {
+            send(
+                &p,
+                &s.topics.source,
+                None,
+                &format!("k{}", i % 40),
+                &format!("ok:{i:05}"),
+                &[],
+            )
+            .await;
+        }
+        sent += batch;
+        // give B a moment before the next batch
+        let pause = Instant::now();
+        while b.count() == 0 && pause.elapsed() < Duration::from_millis(250) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if b.count() > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "B processed nothing within 60 s ({sent} records sent)"
+        );
     }
-    let all: BTreeSet<String> = (0..600).map(|i| format!("{i:05}")).collect();
+    let all: BTreeSet<String> = (0..sent).map(|i| format!("{i:05}")).collect();
     wait_until(
         "all ids processed by the group",
         Duration::from_secs(120),
@@ -324,10 +368,7 @@ async fn consumer_two_members_rebalance_without_loss() {
         },
     )
     .await;
-    wait_until("B got partitions", Duration::from_secs(30), || {
-        b.count() > 0
-    })
-    .await;
+    wait_committed_to_end(&s.env, &s.group, &s.topics.source, Duration::from_secs(60)).await;
     cb.cancel();
     let sb = jb.await.unwrap();
     ca.cancel();
@@ -337,7 +378,7 @@ async fn consumer_two_members_rebalance_without_loss() {
     assert!(sa.revoke_commits_ok >= 1, "A must have committed on revoke");
     assert_eq!(
         a.effects.load(Ordering::Relaxed) + b.effects.load(Ordering::Relaxed),
-        600,
+        sent as u64,
         "effects exactly once after dedup"
     );
     let ends = s.env.end_offsets(&s.topics.source);
@@ -895,6 +936,46 @@ async fn consumer_child_member() {
         .unwrap();
 }
 
+/// Owns the child member process: SIGKILLs and reaps it when dropped, so a failing test does not
+/// leave it running (and loading the CPU) for the rest of the suite.
+struct ChildGuard(std::process::Child);
+
+impl ChildGuard {
+    /// SIGKILL, then wait (bounded) until the process is gone.
+    fn kill(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        // An error here means it already exited: the wait below reports its status.
+        let _ = self.0.kill();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(std::io::Error::other(format!(
+                    "child {} still running 10 s after SIGKILL",
+                    self.0.id()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The exit status if the child has already exited on its own.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.exited().is_none()
+            && let Err(e) = self.kill()
+        {
+            eprintln!("cleaning up the child member: {e}");
+        }
+    }
+}
+
 fn read_log(path: &std::path::Path) -> Vec<(i32, i64, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -929,7 +1010,7 @@ async fn consumer_sigkill_member_loses_nothing() {
         s.topics.dead_letter,
         log.display()
     );
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "consumer_child_member",
@@ -941,13 +1022,16 @@ async fn consumer_sigkill_member_loses_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = ChildGuard(child);
     let kill_at = rand::rng().random_range(100..700);
     wait_until("child progress", Duration::from_secs(90), || {
+        if let Some(status) = child.exited() {
+            panic!("the child member exited before it was killed: {status}");
+        }
         read_log(&log).len() >= kill_at
     })
     .await;
     child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
     let before = read_log(&log);
     let done: BTreeMap<i32, BTreeSet<i64>> =
         before.iter().fold(BTreeMap::new(), |mut m, (p, o, _)| {
@@ -987,6 +1071,7 @@ async fn consumer_sigkill_member_loses_nothing() {
         },
     )
     .await;
+    wait_committed_to_end(&s.env, &s.group, &s.topics.source, Duration::from_secs(60)).await;
     cancel.cancel();
     let sum = jh.await.unwrap().unwrap();
     println!("recovery: {sum:?}");

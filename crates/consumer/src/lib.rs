@@ -23,7 +23,9 @@
 //! record is *parked* in the retry topic (non-blocking), and after
 //! [`ConsumerConfig::max_retry_topic_attempts`] parkings it goes to the dead-letter topic.
 //! A [`ProcessError::Permanent`] goes straight to the dead-letter topic. A record's offset only
-//! counts as completed once its retry/dead-letter copy is acknowledged by the broker.
+//! counts as completed once its retry/dead-letter copy is acknowledged by the broker. The
+//! (idempotent) retry/dead-letter producer is rebuilt when librdkafka raises a fatal error on it,
+//! and the send is retried on the new handle.
 //!
 //! # Per-key order rule with the retry topic
 //! Rule: **while this member owns a source partition, a record with key `K` of that partition
@@ -52,6 +54,7 @@
 
 mod config;
 mod dedup;
+mod forward_producer;
 mod frontier;
 pub mod headers;
 mod member;

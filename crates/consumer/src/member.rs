@@ -12,7 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::{ConsumerConfig, GroupProtocol};
+use crate::forward_producer::ForwardProducer;
 use crate::frontier::CommitFrontier;
 use crate::headers as h;
 use crate::metric as m;
@@ -85,6 +86,8 @@ pub struct RunSummary {
     pub forced_close: bool,
     /// Per partition, offsets dispatched but not committed at shutdown (will be redelivered).
     pub uncommitted: BTreeMap<(String, i32), Range<i64>>,
+    /// Times the retry/dead-letter producer was rebuilt after a librdkafka fatal error.
+    pub producer_rebuilds: u64,
 }
 
 #[derive(Debug, Default)]
@@ -567,7 +570,7 @@ impl ConsumerContext for MemberContext {
 struct Pipeline<P> {
     core: Arc<Core>,
     processor: Arc<P>,
-    producer: FutureProducer,
+    producer: Arc<ForwardProducer>,
     permits: Semaphore,
     rt: tokio::runtime::Handle,
 }
@@ -925,7 +928,9 @@ impl<P: Processor> Pipeline<P> {
         out
     }
 
-    /// Produces until acknowledged (retrying with backoff) or cancelled.
+    /// Produces until acknowledged (retrying with backoff) or cancelled. After a fatal error of
+    /// the producer handle the send is retried at once on a rebuilt handle (with the backoff
+    /// again if that fresh handle fails fatally too, so a broken cluster cannot spin rebuilds).
     async fn produce(
         &self,
         topic: &str,
@@ -936,6 +941,8 @@ impl<P: Processor> Pipeline<P> {
         cancel: &CancellationToken,
     ) -> Outcome {
         let mut attempt = 0u32;
+        // the failed attempt was the immediate retry on a rebuilt handle (a fatal streak)
+        let mut after_rebuild = false;
         loop {
             attempt += 1;
             let mut headers = OwnedHeaders::new_with_capacity(hs.len());
@@ -955,22 +962,25 @@ impl<P: Processor> Pipeline<P> {
             if let Some(p) = partition {
                 fr = fr.partition(p);
             }
+            let handle = self.producer.current();
             let res = tokio::select! {
-                r = self.producer.send(fr, Timeout::After(self.core.cfg.produce_timeout)) => r,
+                r = handle.producer().send(fr, Timeout::After(self.core.cfg.produce_timeout)) => r,
                 () = cancel.cancelled() => return Outcome::Aborted,
             };
             match res {
                 Ok(_) => return Outcome::Done,
                 Err((e, _)) => {
-                    let delay = self.core.cfg.backoff.delay(attempt.min(10));
-                    warn!(topic, error = %e, attempt, "produce to {topic} failed; retrying (the source offset stays uncommitted)");
-                    if let Some(fatal) = self.producer.client().fatal_error() {
-                        error!(
-                            topic,
-                            ?fatal,
-                            "retry/dead-letter producer hit a fatal error"
-                        );
+                    warn!(topic, error = %e, attempt, generation = handle.generation(), "forward produce failed; retrying (the source offset stays uncommitted)");
+                    let rebuilt = self.producer.recover(&handle, &e, topic);
+                    // a replaced handle must not be kept alive by a sleeping task
+                    drop(handle);
+                    if !rebuilt {
+                        after_rebuild = false;
+                    } else if !after_rebuild {
+                        after_rebuild = true;
+                        continue;
                     }
+                    let delay = self.core.cfg.backoff.delay(attempt.min(10));
                     if !sleep_or_cancel(delay, cancel).await {
                         return Outcome::Aborted;
                     }
@@ -1084,13 +1094,14 @@ pub async fn run<P: Processor>(
     cancel: CancellationToken,
 ) -> Result<RunSummary, ConsumerError> {
     config.validate()?;
-    let producer: FutureProducer =
-        producer_config(&config)
-            .create()
-            .map_err(|source| ConsumerError::Kafka {
+    let producer = Arc::new(
+        ForwardProducer::new(producer_config(&config), config.produce_timeout).map_err(
+            |source| ConsumerError::Kafka {
                 context: "creating the retry/dead-letter producer",
                 source,
-            })?;
+            },
+        )?,
+    );
     let core = Arc::new(Core {
         cfg: config.clone(),
         state: Mutex::new(State::default()),
@@ -1121,7 +1132,7 @@ pub async fn run<P: Processor>(
     let pipeline = Arc::new(Pipeline {
         core: Arc::clone(&core),
         processor,
-        producer: producer.clone(),
+        producer: Arc::clone(&producer),
         permits: Semaphore::new(config.max_concurrency),
         rt: tokio::runtime::Handle::current(),
     });
@@ -1140,13 +1151,13 @@ pub async fn run<P: Processor>(
     let summary = rx
         .await
         .map_err(|_| ConsumerError::PollThread("poll thread panicked".to_owned()))?;
+    let producer_rebuilds = producer.rebuilds();
     // flush anything the producer still holds (all produce calls were awaited, so normally none)
-    let _ = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer;
-        producer.flush(Duration::from_secs(5))
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+    Ok(RunSummary {
+        producer_rebuilds,
+        ..summary
     })
-    .await;
-    Ok(summary)
 }
 
 fn poll_loop<P: Processor>(
@@ -1449,6 +1460,8 @@ fn shutdown(consumer: BaseConsumer<MemberContext>, core: &Arc<Core>) -> RunSumma
             pauses: c.pauses.load(Ordering::Relaxed),
             forced_close: false,
             uncommitted,
+            // filled in by `run`, which owns the producer
+            producer_rebuilds: 0,
         }
     };
     // Leave the group: rdkafka's drop closes the consumer queue and polls until closed, which

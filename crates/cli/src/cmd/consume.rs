@@ -115,6 +115,12 @@ pub(crate) fn summary(run: &RunSummary, state: &SampleSnapshot) -> String {
         out.push_str(&format!(" {s}:{n}"));
     }
     out.push_str(&format!("\ncustomers: {}", state.customers.len()));
+    if run.producer_rebuilds > 0 {
+        out.push_str(&format!(
+            "\nretry/dead-letter producer rebuilt after fatal errors: {}",
+            run.producer_rebuilds
+        ));
+    }
     if !run.committed.is_empty() {
         out.push_str("\ncommitted offsets:");
         for ((t, p), o) in &run.committed {

@@ -3,6 +3,7 @@
 
 mod producer_support;
 
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use orderstream_producer::{
@@ -21,9 +22,40 @@ fn offline_codec() -> OrderCodec {
     .expect("codec")
 }
 
+/// Fails if anything connected to `listener` (non-blocking) so far.
+fn assert_nothing_connected(listener: &TcpListener, what: &str, case: &str) {
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok((_, peer)) => {
+            panic!("{case}: validation must not connect, but {peer} connected to the {what}")
+        }
+        Err(e) => panic!("accept on the {what} listener: {e}"),
+    }
+}
+
 #[tokio::test]
 async fn invalid_config_is_refused_before_connecting() {
-    let base = ProducerConfig::default;
+    // A silent "broker" and "registry" owned by this test: a producer that connected before
+    // validating (even to fail afterwards) leaves a connection in their accept queues.
+    let broker = TcpListener::bind("127.0.0.1:0").expect("bind broker listener");
+    let registry = TcpListener::bind("127.0.0.1:0").expect("bind registry listener");
+    broker.set_nonblocking(true).expect("nonblocking");
+    registry.set_nonblocking(true).expect("nonblocking");
+    let bootstrap = broker.local_addr().expect("addr").to_string();
+    // Built once, outside the timed section (it builds an HTTP client).
+    let codec = OrderCodec::new(RegistryConfig {
+        url: format!(
+            "http://{}/apis/ccompat/v7",
+            registry.local_addr().expect("addr")
+        ),
+        request_timeout: Duration::from_secs(1),
+        ..RegistryConfig::default()
+    })
+    .expect("codec");
+    let base = || ProducerConfig {
+        bootstrap_servers: bootstrap.clone(),
+        ..ProducerConfig::default()
+    };
     let mut extra = base();
     extra
         .extra
@@ -76,13 +108,19 @@ async fn invalid_config_is_refused_before_connecting() {
         ("enable.idempotence", extra),
     ];
     for (needle, cfg) in cases {
+        // A producer that connected first would wait for the silent listener's metadata
+        // answer up to `startup_timeout` (10 s); validation alone takes microseconds.
+        let bound = cfg.startup_timeout / 2;
         let started = Instant::now();
-        let err = OrderProducer::new(cfg, offline_codec(), ProducerTopic::new("t", 6))
+        let err = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new("t", 6))
             .await
             .expect_err(needle);
+        let took = started.elapsed();
+        assert_nothing_connected(&broker, "broker", needle);
+        assert_nothing_connected(&registry, "registry", needle);
         assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "validation must not connect"
+            took < bound,
+            "{needle}: refusal took {took:?}: validation must not wait on a connection"
         );
         assert!(matches!(err, ProducerError::Config(_)), "{err:?}");
         let msg = err.to_string();
@@ -92,6 +130,10 @@ async fn invalid_config_is_refused_before_connecting() {
         );
         println!("refused: {msg}");
     }
+    // A connection attempt a refused producer started in the background would have landed by
+    // now, after every case.
+    assert_nothing_connected(&broker, "broker", "any case");
+    assert_nothing_connected(&registry, "registry", "any case");
     assert!(matches!(
         ProducerConfig {
             max_in_flight: 6,
@@ -109,15 +151,19 @@ async fn unreachable_bootstrap_fails_clearly_within_bound() {
         startup_timeout: Duration::from_secs(3),
         ..ProducerConfig::default()
     };
+    // The bound is the startup timeout, with room for a loaded 2-core machine: it catches a
+    // producer that ignores the timeout (librdkafka alone would retry for ever).
+    let bound = cfg.startup_timeout * 3;
+    let codec = offline_codec();
     let started = Instant::now();
-    let err = OrderProducer::new(cfg, offline_codec(), ProducerTopic::new("orders.events", 6))
+    let err = OrderProducer::new(cfg, codec, ProducerTopic::new("orders.events", 6))
         .await
         .expect_err("must fail");
     let took = started.elapsed();
     println!("after {took:.2?}: {err}");
     assert!(matches!(err, ProducerError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("127.0.0.1:1,127.0.0.1:2"));
-    assert!(took < Duration::from_secs(6), "took {took:?}");
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

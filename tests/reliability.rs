@@ -100,25 +100,37 @@ async fn s1_leader_hard_kill_x5() {
     let nodes = NodesGuard::default();
     let mut recover = Vec::new();
     let mut killed = Vec::new();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        "the producer's first ack on every partition",
+        Duration::from_secs(60),
+        || (0..6).all(|p| bg.last_ack_on(p).is_some()),
+    )
+    .await;
     for i in 0..5 {
         let partition = i % 6;
-        let leader = leaders(&env, &topic)[&partition];
+        let leader = leaders(&env, &topic).await[&partition];
         assert!(leader > 0, "partition {partition} has no leader");
-        let t0 = Instant::now();
         nodes.kill(leader).await;
+        // The victim is dead once `kill` returns: recovery is timed from here, and only an ack
+        // observed after its partition moved to another leader counts (a late delivery report
+        // of a request the victim acked before it died does not).
+        let t0 = Instant::now();
         killed.push(leader);
+        let (new_leader, moved) =
+            support::wait_leader_moved(&env, &topic, partition, leader, Duration::from_secs(60))
+                .await;
         wait_until(
-            "an ack on the killed leader's partition",
+            "an ack on the killed leader's partition from its new leader",
             Duration::from_secs(90),
-            || bg.last_ack_on(partition).is_some_and(|at| at > t0),
+            || bg.last_ack_on(partition).is_some_and(|at| at > moved),
         )
         .await;
         recover.push(t0.elapsed());
         nodes.start(leader).await;
         println!(
-            "kill {}: node {leader} (leader of partition {partition}), partition acked again after {:?}",
+            "kill {}: node {leader} (leader of partition {partition}), node {new_leader} leads after {:?}, partition acked again after {:?}",
             i + 1,
+            moved - t0,
             recover[i as usize]
         );
     }
@@ -244,7 +256,12 @@ async fn s3_below_min_isr() {
             min_events: 0,
         },
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        "the producer's first ack on every partition",
+        Duration::from_secs(60),
+        || (0..6).all(|p| bg.last_ack_on(p).is_some()),
+    )
+    .await;
     let nodes = NodesGuard::default();
     // Node 2 leaves cleanly (leadership moves while the controller quorum is intact), node 3
     // crashes: ISR < 2 everywhere, and the controller quorum is lost too.
@@ -263,8 +280,10 @@ async fn s3_below_min_isr() {
     let recover = outage_end.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let log = bg.finish().await;
-    // Ack lower bounds are enqueue + latency; a 1 s grace after the crash covers acks in transit.
-    let grace = Duration::from_secs(1);
+    // Ack instants are when the delivery report was observed (batch start + latency): a report
+    // for a request the brokers acked just before the crash can be observed late on the loaded
+    // 2-core machine; a 3 s grace after the crash covers those.
+    let grace = Duration::from_secs(3);
     let acks_in_outage = log
         .acked_at
         .iter()
@@ -388,8 +407,63 @@ async fn child_producer() {
     p.shutdown(Duration::from_secs(10)).await;
 }
 
-fn spawn_child(test: &str, var: &str, spec: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+/// A child test process, SIGKILLed and reaped when dropped: a scenario that fails half-way
+/// leaves no producer or group member running behind it.
+#[derive(Debug)]
+struct ChildGuard {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// SIGKILL, then reap (prompt once the signal is delivered).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill()
+                .unwrap_or_else(|e| panic!("kill {}: {e}", self.name));
+            c.wait()
+                .unwrap_or_else(|e| panic!("reap {}: {e}", self.name));
+        }
+    }
+
+    /// Waits (blocking) up to `timeout` for the child to exit on its own; on timeout the child
+    /// is killed by the guard and the error says so.
+    fn wait_bounded(mut self, timeout: Duration) -> Result<std::process::ExitStatus, String> {
+        let start = Instant::now();
+        let Some(c) = self.child.as_mut() else {
+            return Err(format!("{} was already killed", self.name));
+        };
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Ok(status);
+                }
+                Ok(None) if start.elapsed() >= timeout => {
+                    return Err(format!(
+                        "{} did not exit within {timeout:?} (killed)",
+                        self.name
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => return Err(format!("wait for {}: {e}", self.name)),
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!("guard: killed child process {}", self.name);
+        }
+    }
+}
+
+fn spawn_child(test: &str, var: &str, spec: &str) -> ChildGuard {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             test,
             "--exact",
@@ -401,7 +475,11 @@ fn spawn_child(test: &str, var: &str, spec: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap_or_else(|e| panic!("spawn {test}: {e}"));
+    ChildGuard {
+        name: format!("{test} (pid {})", child.id()),
+        child: Some(child),
+    }
 }
 
 fn line_count(path: &std::path::Path) -> usize {
@@ -433,12 +511,13 @@ async fn s4_producer_sigkill_restart() {
             line_count(&log_path) >= at
         })
         .await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
         kills.push(line_count(&log_path));
     }
-    let mut child = spawn_child("child_producer", "ORDERSTREAM_REL_PRODUCER", &spec);
-    let status = blocking(move || child.wait().unwrap()).await;
+    let child = spawn_child("child_producer", "ORDERSTREAM_REL_PRODUCER", &spec);
+    let status = blocking(move || child.wait_bounded(Duration::from_secs(300)))
+        .await
+        .unwrap_or_else(|e| panic!("the restarted producer: {e}"));
     assert!(status.success(), "the restarted producer failed: {status}");
     let text = std::fs::read_to_string(&log_path).unwrap();
     let mut acked = Vec::new();
@@ -614,8 +693,7 @@ async fn s5_consumer_sigkill_x20() {
         while line_count(&log_path) < at && t1.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
         kills += 1;
         let committed = env.committed_offsets(&group, &topics.source).await;
         violations.extend(commit_violations(&committed, &read_log(&log_path)));
@@ -643,12 +721,24 @@ async fn s5_consumer_sigkill_x20() {
     )
     .await;
     let recovery = t0.elapsed();
+    // Seeing every id is not the end: redelivered, already-seen records may still be queued,
+    // and a stop commits only the contiguous processed frontier. While the member still runs,
+    // wait for its commits to reach the end offsets; then stop it and check.
+    let ends = env.end_offsets(&topics.source);
+    let t1 = Instant::now();
+    let mut commit_catch_up = None;
+    while t1.elapsed() < Duration::from_secs(60) {
+        if env.committed_offsets(&group, &topics.source).await == ends {
+            commit_catch_up = Some(t1.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     cancel.cancel();
     member.await.unwrap();
     let final_log = read_log(&log_path);
     let committed = env.committed_offsets(&group, &topics.source).await;
     violations.extend(commit_violations(&committed, &final_log));
-    let ends = env.end_offsets(&topics.source);
     let f = check(
         "5 consumer SIGKILL x20",
         &Observed {
@@ -669,6 +759,10 @@ async fn s5_consumer_sigkill_x20() {
     .with("commit_ahead_of_frontier", violations.len())
     .with("restart_to_first_record_ms", restart_ms.clone())
     .with("final_recovery_ms", recovery.as_millis() as u64)
+    .with(
+        "commit_catch_up_ms",
+        commit_catch_up.map(|d| d.as_millis() as u64),
+    )
     .with("lag_zero_at_end", committed == ends)
     .with("recover", "max restart-to-first-processed-record");
     let f = finish(f, started);
@@ -679,7 +773,10 @@ async fn s5_consumer_sigkill_x20() {
     );
     assert_eq!(kills, 20, "20 kills expected");
     f.assert_promise();
-    assert_eq!(committed, ends, "lag back to 0 after recovery");
+    assert_eq!(
+        committed, ends,
+        "lag back to 0 after recovery (commits reached the end offsets while running: {commit_catch_up:?})"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,6 +1235,7 @@ async fn run_cli(args: Vec<String>, dir: std::path::PathBuf) -> (Option<i32>, St
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("orderstream {args:?} did not exit within 60 s");
             }
             std::thread::sleep(Duration::from_millis(100));

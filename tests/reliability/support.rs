@@ -14,6 +14,7 @@ use orderstream_producer::{DeliveryOutcome, OrderProducer};
 use orderstream_schema::OrderCodec;
 use orderstream_testkit::{TestEnv, TestTopics};
 use rand::Rng;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
@@ -276,9 +277,14 @@ pub struct Pace {
     pub chunk: usize,
     /// Sleep between batches while `paced` is set.
     pub pause: Duration,
-    /// Keep producing (unpaced) after the stop request until this many events were sent.
+    /// Keep producing (unpaced) after the stop request until this many events were acked
+    /// (bounded by [`FINISH_TIMEOUT`]).
     pub min_events: usize,
 }
+
+/// How long [`BackgroundProducer::finish`] keeps producing to reach `min_events` acks; when it
+/// gives up, the log simply holds fewer acks and the scenario's own checks report it.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A producer task sending per-key sequenced events until stopped.
 #[derive(Debug)]
@@ -300,7 +306,24 @@ impl BackgroundProducer {
             tokio::spawn(async move {
                 let mut log = ProduceLog::default();
                 let mut i = 0usize;
-                while !(stop.is_cancelled() && i >= pace.min_events) {
+                let mut stop_requested: Option<Instant> = None;
+                loop {
+                    // Stop on the *acked* count: a send that times out during a fault must not
+                    // eat into the margin of a scenario that needs `min_events` acks.
+                    if stop.is_cancelled() {
+                        let since = *stop_requested.get_or_insert_with(Instant::now);
+                        if log.acked.len() >= pace.min_events {
+                            break;
+                        }
+                        if since.elapsed() > FINISH_TIMEOUT {
+                            eprintln!(
+                                "background producer: {} of {} events acked after {FINISH_TIMEOUT:?} of unpaced sending; giving up",
+                                log.acked.len(),
+                                pace.min_events
+                            );
+                            break;
+                        }
+                    }
                     let events: Vec<_> = (i..i + pace.chunk)
                         .map(|n| producer_support::event(n % pace.keys, (n / pace.keys) as i64))
                         .collect();
@@ -338,7 +361,7 @@ impl BackgroundProducer {
             .and_then(|m| m.get(&partition).copied())
     }
 
-    /// Stops (after `min_events`, unpaced) and returns the log.
+    /// Stops (after `min_events` acks, unpaced) and returns the log.
     pub async fn finish(self) -> ProduceLog {
         self.paced.store(false, Ordering::Relaxed);
         self.stop.cancel();
@@ -435,19 +458,51 @@ impl Drop for RegistryGuard {
     }
 }
 
-/// Leader broker id of each partition of `topic`.
-pub fn leaders(env: &TestEnv, topic: &str) -> BTreeMap<i32, i32> {
-    let c: BaseConsumer = env
-        .client_config()
-        .create()
-        .unwrap_or_else(|e| panic!("metadata client: {e}"));
+/// Leader broker id of each partition of `topic` (`-1`: none), from a fresh metadata request.
+fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, String> {
+    let c: BaseConsumer = cfg.create().map_err(|e| format!("metadata client: {e}"))?;
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-    md.topics()
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
+    Ok(md
+        .topics()
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
-        .collect()
+        .collect())
+}
+
+/// Leader broker id of each partition of `topic`, asked off the async workers.
+pub async fn leaders(env: &TestEnv, topic: &str) -> BTreeMap<i32, i32> {
+    let (cfg, topic) = (env.client_config(), topic.to_owned());
+    blocking(move || fetch_leaders(&cfg, &topic).unwrap_or_else(|e| panic!("{e}"))).await
+}
+
+/// Polls the metadata until `partition` of `topic` is led by a live broker other than
+/// `victim`; returns the new leader and the instant that was first seen. Metadata errors while
+/// the cluster fails over are retried until `timeout`.
+pub async fn wait_leader_moved(
+    env: &TestEnv,
+    topic: &str,
+    partition: i32,
+    victim: i32,
+    timeout: Duration,
+) -> (i32, Instant) {
+    let start = Instant::now();
+    loop {
+        let (cfg, t) = (env.client_config(), topic.to_owned());
+        let last = match blocking(move || fetch_leaders(&cfg, &t)).await {
+            Ok(m) => match m.get(&partition) {
+                Some(&l) if l > 0 && l != victim => return (l, Instant::now()),
+                other => format!("leader {other:?}"),
+            },
+            Err(e) => e,
+        };
+        assert!(
+            start.elapsed() < timeout,
+            "partition {partition} of {topic} still not led by a broker other than {victim} after {timeout:?} ({last})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Polls `f` every 100 ms until it holds.

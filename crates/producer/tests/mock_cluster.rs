@@ -111,19 +111,21 @@ async fn refuses_missing_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_bootstrap_fails_within_bound() {
-    let started = Instant::now();
     let cfg = ProducerConfig {
         bootstrap_servers: "127.0.0.1:1".into(),
         startup_timeout: Duration::from_secs(2),
         ..ProducerConfig::default()
     };
+    // Room for a loaded 2-core machine; still catches a producer that ignores the timeout.
+    let bound = cfg.startup_timeout * 3;
+    let started = Instant::now();
     let err = RawProducer::new(cfg, ProducerTopic::new("t", 3))
         .await
         .expect_err("must fail");
     let took = started.elapsed();
     assert!(matches!(err, ProducerError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(took < bound, "took {took:?}, bound {bound:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

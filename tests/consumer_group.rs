@@ -307,7 +307,27 @@ async fn consumer_out_of_order_commit_never_passes_frontier_and_nothing_lost() {
 /// commit succeeds, every record is processed, effects exactly once after dedup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_two_members_rebalance_without_loss() {
-    let s = setup("rebal", 4).await;
+    two_members_rebalance_without_loss("rebal", orderstream_consumer::GroupProtocol::default())
+        .await;
+}
+
+/// The same with the KIP-848 protocol (`group.protocol=consumer`): the broker computes the
+/// assignment and revokes incrementally; the revoke commit and exactly-once effects must hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_two_members_rebalance_without_loss_kip848() {
+    two_members_rebalance_without_loss("rebal848", orderstream_consumer::GroupProtocol::Consumer)
+        .await;
+}
+
+async fn two_members_rebalance_without_loss(
+    name: &str,
+    group_protocol: orderstream_consumer::GroupProtocol,
+) {
+    let s = setup(name, 4).await;
+    let config = |s: &Setup| ConsumerConfig {
+        group_protocol: group_protocol.clone(),
+        ..config(s)
+    };
     let p = s.env.producer();
     let dedup = Arc::new(Dedup::new(10_000));
     let mk = || {

@@ -1052,7 +1052,12 @@ fn consumer_config(cfg: &ConsumerConfig) -> ClientConfig {
                 );
         }
         GroupProtocol::Consumer => {
-            c.set("group.protocol", "consumer");
+            // Range spreads each topic's partitions over the members. The broker's default
+            // (uniform) balances only the total count and, sticking to what a member owns, can
+            // hand a joining member nothing but retry-topic partitions: idle while the first
+            // member keeps every orders partition. `extra_consumer` can still override it.
+            c.set("group.protocol", "consumer")
+                .set("group.remote.assignor", "range");
         }
     }
     if !cfg.statistics_interval.is_zero() {

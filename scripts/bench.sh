@@ -9,7 +9,9 @@
 #
 # Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (39092),
 # BENCH_REGISTRY_PORT (38081), BENCH_REGISTRY_MANAGEMENT_PORT (38091), BENCH_KEEP_SERVICES=1 to
-# leave the bench services running, BENCH_OUT (BENCHMARKS.md in the repo root).
+# leave the bench services running, BENCH_OUT (BENCHMARKS.md in the repo root),
+# BENCH_PYTHON (python3: the interpreter the confluent-kafka baseline's venv is made from),
+# ORDERSTREAM_BENCH_PYTHON (use this interpreter for that baseline instead of the venv).
 set -euo pipefail
 
 LOG_TAG=bench
@@ -25,7 +27,7 @@ while (($#)); do
     --nodes) nodes="${2:?--nodes needs 1 or 3}"; shift ;;
     --nodes=*) nodes="${1#--nodes=}" ;;
     -h | --help)
-      sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --) shift; extra=("$@"); break ;;
@@ -93,6 +95,76 @@ if [[ ! -x "$perf_bin" ]]; then
   fi
 fi
 export RDKAFKA_PERFORMANCE="$perf_bin"
+
+# Python confluent-kafka baseline (W1): a venv under the git-ignored cache, created once per
+# version (a marker file records a finished install). When it cannot be set up the bench still
+# runs and the report says "Python baseline not run: <reason>".
+CONFLUENT_KAFKA_VERSION=2.16.1
+py_venv="$CACHE_DIR/bench-python/confluent-kafka-$CONFLUENT_KAFKA_VERSION"
+py_marker="$py_venv/.installed"
+py_log="$CACHE_DIR/bench-python/install.log"
+
+# python_venv: succeeds when the venv is ready, else sets py_reason.
+python_venv() {
+  local base="${BENCH_PYTHON:-python3}"
+  if [[ -f "$py_marker" ]] && "$py_venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+    return 0
+  fi
+  if ! command -v "$base" >/dev/null 2>&1; then
+    py_reason="'$base' is not on PATH (set BENCH_PYTHON to a Python 3 interpreter)"
+    return 1
+  fi
+  log "installing confluent-kafka==$CONFLUENT_KAFKA_VERSION into $py_venv (once; log: $py_log)"
+  rm -rf "$py_venv"
+  mkdir -p "$(dirname "$py_venv")"
+  if ! "$base" -m venv "$py_venv" >"$py_log" 2>&1; then
+    py_reason="'$base -m venv' failed: $(tail -n 1 "$py_log") (Debian/Ubuntu: apt-get install python3-venv)"
+    return 1
+  fi
+  # Binary wheel only: the wheel bundles its own librdkafka (reported next to the figures); a
+  # source build would need librdkafka headers and link whatever the system has.
+  if ! "$py_venv/bin/python" -m pip install -q --disable-pip-version-check \
+    --only-binary confluent-kafka "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$py_log" 2>&1; then
+    py_reason="pip install confluent-kafka==$CONFLUENT_KAFKA_VERSION failed: $(grep -m 1 -i error "$py_log" || tail -n 1 "$py_log")"
+    return 1
+  fi
+  if ! "$py_venv/bin/python" -c 'import confluent_kafka' >>"$py_log" 2>&1; then
+    py_reason="confluent_kafka does not import after install: $(tail -n 1 "$py_log")"
+    return 1
+  fi
+  touch "$py_marker"
+}
+
+# python_venv_locked: python_venv under a lock, so two bench runs never build the same venv at
+# once (fd 8: fd 9 is with_lock's). Braces, not a subshell, so py_reason survives.
+python_venv_locked() {
+  local lock="$CACHE_DIR/bench-python/.lock"
+  mkdir -p "$(dirname "$lock")"
+  if ! command -v flock >/dev/null 2>&1; then
+    python_venv
+    return
+  fi
+  {
+    if ! flock -w 600 8; then
+      py_reason="another bench run held $lock for 600 s"
+      return 1
+    fi
+    python_venv
+  } 8>"$lock"
+}
+
+py_reason=""
+unset ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE
+if [[ -n "${ORDERSTREAM_BENCH_PYTHON:-}" ]]; then
+  # An interpreter given by the caller is used as is (the bench checks it imports confluent_kafka).
+  log "Python baseline: ORDERSTREAM_BENCH_PYTHON=$ORDERSTREAM_BENCH_PYTHON (given; no venv made)"
+elif python_venv_locked; then
+  export ORDERSTREAM_BENCH_PYTHON="$py_venv/bin/python"
+  log "Python baseline: $("$ORDERSTREAM_BENCH_PYTHON" "$ROOT_DIR/crates/bench/python/produce_baseline.py" --version)"
+else
+  warn "Python baseline not run: $py_reason"
+  export ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE="$py_reason"
+fi
 
 log "running: orderstream-bench ${quick[*]} ${extra[*]} (bootstrap $ORDERSTREAM_BOOTSTRAP)"
 "$ROOT_DIR/target/release/orderstream-bench" "${quick[@]}" --out "$out" \

@@ -47,6 +47,14 @@ pub(crate) struct Args {
     /// Path of a built `rdkafka_performance` (scripts/bench.sh builds it under target/).
     #[arg(long, env = "RDKAFKA_PERFORMANCE")]
     pub(crate) rdkafka_performance: Option<PathBuf>,
+    /// Python interpreter with `confluent-kafka` installed, for W1's Python baseline
+    /// (scripts/bench.sh creates a venv under .cache/).
+    #[arg(long, env = "ORDERSTREAM_BENCH_PYTHON")]
+    pub(crate) python: Option<PathBuf>,
+    /// Why the Python baseline is unavailable (scripts/bench.sh sets it when its venv could not
+    /// be set up); the report prints it. Ignored when `--python` is given.
+    #[arg(long, env = "ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE")]
+    pub(crate) python_unavailable: Option<String>,
     /// Where to write the Markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub(crate) out: PathBuf,
@@ -80,9 +88,20 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let rounds = args.rounds.max(3);
+    let root = util::repo_root();
+    let python = util::python_baseline(
+        &root,
+        args.python.as_deref(),
+        args.python_unavailable.as_deref(),
+    );
+    match &python {
+        Ok(py) => eprintln!("Python baseline: {}", py.versions),
+        Err(why) => eprintln!("Python baseline not run: {why}"),
+    }
     let tools = Tools {
-        root: util::repo_root(),
+        root,
         rdkafka_performance: args.rdkafka_performance.clone().filter(|p| p.exists()),
+        python,
     };
     let mut res = Results::default();
     let needs_broker = ["w1", "w2", "w3", "mem", "w5"]

@@ -13,6 +13,19 @@ fn verdict(m: Mmm, ok: impl Fn(f64) -> bool) -> &'static str {
     if m.n == 0 { "n/a" } else { pf(ok(m.med)) }
 }
 
+/// The Python baseline in one phrase: versions, or "Python baseline not run: <reason>".
+fn python_note(tools: &Tools) -> String {
+    match &tools.python {
+        Ok(py) => format!(
+            "Python `confluent-kafka` {} (wheel-bundled librdkafka {}, Python {}) sending the pre-encoded records",
+            py.version("confluent_kafka"),
+            py.version("librdkafka"),
+            py.version("python")
+        ),
+        Err(why) => format!("Python baseline not run: {why}"),
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -56,16 +69,26 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
     let _ = writeln!(s, "- Cluster: {}", r.cluster);
     let _ = writeln!(
         s,
-        "- Versions: librdkafka {rdk_version} (rdkafka-sys, bundled), Apache Kafka brokers and tools from `scripts/kafka.sh`, Apicurio Registry from `scripts/registry.sh`, apache-avro 0.22"
+        "- Versions: librdkafka {rdk_version} (rdkafka-sys, bundled), Apache Kafka brokers and tools from `scripts/kafka.sh`, Apicurio Registry from `scripts/registry.sh`, apache-avro 0.22{}",
+        match &tools.python {
+            Ok(py) => format!(
+                "; Python baseline: confluent-kafka {} with its own bundled librdkafka {} (Python {})",
+                py.version("confluent_kafka"),
+                py.version("librdkafka"),
+                py.version("python")
+            ),
+            Err(_) => String::new(),
+        }
     );
     let _ = writeln!(
         s,
-        "- Baselines: `rdkafka_performance` {}; `ProducerPerformance` / `ConsumerPerformance` via `scripts/kafka.sh tool`; Python `confluent-kafka`: not run (no wheel installed; optional)\n",
+        "- Baselines: `rdkafka_performance` {}; `ProducerPerformance` / `ConsumerPerformance` via `scripts/kafka.sh tool`; {}\n",
         if tools.rdkafka_performance.is_some() {
             "built from rdkafka-sys's librdkafka sources, linked with the same static librdkafka"
         } else {
             "NOT available (skipped)"
-        }
+        },
+        python_note(tools)
     );
 
     // ---------------- targets
@@ -229,10 +252,14 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame with \
              `event_id` + `content-type` headers; 4 concurrent workers × `send_batch` of 5 000. `raw` = the same binary and producer sending \
              the same pre-encoded values and keys (`RawProducer::send_raw_batch`, same batching; only the shared `content-type` header, no per-record `event_id` header, so raw does slightly less work): the difference is the codec. \
+             `Python confluent-kafka` (baseline, `crates/bench/python/produce_baseline.py`, one process per round) sends the same pre-encoded keys, values and `content-type` header as raw, \
+             with exactly our producer's librdkafka properties (murmur2 partitioner, so the same partitions) but through the librdkafka bundled in the wheel (version above): \
+             a `produce()` loop (`poll(0)` every 1 000 records, `poll(0.1)` and retry on a full queue), then `flush()`; its timed window starts at the first `produce()` after a warm-up \
+             (connections, producer id; interpreter start-up excluded), its CPU is the Python process's and its latency ends when `poll()`/`flush()` serves the delivery report. \
              `rdkafka_performance` (same librdkafka, `-a -1 -X enable.idempotence=true -X linger.ms=… -z … -X sticky.partitioning.linger.ms=0`, batch and queue limits as ours, 5× our record count so its ~0.5 s start-up — connect + idempotent producer id, during which it fills its queue — is amortised; its payload is a constant pattern, which lz4 compresses far better than Avro) and `ProducerPerformance` \
              (Java client defaults except acks/idempotence/linger/compression) send **unkeyed** records of the same size: ceilings. \
              Delivery latency = enqueue → ack (closed loop, so it is mostly queueing). CPU = this process's user+sys time (all threads) per message \
-             (n/a for external tools).\n"
+             (the Python baseline: its own process; n/a for the other external tools).\n"
         );
         let _ = writeln!(
             s,
@@ -242,6 +269,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             for (name, v) in [
                 ("Avro (OrderProducer)", &x.avro),
                 ("raw bytes (RawProducer)", &x.raw),
+                ("Python confluent-kafka (baseline)", &x.py),
                 ("rdkafka_performance (5× records)", &x.rdk),
                 ("ProducerPerformance", &x.java),
             ] {
@@ -267,17 +295,21 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         }
         let _ = writeln!(
             s,
-            "\n| setting | Avro / raw | raw / rdkafka_performance | Avro / ProducerPerformance |\n|---|---|---|---|"
+            "\n| setting | Avro / raw | raw / rdkafka_performance | raw Rust producer / Python confluent-kafka (baseline) | Avro / ProducerPerformance |\n|---|---|---|---|---|"
         );
         for x in &r.w1 {
             let _ = writeln!(
                 s,
-                "| {} | {}× | {}× | {}× |",
+                "| {} | {}× | {}× | {}× | {}× |",
                 x.setting.label(x.size),
                 x.avro_vs_raw().fmt(2),
                 x.raw_vs_rdk().fmt(2),
+                x.raw_vs_py().fmt(2),
                 x.avro_vs_java().fmt(2)
             );
+        }
+        if let Err(why) = &tools.python {
+            let _ = writeln!(s, "\nPython baseline not run: {why}");
         }
         let _ = writeln!(s);
     }

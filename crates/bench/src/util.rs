@@ -208,6 +208,64 @@ pub(crate) async fn delete_topics(bootstrap: &str, names: &[String]) {
 pub(crate) struct Tools {
     pub(crate) root: PathBuf,
     pub(crate) rdkafka_performance: Option<PathBuf>,
+    /// The Python `confluent-kafka` baseline, or why it is not run.
+    pub(crate) python: Result<PythonBaseline, String>,
+}
+
+/// A Python interpreter with `confluent_kafka` importable (scripts/bench.sh's venv).
+#[derive(Debug, Clone)]
+pub(crate) struct PythonBaseline {
+    pub(crate) python: PathBuf,
+    /// `confluent_kafka=… librdkafka=… python=…`, as the script prints it.
+    pub(crate) versions: String,
+}
+
+impl PythonBaseline {
+    /// A `versions` field (`confluent_kafka`, `librdkafka`, `python`), or `?`.
+    pub(crate) fn version(&self, name: &str) -> &str {
+        self.versions
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("?")
+    }
+}
+
+/// `crates/bench/python/produce_baseline.py`.
+pub(crate) fn python_script(root: &Path) -> PathBuf {
+    root.join("crates/bench/python/produce_baseline.py")
+}
+
+/// Checks the Python baseline: `python` runs the script's `--version` (which imports
+/// `confluent_kafka`). Without an interpreter, `unavailable` (scripts/bench.sh's reason) or a
+/// note that none was given.
+pub(crate) fn python_baseline(
+    root: &Path,
+    python: Option<&Path>,
+    unavailable: Option<&str>,
+) -> Result<PythonBaseline, String> {
+    let Some(python) = python else {
+        return Err(unavailable.map_or_else(
+            || "no interpreter given (--python / ORDERSTREAM_BENCH_PYTHON; scripts/bench.sh installs one)".to_owned(),
+            str::to_owned,
+        ));
+    };
+    let out = Command::new(python)
+        .arg(python_script(root))
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("running {}: {e}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !stdout.contains("confluent_kafka=") {
+        return Err(format!(
+            "`{} produce_baseline.py --version` failed: {}",
+            python.display(),
+            tail(&String::from_utf8_lossy(&out.stderr), 2)
+        ));
+    }
+    Ok(PythonBaseline {
+        python: python.to_owned(),
+        versions: stdout,
+    })
 }
 
 impl Tools {
@@ -253,6 +311,29 @@ impl Tools {
             bail!("rdkafka_performance failed: {}", tail(&s, 3));
         }
         Ok(s)
+    }
+
+    /// `produce_baseline.py ARGS`: its stdout; a non-zero exit is an error carrying its stderr.
+    pub(crate) fn python_produce(&self, args: &[String]) -> Result<String> {
+        let py = match &self.python {
+            Ok(py) => py,
+            Err(why) => bail!("Python baseline not run: {why}"),
+        };
+        let out = Command::new(&py.python)
+            .arg(python_script(&self.root))
+            .args(args)
+            .output()
+            .context("running produce_baseline.py")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "produce_baseline.py failed ({}): {} {}",
+                out.status,
+                tail(&stdout, 1),
+                tail(&String::from_utf8_lossy(&out.stderr), 3)
+            );
+        }
+        Ok(stdout)
     }
 }
 
@@ -301,6 +382,17 @@ mod tests {
         let line = "% 50000 messages produced (5000000 bytes), 50000 delivered (offset 49997, 0 failed) in 1630ms: 30659 msgs/s and 3.07 MB/s";
         assert_eq!(number_before(line, " msgs/s"), Some(30659.0));
         assert_eq!(number_after(line, ") in "), Some(1630.0));
+        let py = "delivered=30000 errors=0 elapsed_ms=171.250 cpu_ms=99.000 p50_us=27186 p99_us=51034 p999_us=nan confluent_kafka=2.16.1 librdkafka=2.16.0 python=3.11.7";
+        assert_eq!(number_after(py, "elapsed_ms="), Some(171.25));
+        assert_eq!(number_after(py, "p99_us="), Some(51034.0));
+        assert_eq!(number_after(py, "p999_us="), None);
+        let b = PythonBaseline {
+            python: PathBuf::from("python3"),
+            versions: "confluent_kafka=2.16.1 librdkafka=2.16.0 python=3.11.7".to_owned(),
+        };
+        assert_eq!(b.version("librdkafka"), "2.16.0");
+        assert_eq!(b.version("confluent_kafka"), "2.16.1");
+        assert_eq!(b.version("java"), "?");
         assert!(process_cpu() >= Duration::ZERO);
         assert!(!event(1, 0).event_id.is_empty());
     }

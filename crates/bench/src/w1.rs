@@ -1,8 +1,12 @@
-//! W1: producer saturation. Per setting, interleaved A/B/C/D per round: the keyed idempotent
+//! W1: producer saturation. Per setting, interleaved A/B/C/D/E per round: the keyed idempotent
 //! Avro producer (`OrderProducer::send_batch`), the same binary sending the pre-encoded bytes
-//! (`RawProducer::send_raw_batch`, same keys and headers), librdkafka's `rdkafka_performance`
-//! and Kafka's `ProducerPerformance` (both unkeyed: ceilings).
+//! (`RawProducer::send_raw_batch`, same keys and headers), a Python `confluent-kafka` producer
+//! sending those same pre-encoded keys and values with the same librdkafka properties
+//! (`python/produce_baseline.py`), librdkafka's `rdkafka_performance` and Kafka's
+//! `ProducerPerformance` (both unkeyed: ceilings).
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -72,6 +76,8 @@ pub(crate) struct SettingResult {
     pub(crate) records: usize,
     pub(crate) avro: Variant,
     pub(crate) raw: Variant,
+    /// Python `confluent-kafka` (empty when the baseline is not available).
+    pub(crate) py: Variant,
     pub(crate) rdk: Variant,
     pub(crate) java: Variant,
 }
@@ -82,6 +88,9 @@ impl SettingResult {
     }
     pub(crate) fn raw_vs_rdk(&self) -> Mmm {
         ratio(&self.raw.rates(), &self.rdk.rates())
+    }
+    pub(crate) fn raw_vs_py(&self) -> Mmm {
+        ratio(&self.raw.rates(), &self.py.rates())
     }
 
     pub(crate) fn avro_vs_java(&self) -> Mmm {
@@ -180,6 +189,75 @@ async fn run_raw(p: &OrderProducer, records: &[Pre]) -> Result<Run> {
         bail!("raw: {} of {} delivered", ok, records.len());
     }
     Ok(finish(started, cpu0, ok, bytes, &h))
+}
+
+/// Writes `records` (key, value) for `produce_baseline.py`: repeated
+/// `[u32 BE key len][key][u32 BE value len][value]`.
+fn write_records(path: &Path, records: &[Pre]) -> Result<()> {
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    for (k, v, _) in records {
+        for part in [k, v] {
+            w.write_all(&u32::try_from(part.len())?.to_be_bytes())?;
+            w.write_all(part)?;
+        }
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The Python `confluent-kafka` baseline (`python/produce_baseline.py`): one process per round,
+/// warmed up (connections, producer id) before its timed window; `props` are our producer's
+/// librdkafka properties. CPU is the Python process's (all threads), latency enqueue → delivery
+/// report served by its `poll()` / `flush()`.
+fn run_python(
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    file: &Path,
+    props: &[String],
+    n: usize,
+    bytes: usize,
+) -> Result<Run> {
+    let mut args: Vec<String> = vec![
+        "--bootstrap".into(),
+        bootstrap.into(),
+        "--topic".into(),
+        topic.into(),
+        "--records".into(),
+        file.display().to_string(),
+        "--header".into(),
+        format!("content-type={}", orderstream_producer::CONTENT_TYPE),
+        "--warmup".into(),
+        n.min(10_000).to_string(),
+    ];
+    for p in props {
+        args.push("-X".into());
+        args.push(p.clone());
+    }
+    let out = tools.python_produce(&args)?;
+    // "delivered=N errors=E elapsed_ms=T cpu_ms=C p50_us=.. p99_us=.. p999_us=.. librdkafka=.."
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("delivered="))
+        .context("no result line from produce_baseline.py")?;
+    let field = |k: &str| number_after(line, &format!("{k}="));
+    let delivered = field("delivered").context("delivered")?;
+    let errors = field("errors").context("errors")?;
+    if delivered as usize != n || errors > 0.0 {
+        bail!("python: {delivered} of {n} delivered, {errors} errors: {line}");
+    }
+    let s = field("elapsed_ms").context("elapsed_ms")? / 1e3;
+    Ok(Run {
+        msgs_s: delivered / s,
+        mb_s: bytes as f64 / s / 1e6,
+        cpu_us_per_msg: field("cpu_ms").map_or(f64::NAN, |ms| ms * 1e3 / delivered),
+        p50_us: field("p50_us").unwrap_or(f64::NAN),
+        p99_us: field("p99_us").unwrap_or(f64::NAN),
+        p999_us: field("p999_us").unwrap_or(f64::NAN),
+    })
 }
 
 /// `rdkafka_performance -P`: the run and its elapsed ms (CPU is not measured: n/a).
@@ -290,10 +368,22 @@ fn run_java(
     })
 }
 
+/// A failed round still takes its slot (all NaN, left out of every summary), so the per-round
+/// ratios keep pairing round i with round i.
 fn push(v: &mut Variant, r: Result<Run>) {
     match r {
         Ok(run) => v.runs.push(run),
-        Err(e) => v.errors.push(format!("{e:#}")),
+        Err(e) => {
+            v.runs.push(Run {
+                msgs_s: f64::NAN,
+                mb_s: f64::NAN,
+                cpu_us_per_msg: f64::NAN,
+                p50_us: f64::NAN,
+                p99_us: f64::NAN,
+                p999_us: f64::NAN,
+            });
+            v.errors.push(format!("{e:#}"));
+        }
     }
 }
 
@@ -323,6 +413,14 @@ pub(crate) async fn run_setting(
         compression: s.compression,
         ..ProducerConfig::default()
     };
+    // The Python baseline gets exactly our producer's librdkafka properties.
+    let props: Vec<String> = cfg
+        .to_client_config()?
+        .config_map()
+        .into_iter()
+        .filter(|(k, _)| *k != "bootstrap.servers")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
     let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, s.pad)).collect();
     let schema_id = codec.schema_id_for(&topic).await?;
@@ -338,6 +436,13 @@ pub(crate) async fn run_setting(
     }
     let bytes: usize = pre.iter().map(|r| r.1.len()).sum();
     let size = bytes / records.max(1);
+    let py_file: Option<PathBuf> = if tools.python.is_ok() {
+        let f = std::env::temp_dir().join(format!("{topic}.records"));
+        write_records(&f, &pre)?;
+        Some(f)
+    } else {
+        None
+    };
     // Warm-up: connections, producer id, broker JIT.
     run_raw(&p, &pre[..records.min(10_000)]).await?;
     let mut res = SettingResult {
@@ -346,12 +451,27 @@ pub(crate) async fn run_setting(
         records,
         avro: Variant::default(),
         raw: Variant::default(),
+        py: Variant::default(),
         rdk: Variant::default(),
         java: Variant::default(),
     };
     for round in 0..rounds {
         push(&mut res.avro, run_avro(&p, &events, bytes).await);
         push(&mut res.raw, run_raw(&p, &pre).await);
+        if let Some(f) = &py_file {
+            let (t, b, tl, f, pr) = (
+                topic.clone(),
+                bootstrap.to_owned(),
+                tools.clone(),
+                f.clone(),
+                props.clone(),
+            );
+            let r = tokio::task::spawn_blocking(move || {
+                run_python(&tl, &b, &t, &f, &pr, records, bytes)
+            })
+            .await?;
+            push(&mut res.py, r);
+        }
         if tools.rdkafka_performance.is_some() {
             let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
             // 5× the records: its ~0.5 s start-up (idempotent producer id) is amortised.
@@ -366,14 +486,18 @@ pub(crate) async fn run_setting(
             push(&mut res.java, r);
         }
         eprintln!(
-            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
+            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
             s.label(size),
             res.avro.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.raw.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.py.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.rdk.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.java.runs.last().map_or(f64::NAN, |r| r.msgs_s),
         );
     }
     p.shutdown(Duration::from_secs(30)).await;
+    if let Some(f) = &py_file {
+        let _ = std::fs::remove_file(f);
+    }
     Ok(res)
 }

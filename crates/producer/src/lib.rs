@@ -23,6 +23,7 @@
 //! * Tracing: a `orderstream.produce` debug span per record with `topic`, `key`, `schema_id`,
 //!   `partition`, `offset`.
 
+mod completion;
 mod config;
 mod error;
 mod orders;

@@ -6,6 +6,7 @@ use orderstream_schema::{CodecError, OrderCodec, OrderEvent};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::completion::{Batch, Slot};
 use crate::config::ProducerConfig;
 use crate::error::ProducerError;
 use crate::raw::{DeliveryOutcome, FlushReport, Pending, ProducerTopic, RawProducer};
@@ -64,6 +65,7 @@ impl OrderProducer {
         event: &OrderEvent,
         schema_id: u32,
         buf: &mut Vec<u8>,
+        slot: Box<Slot>,
     ) -> Pending {
         buf.clear();
         if let Err(e) = self.codec.encode_with_cached_id(schema_id, event, buf) {
@@ -79,6 +81,7 @@ impl OrderProducer {
                 buf,
                 &headers,
                 Some(schema_id),
+                slot,
             )
             .await
     }
@@ -97,7 +100,8 @@ impl OrderProducer {
             }
         };
         let mut buf = Vec::with_capacity(256);
-        PendingDelivery(self.enqueue_encoded(event, schema_id, &mut buf).await)
+        let slot = Batch::new(1).slot(0);
+        PendingDelivery(self.enqueue_encoded(event, schema_id, &mut buf, slot).await)
     }
 
     /// Encodes and sends one event keyed by its `order_id`; resolves when it is acknowledged
@@ -109,7 +113,8 @@ impl OrderProducer {
             Err(e) => return self.raw.not_sent(self.encode_error(event, e)),
         };
         let mut buf = Vec::with_capacity(256);
-        let pending = self.enqueue_encoded(event, schema_id, &mut buf).await;
+        let slot = Batch::new(1).slot(0);
+        let pending = self.enqueue_encoded(event, schema_id, &mut buf, slot).await;
         pending.outcome().await
     }
 
@@ -135,10 +140,12 @@ impl OrderProducer {
                     .collect();
             }
         };
+        let batch = Batch::new(events.len());
         let mut pending = Vec::with_capacity(events.len());
         let mut buf = Vec::with_capacity(256);
-        for event in events {
-            pending.push(self.enqueue_encoded(event, schema_id, &mut buf).await);
+        for (i, event) in events.iter().enumerate() {
+            let slot = batch.slot(i);
+            pending.push(self.enqueue_encoded(event, schema_id, &mut buf, slot).await);
         }
         RawProducer::await_all(pending).await
     }

@@ -6,17 +6,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use metrics::{Counter, Gauge, Histogram};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::{Delivery, DeliveryFuture, OwnedDeliveryResult};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio_util::sync::CancellationToken;
 use tracing::{Span, field};
 
+use crate::completion::{Batch, Report, Slot};
 use crate::config::ProducerConfig;
 use crate::error::{ProducerError, is_possibly_persisted_code, is_retriable_code};
 use crate::partition::partition_for_key;
@@ -190,9 +189,29 @@ impl ClientContext for Ctx {
     }
 }
 
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Slot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Box<Slot>) {
+        let at = Instant::now();
+        slot.set(match result {
+            Ok(msg) => Report::Delivered {
+                partition: msg.partition(),
+                offset: msg.offset(),
+                at,
+            },
+            Err((error, _msg)) => Report::Failed {
+                error: error.clone(),
+                at,
+            },
+        });
+        // dropping the slot completes it (and wakes the batch's waiter if it was the last)
+    }
+}
+
 /// One librdkafka producer instance and its generation number.
 pub(crate) struct Handle {
-    producer: FutureProducer<Ctx>,
+    producer: ThreadedProducer<Ctx>,
     state: Arc<HandleState>,
     generation: u64,
 }
@@ -210,7 +229,7 @@ impl Handle {
             client_id: client_id.to_owned(),
             fatal_notify: Arc::clone(fatal_notify),
         };
-        let producer = FutureProducer::from_config_and_context(client_config, ctx)?;
+        let producer = ThreadedProducer::from_config_and_context(client_config, ctx)?;
         Ok(Self {
             producer,
             state,
@@ -317,7 +336,8 @@ impl KeyCopy {
 pub(crate) struct Waiting {
     core: Arc<Core>,
     handle: Arc<Handle>,
-    future: DeliveryFuture,
+    batch: Arc<Batch>,
+    index: usize,
     started: Instant,
     key: KeyCopy,
     span: Span,
@@ -327,17 +347,18 @@ impl Waiting {
     fn new(
         core: &Arc<Core>,
         handle: Arc<Handle>,
-        future: DeliveryFuture,
+        (batch, index): (Arc<Batch>, usize),
         started: Instant,
         key: Option<&[u8]>,
         span: Span,
     ) -> Self {
-        core.in_flight.fetch_add(1, Ordering::SeqCst);
-        core.metrics.in_flight.increment(1.0);
+        let now = core.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        core.metrics.in_flight.set(now as f64);
         Self {
             core: Arc::clone(core),
             handle,
-            future,
+            batch,
+            index,
             started,
             key: KeyCopy::new(key),
             span,
@@ -347,8 +368,8 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.core.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.core.metrics.in_flight.decrement(1.0);
+        let now = self.core.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.core.metrics.in_flight.set(now as f64);
     }
 }
 
@@ -362,9 +383,10 @@ impl Pending {
     pub(crate) async fn outcome(self) -> DeliveryOutcome {
         match self {
             Pending::Done(outcome) => outcome,
-            Pending::Waiting(mut w) => {
-                let result = (&mut w.future).await;
-                let outcome = w.core.classify(&w.handle, result, w.started, w.key.get());
+            Pending::Waiting(w) => {
+                w.batch.complete().await;
+                let report = w.batch.report(w.index);
+                let outcome = w.core.classify(&w.handle, report, w.started, w.key.get());
                 if !w.span.is_disabled() {
                     if let DeliveryOutcome::Delivered {
                         partition, offset, ..
@@ -454,16 +476,18 @@ impl Core {
     fn classify(
         &self,
         handle: &Handle,
-        result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+        report: Option<&Report>,
         started: Instant,
         key: Option<&[u8]>,
     ) -> DeliveryOutcome {
-        let latency = started.elapsed();
         let topic = &self.topic.name;
-        match result {
-            Ok(Ok(Delivery {
-                partition, offset, ..
-            })) => {
+        match report {
+            Some(&Report::Delivered {
+                partition,
+                offset,
+                at,
+            }) => {
+                let latency = at.saturating_duration_since(started);
                 self.metrics.acked.increment(1);
                 self.metrics.ack_latency.record(latency.as_secs_f64());
                 DeliveryOutcome::Delivered {
@@ -472,7 +496,9 @@ impl Core {
                     latency,
                 }
             }
-            Ok(Err((error, _msg))) => {
+            Some(Report::Failed { error, at }) => {
+                let latency = at.saturating_duration_since(started);
+                let error = error.clone();
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 // rd_kafka_fatal_error() is set before the failed delivery reports are queued,
                 // so it is checked here even if the error event has not been polled yet.
@@ -515,7 +541,8 @@ impl Core {
                     }
                 }
             }
-            Err(_canceled) => {
+            None => {
+                let latency = started.elapsed();
                 self.metrics.possibly_persisted.increment(1);
                 DeliveryOutcome::PossiblyPersisted {
                     error: ProducerError::Fatal {
@@ -539,12 +566,15 @@ impl Core {
     }
 
     /// Hands one record to librdkafka, waiting while its queue is full (backpressure).
+    /// `slot` travels with the record as librdkafka's delivery opaque; dropping it on any path
+    /// that does not hand the record over completes it.
     async fn enqueue(
         self: &Arc<Self>,
         key: Option<&[u8]>,
         payload: &[u8],
         headers: &[(&str, &[u8])],
         schema_id: Option<u32>,
+        slot: Box<Slot>,
     ) -> Pending {
         let topic = &self.topic.name;
         if self.closed.load(Ordering::SeqCst) {
@@ -580,7 +610,9 @@ impl Core {
                 span.record("schema_id", id);
             }
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
+        let position = slot.position();
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Slot>> =
+            BaseRecord::with_opaque_to(topic, slot).payload(payload);
         // librdkafka takes ownership of a record's headers, so they are built per record; none
         // at all (no allocation) when there is nothing to send.
         if !headers.is_empty() || traceparent.is_some() {
@@ -608,8 +640,8 @@ impl Core {
         let mut pause = Duration::from_micros(500);
         let mut fatal_attempts = 0;
         let enqueued = loop {
-            match handle.producer.send_result(record) {
-                Ok(future) => break Ok(future),
+            match handle.producer.send(record) {
+                Ok(()) => break Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // Backpressure: wait for librdkafka to drain, never surface QueueFull.
@@ -634,9 +666,9 @@ impl Core {
             }
         };
         match enqueued {
-            Ok(future) => {
+            Ok(()) => {
                 self.metrics.sent.increment(1);
-                Pending::Waiting(Waiting::new(self, handle, future, started, key, span))
+                Pending::Waiting(Waiting::new(self, handle, position, started, key, span))
             }
             Err(e) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
@@ -787,7 +819,8 @@ impl RawProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> DeliveryOutcome {
-        let pending = self.core.enqueue(key, payload, headers, None).await;
+        let slot = Batch::new(1).slot(0);
+        let pending = self.core.enqueue(key, payload, headers, None, slot).await;
         pending.outcome().await
     }
 
@@ -797,12 +830,21 @@ impl RawProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
         schema_id: Option<u32>,
+        slot: Box<Slot>,
     ) -> Pending {
-        self.core.enqueue(key, payload, headers, schema_id).await
+        self.core
+            .enqueue(key, payload, headers, schema_id, slot)
+            .await
     }
 
+    /// Outcomes in input order. Sends of one [`Batch`] complete together, so awaiting them in
+    /// turn costs one wake-up per batch, not one per record.
     pub(crate) async fn await_all(pending: Vec<Pending>) -> Vec<DeliveryOutcome> {
-        join_all(pending.into_iter().map(Pending::outcome)).await
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for p in pending {
+            outcomes.push(p.outcome().await);
+        }
+        outcomes
     }
 
     pub(crate) fn not_sent(&self, error: ProducerError) -> DeliveryOutcome {
@@ -818,9 +860,11 @@ impl RawProducer {
         records: &[(Option<&[u8]>, &[u8])],
         headers: &[(&str, &[u8])],
     ) -> Vec<DeliveryOutcome> {
+        let batch = Batch::new(records.len());
         let mut pending = Vec::with_capacity(records.len());
-        for (key, payload) in records {
-            pending.push(self.core.enqueue(*key, payload, headers, None).await);
+        for (i, (key, payload)) in records.iter().enumerate() {
+            let slot = batch.slot(i);
+            pending.push(self.core.enqueue(*key, payload, headers, None, slot).await);
         }
         Self::await_all(pending).await
     }

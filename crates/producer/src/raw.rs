@@ -352,8 +352,10 @@ impl Waiting {
         key: Option<&[u8]>,
         span: Span,
     ) -> Self {
-        let now = core.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        core.metrics.in_flight.set(now as f64);
+        core.in_flight.fetch_add(1, Ordering::SeqCst);
+        // increment/decrement, not set: sets from two threads can land out of order and leave
+        // the gauge stale when the producer goes idle
+        core.metrics.in_flight.increment(1.0);
         Self {
             core: Arc::clone(core),
             handle,
@@ -368,8 +370,8 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let now = self.core.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.core.metrics.in_flight.set(now as f64);
+        self.core.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.core.metrics.in_flight.decrement(1.0);
     }
 }
 

@@ -313,7 +313,11 @@ async fn fatal_error_rebuilds_handle_and_reports_in_doubt() {
     // The next send goes through a fresh handle.
     let out = p.send_raw(Some(b"k"), b"after", &[]).await;
     assert!(out.is_delivered(), "{out:?}");
-    assert_eq!(p.rebuilds(), 1);
+    // At least one rebuild. More are legitimate: a send enqueued after the first handle went
+    // fatal is handed to the fresh handle, which can meet one of the injected errors still
+    // queued in the mock and go fatal in turn (seen in ~1 run in 10).
+    let rebuilds = p.rebuilds();
+    assert!((1..=5).contains(&rebuilds), "rebuilds {rebuilds}");
     assert!(p.fatal_error().is_none());
 }
 

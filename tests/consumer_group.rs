@@ -479,7 +479,7 @@ async fn consumer_poison_last_in_partition_dead_lettered_then_replayed() {
     // replay
     let before = s.env.end_offsets(&s.topics.source);
     let rs = orderstream_consumer::replay(
-        &s.env.bootstrap,
+        &s.env.client_config(),
         &s.topics.dead_letter,
         &ReplaySelection::default(),
         Duration::from_secs(20),

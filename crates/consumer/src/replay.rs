@@ -101,16 +101,19 @@ impl DeadLetter {
 }
 
 /// Reads the selected dead letters (up to the high watermarks as of the call).
+///
+/// `client` carries `bootstrap.servers` and whatever else the cluster needs (security protocol,
+/// SASL credentials, ...); the reader adds its own group and offset settings.
 pub async fn read_dead_letters(
-    bootstrap: &str,
+    client: &ClientConfig,
     dead_letter_topic: &str,
     selection: &ReplaySelection,
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, ReplayError> {
-    let bootstrap = bootstrap.to_owned();
+    let client = client.clone();
     let topic = dead_letter_topic.to_owned();
     let sel = selection.clone();
-    tokio::task::spawn_blocking(move || read_letters(&bootstrap, &topic, &sel, timeout))
+    tokio::task::spawn_blocking(move || read_letters(client, &topic, &sel, timeout))
         .await
         .map_err(|e| ReplayError::Kafka {
             context: format!("reader task: {e}"),
@@ -122,21 +125,21 @@ pub async fn read_dead_letters(
 /// topic and **source partition** (from the `orderstream.dlq.source.*` headers) with the same
 /// key and value and the original headers minus the `orderstream.dlq.*` / `orderstream.retry.*`
 /// ones. The dead-letter topic itself is not modified. Uses an idempotent producer and waits for
-/// every acknowledgement.
+/// every acknowledgement. `client` as for [`read_dead_letters`].
 pub async fn replay(
-    bootstrap: &str,
+    client: &ClientConfig,
     dead_letter_topic: &str,
     selection: &ReplaySelection,
     timeout: Duration,
 ) -> Result<ReplaySummary, ReplayError> {
     let kafka = |context: String| move |source| ReplayError::Kafka { context, source };
-    let letters = read_dead_letters(bootstrap, dead_letter_topic, selection, timeout).await?;
+    let letters = read_dead_letters(client, dead_letter_topic, selection, timeout).await?;
     let mut summary = ReplaySummary {
         read: letters.len() as u64,
         ..ReplaySummary::default()
     };
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: FutureProducer = client
+        .clone()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
@@ -188,7 +191,7 @@ pub async fn replay(
 }
 
 fn read_letters(
-    bootstrap: &str,
+    client: ClientConfig,
     topic: &str,
     sel: &ReplaySelection,
     timeout: Duration,
@@ -203,8 +206,8 @@ fn read_letters(
         std::process::id(),
         rand::random::<u32>()
     );
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = client
+        .clone()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")

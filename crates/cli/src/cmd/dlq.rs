@@ -83,7 +83,8 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
                 partitions: partition.map(|p| vec![p]),
                 ..ReplaySelection::default()
             };
-            let letters = read_dead_letters(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            let letters =
+                read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
             for l in &letters {
                 println!("{}", line(l));
             }
@@ -97,7 +98,8 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
                 to_offset: Some(offset + 1),
                 ..ReplaySelection::default()
             };
-            let letters = read_dead_letters(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            let letters =
+                read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
             let Some(l) = letters.first() else {
                 return Err(exit::UsageError(format!(
                     "no dead letter at {topic} partition {partition} offset {offset}"
@@ -132,7 +134,7 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
                 to_offset: to,
                 ..ReplaySelection::default()
             };
-            let summary = replay(&settings.bootstrap, &topic, &sel, TIMEOUT).await?;
+            let summary = replay(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
             println!(
                 "read {} dead letter(s), skipped {}",
                 summary.read, summary.skipped

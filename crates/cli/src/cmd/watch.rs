@@ -182,7 +182,12 @@ impl Letters {
         }
     }
 
-    async fn refresh(&mut self, bootstrap: &str, dlq: &str, marks: Result<Marks, String>) {
+    async fn refresh(
+        &mut self,
+        client: &rdkafka::ClientConfig,
+        dlq: &str,
+        marks: Result<Marks, String>,
+    ) {
         let marks = match marks {
             Ok(m) => m,
             Err(e) => {
@@ -204,7 +209,7 @@ impl Letters {
                     from_offset: Some((high - LATEST as i64).max(low)),
                     ..ReplaySelection::default()
                 };
-                async move { read_dead_letters(bootstrap, dlq, &sel, TIMEOUT * 2).await }
+                async move { read_dead_letters(client, dlq, &sel, TIMEOUT * 2).await }
             });
         let mut rows = Vec::new();
         for r in futures::future::join_all(reads).await {
@@ -292,6 +297,7 @@ pub(crate) async fn run(settings: &Effective, args: WatchArgs) -> anyhow::Result
         crate::signals::cancel_on_signal(token.clone());
     }
     let tty = std::io::stdout().is_terminal();
+    let client = settings.client_config();
     let mut letters = Letters::new();
     let mut prev: Option<Sample> = None;
     let mut first = true;
@@ -310,7 +316,7 @@ pub(crate) async fn run(settings: &Effective, args: WatchArgs) -> anyhow::Result
         };
         tokio::select! {
             () = token.cancelled() => break,
-            () = letters.refresh(&settings.bootstrap, &dlq, marks) => {}
+            () = letters.refresh(&client, &dlq, marks) => {}
         }
         let text = frame::render(&ctx, &now, prev.as_ref(), &letters.rows);
         if !emit(&text, tty, first, args.once) || args.once {

@@ -56,21 +56,20 @@ def read_records(path):
     out = []
     pos = 0
     u32 = struct.Struct(">I")
+
+    def field(pos, what):
+        """The length-prefixed bytes at `pos` and the position after them."""
+        if pos + 4 > len(data):
+            raise ValueError(f"{path}: truncated {what} length at byte {pos}")
+        (n,) = u32.unpack_from(data, pos)
+        pos += 4
+        if pos + n > len(data):
+            raise ValueError(f"{path}: truncated record ending at byte {pos + n}")
+        return data[pos : pos + n], pos + n
+
     while pos < len(data):
-        if pos + 4 > len(data):
-            raise ValueError(f"{path}: truncated key length at byte {pos}")
-        (klen,) = u32.unpack_from(data, pos)
-        pos += 4
-        key = data[pos : pos + klen]
-        pos += klen
-        if pos + 4 > len(data):
-            raise ValueError(f"{path}: truncated value length at byte {pos}")
-        (vlen,) = u32.unpack_from(data, pos)
-        pos += 4
-        value = data[pos : pos + vlen]
-        pos += vlen
-        if len(key) != klen or len(value) != vlen:
-            raise ValueError(f"{path}: truncated record ending at byte {pos}")
+        key, pos = field(pos, "key")
+        value, pos = field(pos, "value")
         out.append((key, value))
     return out
 

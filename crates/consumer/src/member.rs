@@ -377,18 +377,33 @@ impl Core {
             if !busy {
                 return (st, true);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return (st, false);
-            }
-            st.drain_waiters += 1;
-            st = self
-                .cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.drain_waiters -= 1;
+            st = match self.wait_for_completion(st, deadline) {
+                Ok(st) => st,
+                Err(st) => return (st, false),
+            };
         }
+    }
+
+    /// Waits (releasing the lock) until a handler finishes or `deadline` passes; `Err` with the
+    /// guard back once the deadline has passed.
+    fn wait_for_completion<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> Result<MutexGuard<'a, State>, MutexGuard<'a, State>> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(st);
+        }
+        // finishing handlers signal the condvar only while someone waits
+        st.drain_waiters += 1;
+        st = self
+            .cv
+            .wait_timeout(st, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.drain_waiters -= 1;
+        Ok(st)
     }
 
     /// Removes `tps` and returns the offsets to commit for them.
@@ -1284,17 +1299,10 @@ fn wait_for_room(core: &Core, ctx: &PartCtx) -> bool {
         if in_flight <= room {
             return false;
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return in_flight >= max;
-        }
-        st.drain_waiters += 1;
-        st = core
-            .cv
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        st.drain_waiters -= 1;
+        st = match core.wait_for_completion(st, deadline) {
+            Ok(st) => st,
+            Err(_) => return in_flight >= max,
+        };
     }
 }
 

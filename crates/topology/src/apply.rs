@@ -319,17 +319,34 @@ async fn wait_until_visible<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     spec: &TopicSpec,
 ) -> Result<(), TopologyError> {
+    poll_until_converged("create_topics", &spec.name, async || {
+        let live = live_partition_count(admin.inner(), &spec.name, Duration::from_secs(5))?;
+        Ok(if live.is_some_and(|(p, _)| p == spec.partitions) {
+            None
+        } else {
+            Some("created, but not visible in metadata".to_owned())
+        })
+    })
+    .await
+}
+
+/// Re-runs `probe` every 100 ms until it reports nothing left to wait for (`None`) or
+/// [`ADMIN_TIMEOUT`] passes; then what it last reported becomes the error.
+async fn poll_until_converged(
+    request: &'static str,
+    topic: &str,
+    mut probe: impl AsyncFnMut() -> Result<Option<String>, TopologyError>,
+) -> Result<(), TopologyError> {
     let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
     loop {
-        let live = live_partition_count(admin.inner(), &spec.name, Duration::from_secs(5))?;
-        if live.is_some_and(|(p, _)| p == spec.partitions) {
+        let Some(pending) = probe().await? else {
             return Ok(());
-        }
+        };
         if std::time::Instant::now() > deadline {
             return Err(TopologyError::TopicAdmin {
-                request: "create_topics",
-                topic: spec.name.clone(),
-                message: format!("created, but not visible in metadata after {ADMIN_TIMEOUT:?}"),
+                request,
+                topic: topic.to_owned(),
+                message: format!("{pending} after {ADMIN_TIMEOUT:?}"),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -433,29 +450,21 @@ async fn wait_until_configs_visible<C: ClientContext + 'static>(
     spec: &TopicSpec,
     profile: &Profile,
 ) -> Result<(), TopologyError> {
-    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
-    loop {
+    poll_until_converged("alter_configs", &spec.name, async || {
         let live = describe(admin, opts, &spec.name).await?;
         let stale: Vec<&str> = managed_configs(spec, profile)
             .iter()
             .filter(|(k, v)| live.get(*k) != Some(v))
             .map(|(k, _)| *k)
             .collect();
-        if stale.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(TopologyError::TopicAdmin {
-                request: "alter_configs",
-                topic: spec.name.clone(),
-                message: format!(
-                    "altered, but {} still reported with old values after {ADMIN_TIMEOUT:?}",
-                    stale.join(", ")
-                ),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok((!stale.is_empty()).then(|| {
+            format!(
+                "altered, but {} still reported with old values",
+                stale.join(", ")
+            )
+        }))
+    })
+    .await
 }
 
 fn admin_error<C: ClientContext>(

@@ -4,7 +4,7 @@
 //! Payload mini-language understood by [`TestProc`]:
 //! * `ok:<id>` — succeeds;
 //! * `poison:<id>` — permanent failure (class `test_poison`);
-//! * `flaky:<n>:<id>` — transient failure while `record.attempt <= n`, then success;
+//! * `flaky:<n>:<id>` — transient failure while `record.attempt() <= n`, then success;
 //! * `always:<id>` — always transient.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -70,7 +70,7 @@ impl TestProc {
 impl Processor for TestProc {
     async fn process(&self, record: &Record) -> Result<(), ProcessError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let payload = String::from_utf8(record.payload.clone().unwrap_or_default()).unwrap();
+        let payload = String::from_utf8(record.payload().unwrap_or_default().to_vec()).unwrap();
         if self.max_latency_ms > 0 {
             let ms = rand::rng().random_range(0..=self.max_latency_ms);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -87,10 +87,10 @@ impl Processor for TestProc {
             "always" => return Err(ProcessError::transient(format!("always {id}"))),
             "flaky" => {
                 let n: u32 = parts[1].parse().unwrap();
-                if record.attempt <= n {
+                if record.attempt() <= n {
                     return Err(ProcessError::transient(format!(
                         "flaky attempt {}",
-                        record.attempt
+                        record.attempt()
                     )));
                 }
             }
@@ -104,12 +104,12 @@ impl Processor for TestProc {
             self.effects.fetch_add(1, Ordering::Relaxed);
         }
         self.done.lock().unwrap().push(Seen {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-            key: String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned(),
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            key: String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned(),
             id,
-            attempt: record.attempt,
+            attempt: record.attempt(),
         });
         Ok(())
     }
@@ -908,9 +908,8 @@ impl Processor for FileProc {
         use std::io::Write;
         let ms = rand::rng().random_range(0..=10);
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        let payload =
-            String::from_utf8_lossy(record.payload.as_deref().unwrap_or_default()).into_owned();
-        let line = format!("{} {} {}\n", record.partition, record.offset, payload);
+        let payload = String::from_utf8_lossy(record.payload().unwrap_or_default()).into_owned();
+        let line = format!("{} {} {}\n", record.partition(), record.offset(), payload);
         self.file
             .lock()
             .unwrap()

@@ -23,14 +23,14 @@ struct Handler {
 
 impl Processor for Handler {
     async fn process(&self, record: &Record) -> Result<(), ProcessError> {
-        let bytes = record.payload.as_deref().unwrap_or_default();
+        let bytes = record.payload().unwrap_or_default();
         let decoded = self
             .codec
             .decode(bytes)
             .await
             .map_err(|e| ProcessError::permanent(e.class(), e.to_string()))?;
         if let Ok(mut s) = self.seen.lock() {
-            s.push((record.partition, record.offset, decoded.event));
+            s.push((record.partition(), record.offset(), decoded.event));
         }
         self.got_one.cancel();
         Ok(())

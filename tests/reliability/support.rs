@@ -114,7 +114,7 @@ impl Recorder {
 
 impl Processor for Recorder {
     async fn process(&self, record: &Record) -> Result<(), ProcessError> {
-        let bytes = record.payload.as_deref().unwrap_or_default();
+        let bytes = record.payload().unwrap_or_default();
         let decoded = match self.codec.decode(bytes).await {
             Ok(d) => d,
             Err(e) => {
@@ -135,8 +135,8 @@ impl Processor for Recorder {
             event_id: e.event_id,
             key: e.order_id,
             sequence: e.sequence,
-            partition: record.partition,
-            offset: record.offset,
+            partition: record.partition(),
+            offset: record.offset(),
         };
         let effect = self.dedup.first_time(&ev.event_id);
         if let Some(log) = &self.log {

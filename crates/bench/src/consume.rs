@@ -26,8 +26,7 @@ fn now_us() -> i64 {
 
 async fn decode(codec: &OrderCodec, rec: &Record) -> Result<OrderEvent, ProcessError> {
     let bytes = rec
-        .payload
-        .as_deref()
+        .payload()
         .ok_or_else(|| ProcessError::permanent("empty", "null value"))?;
     if let Some(r) = codec.try_decode_cached(bytes) {
         return r
@@ -628,7 +627,7 @@ impl Processor for TraceProc {
     async fn process(&self, rec: &Record) -> Result<(), ProcessError> {
         let _ = decode(&self.codec, rec).await?;
         if let Ok(mut l) = self.log.lock() {
-            l.push((rec.partition, rec.offset, Instant::now()));
+            l.push((rec.partition(), rec.offset(), Instant::now()));
         }
         Ok(())
     }

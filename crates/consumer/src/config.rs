@@ -178,12 +178,24 @@ pub struct ConsumerConfig {
     pub max_poll_interval: Duration,
     /// Ordering mode inside a partition. Default [`OrderingMode::Key`].
     pub ordering: OrderingMode,
-    /// Max handler invocations running at once across all partitions of this member (≥ 1).
-    /// Default 16.
+    /// Records of one partition in work at once (handler calls, in-place backoff sleeps and
+    /// retry/dead-letter sends; different keys only, see [`OrderingMode`]) (≥ 1). Partitions
+    /// run in parallel, each on its own owner task. Default 16.
     pub max_concurrency: usize,
-    /// In-flight window per partition (dispatched, not completed). When reached the partition
-    /// is paused; it resumes when the window is half empty (≥ 1). Default 1000.
+    /// Offset window per partition: from the lowest unfinished record to the highest one handed
+    /// to the partition's owner. When reached (e.g. behind one stuck record) the partition is
+    /// paused; it resumes when the window is half empty (≥ 1). Default 1000.
     pub max_in_flight_per_partition: usize,
+    /// Memory budget of this member in bytes (≥ 4 MiB): sets librdkafka's prefetch and the
+    /// in-flight window together, see [`crate::MemoryBudget`]. Default 64 MiB.
+    pub memory_budget: usize,
+    /// Records per call of a [`BatchProcessor`](crate::BatchProcessor) at most (≥ 1). Default 500.
+    pub max_batch_records: usize,
+    /// Consumer group of the retry topic. The retry topic is consumed by a second consumer in
+    /// its own group so that each topic is balanced over the members on its own (a shared group
+    /// balances the *total* of both topics' partitions and can leave a member with retry
+    /// partitions only). Default: `<group_id>.retry`.
+    pub retry_group_id: Option<String>,
     /// Async commit at least this often while there is progress. Default 1 s.
     pub commit_interval: Duration,
     /// Async commit once this many records completed since the last commit. Default 1000.
@@ -238,6 +250,9 @@ impl ConsumerConfig {
             ordering: OrderingMode::default(),
             max_concurrency: 16,
             max_in_flight_per_partition: 1000,
+            memory_budget: 64 << 20,
+            max_batch_records: 500,
+            retry_group_id: None,
             commit_interval: Duration::from_secs(1),
             commit_every: 1000,
             revoke_drain_timeout: Duration::from_secs(10),
@@ -292,6 +307,33 @@ impl ConsumerConfig {
                 "must be >= 1",
             ));
         }
+        if self.memory_budget < MIN_MEMORY_BUDGET {
+            return Err(ConfigError::invalid(
+                "memory_budget",
+                format!("must be >= {MIN_MEMORY_BUDGET} bytes (4 MiB)"),
+            ));
+        }
+        if self.max_batch_records == 0 {
+            return Err(ConfigError::invalid("max_batch_records", "must be >= 1"));
+        }
+        if self
+            .retry_group_id
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty() || g == self.group_id)
+        {
+            return Err(ConfigError::invalid(
+                "retry_group_id",
+                "must be non-empty and differ from group_id",
+            ));
+        }
+        for (key, _) in &self.extra_consumer {
+            if let Some(why) = refused_consumer_key(key) {
+                return Err(ConfigError::invalid(
+                    "extra_consumer",
+                    format!("`{key}` cannot be set: {why}"),
+                ));
+            }
+        }
         if self.commit_every == 0 {
             return Err(ConfigError::invalid("commit_every", "must be >= 1"));
         }
@@ -333,12 +375,37 @@ impl ConsumerConfig {
         Ok(())
     }
 
+    /// The consumer group of the retry topic.
+    pub fn retry_group(&self) -> String {
+        self.retry_group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}.retry", self.group_id))
+    }
+
     /// The retry-topic delay for a record parked for the `round`-th time (1-based).
     pub fn retry_delay(&self, round: u32) -> Duration {
         let exp = round.saturating_sub(1).min(20);
         self.retry_topic_delay
             .saturating_mul(1u32 << exp)
             .min(self.retry_topic_max_delay)
+    }
+}
+
+/// Smallest accepted [`ConsumerConfig::memory_budget`].
+pub const MIN_MEMORY_BUDGET: usize = 4 << 20;
+
+/// librdkafka properties `extra_consumer` may not set, and why.
+fn refused_consumer_key(key: &str) -> Option<&'static str> {
+    match key.trim() {
+        "enable.auto.commit" | "auto.commit.enable" | "enable.auto.offset.store" => Some(
+            "offsets are committed by the member only after the work is done; automatic \
+             commits or offset stores would commit past unprocessed records",
+        ),
+        "queued.max.messages.kbytes" | "fetch.max.bytes" | "max.partition.fetch.bytes" => {
+            Some("derived from memory_budget: set that instead")
+        }
+        "group.id" => Some("set group_id instead"),
+        _ => None,
     }
 }
 
@@ -377,6 +444,36 @@ mod tests {
     #[test]
     fn defaults_validate() {
         cfg().validate().unwrap();
+    }
+
+    #[test]
+    fn extras_that_would_commit_early_are_refused() {
+        for key in [
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "fetch.max.bytes",
+        ] {
+            let c = ConsumerConfig {
+                extra_consumer: vec![(key.to_owned(), "true".to_owned())],
+                ..cfg()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let ok = ConsumerConfig {
+            extra_consumer: vec![("client.rack".to_owned(), "a".to_owned())],
+            ..cfg()
+        };
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn tiny_budget_is_refused() {
+        let c = ConsumerConfig {
+            memory_budget: 1 << 20,
+            ..cfg()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -3,21 +3,27 @@
 //! dead-letter topic.
 //!
 //! # Architecture
-//! * One `BaseConsumer` per member, polled on a **dedicated std thread** (the "poll thread").
-//!   librdkafka runs the rebalance callback inside `poll`, i.e. on that thread.
-//! * Handlers run on tokio tasks: each partition has a pool of worker tasks (at most
-//!   [`ConsumerConfig::max_concurrency`] not sleeping/producing, started on demand). A worker
-//!   drains its ordering slot (see [`OrderingMode`]), then continues with the oldest ready slot of
-//!   the partition instead of exiting; handler calls are bounded by a semaphore of
-//!   [`ConsumerConfig::max_concurrency`] permits. Metric handles are registered once per
-//!   assigned partition, so install the metrics recorder before starting a member.
-//! * Shared per-partition state (commit frontier, key queues, running count) lives behind a
-//!   `std::sync::Mutex` + `Condvar`. Handler tasks only take the mutex briefly; the revoke
-//!   callback waits on the condvar (releasing the mutex) with a deadline. Because the poll thread
-//!   is not a tokio worker, blocking it never starves the handlers: no deadlock.
-//! * Commits: only [`CommitFrontier::committable`] offsets are ever committed; asynchronously on
-//!   an interval / count in steady state, synchronously on revoke and on shutdown.
-//!
+//! * Two `BaseConsumer`s per member, each polled on a **dedicated std thread** (the "poll
+//!   thread"): one for the source topic in the member's group, one for the retry topic in the
+//!   group [`ConsumerConfig::retry_group`], so each topic is balanced over the members on its
+//!   own. librdkafka runs rebalance and commit callbacks inside `poll`, on that thread.
+//! * Every assigned partition has one long-lived **owner** task that holds the partition's
+//!   [`CommitFrontier`] and key scheduler: no member-wide lock, no task per record. The poll
+//!   thread hands records to owners in batches over a bounded channel; owners run handler calls
+//!   as futures, at most [`ConsumerConfig::max_concurrency`] per partition, one key at a time
+//!   (see [`OrderingMode`]). A [`BatchProcessor`] gets a partition's ready records in one call.
+//! * A [`Record`] costs one allocation: key, value and headers share one buffer.
+//! * Memory is bounded by [`ConsumerConfig::memory_budget`], split between librdkafka's
+//!   prefetch and the records handed to owners ([`MemoryBudget`]); a partition whose byte window
+//!   or offset window ([`ConsumerConfig::max_in_flight_per_partition`], counted from the lowest
+//!   unfinished record, so one stuck record fills it) is full is paused until both are half empty.
+//! * Commits: only [`CommitFrontier::committable`] offsets, published by each owner through an
+//!   atomic, are ever committed; asynchronously on an interval / count in steady state,
+//!   synchronously on revoke and on shutdown, after the partition's owner has ended. An owner
+//!   still running handlers at the drain deadline cancels them (they are futures inside the
+//!   owner), so no handler of a revoked partition keeps running beside its new owner (a handler
+//!   that blocks its thread instead of awaiting cannot be cancelled).
+
 //! # Failure handling
 //! A [`ProcessError::Transient`] is retried in place ([`BackoffConfig`]); after that budget the
 //! record is *parked* in the retry topic (non-blocking), and after
@@ -52,6 +58,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod budget;
 mod config;
 mod dedup;
 mod forward_producer;
@@ -59,57 +66,47 @@ mod frontier;
 pub mod headers;
 mod member;
 pub mod metric;
+mod record;
 mod replay;
 mod scheduler;
 pub mod trace_context;
 
 pub mod sample;
 
-pub use config::{BackoffConfig, ConfigError, ConsumerConfig, GroupProtocol, OrderingMode, Topics};
+pub use budget::MemoryBudget;
+pub use config::{
+    BackoffConfig, ConfigError, ConsumerConfig, GroupProtocol, MIN_MEMORY_BUDGET, OrderingMode,
+    Topics,
+};
 pub use dedup::Dedup;
 pub use frontier::{CommitFrontier, FrontierError};
-pub use member::{ConsumerError, RunSummary, run};
+pub use member::{ConsumerError, RunSummary, run, run_batched};
+pub use record::{HeaderIter, Record};
 pub use replay::{
     DeadLetter, ReplayError, ReplaySelection, ReplaySummary, read_dead_letters, replay,
 };
 
 use std::future::Future;
 
-/// One consumed record handed to a [`Processor`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Topic the record was consumed from (the retry topic for a retried record).
-    pub topic: String,
-    /// Partition it was consumed from.
-    pub partition: i32,
-    /// Offset it was consumed from.
-    pub offset: i64,
-    /// Key bytes.
-    pub key: Option<Vec<u8>>,
-    /// Value bytes.
-    pub payload: Option<Vec<u8>>,
-    /// Headers (a null header value is given as empty bytes).
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Record timestamp in ms since the epoch, if any.
-    pub timestamp_ms: Option<i64>,
-    /// 1-based attempt number across in-place retries and retry-topic rounds.
-    pub attempt: u32,
-}
-
-impl Record {
-    /// The first header value with this name.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
-}
-
 /// A record handler. Must be idempotent or dedup (delivery is at least once).
 pub trait Processor: Send + Sync + 'static {
     /// Processes one record.
     fn process(&self, record: &Record) -> impl Future<Output = Result<(), ProcessError>> + Send;
+}
+
+/// A handler of batches, for sinks that apply a batch at once (e.g. one database transaction).
+/// Must be idempotent or dedup (delivery is at least once). Run it with [`run_batched`].
+pub trait BatchProcessor: Send + Sync + 'static {
+    /// Processes ready records of **one partition**, in offset order, **at most one per key**
+    /// (records of a key arrive in order across batches: a key's next record comes only in a
+    /// later batch, after this call returned). Returns one result per record, in the same
+    /// order; a failed record goes through the usual in-place retries, retry topic and
+    /// dead-letter topic on its own, and its key's later records wait for it. Returning a
+    /// different number of results counts as a transient failure of every record.
+    fn process_batch(
+        &self,
+        records: &[Record],
+    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send;
 }
 
 /// A classified handler failure.

@@ -241,7 +241,7 @@ impl OrderProcessor {
 
 impl Processor for OrderProcessor {
     async fn process(&self, record: &Record) -> Result<(), ProcessError> {
-        let Some(bytes) = record.payload.as_deref() else {
+        let Some(bytes) = record.payload() else {
             return Err(ProcessError::permanent("empty", "null value"));
         };
         // Fast path: writer schema already cached: decode synchronously into this thread's
@@ -252,7 +252,7 @@ impl Processor for OrderProcessor {
                 .try_decode_cached_into(bytes, &mut event)
                 .map(|res| match res {
                     Ok(schema_id) => self.apply(&event, Some(schema_id)),
-                    Err(e) => Err(self.classify(&e, record.attempt)),
+                    Err(e) => Err(self.classify(&e, record.attempt())),
                 })
         });
         if let Some(res) = fast {
@@ -260,7 +260,7 @@ impl Processor for OrderProcessor {
         }
         let decoded = match self.codec.decode(bytes).await {
             Ok(d) => d,
-            Err(e) => return Err(self.classify(&e, record.attempt)),
+            Err(e) => return Err(self.classify(&e, record.attempt())),
         };
         self.apply(&decoded.event, Some(decoded.schema_id))
     }

@@ -13,10 +13,11 @@ use std::collections::{HashMap, VecDeque};
 use crate::config::OrderingMode;
 
 /// The ordering unit a record belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Slot {
-    /// Records sharing this key.
-    Key(Vec<u8>),
+    /// Records sharing this key (a 64-bit hash of it: two keys that collide merely share a
+    /// slot, which orders them more strictly than needed, never less).
+    Key(u64),
     /// A key-less record (identified by its offset).
     Unkeyed(i64),
     /// The whole partition ([`OrderingMode::Partition`]).
@@ -27,10 +28,17 @@ impl Slot {
     pub(crate) fn for_record(mode: OrderingMode, key: Option<&[u8]>, offset: i64) -> Slot {
         match (mode, key) {
             (OrderingMode::Partition, _) => Slot::Partition,
-            (_, Some(k)) => Slot::Key(k.to_vec()),
+            (_, Some(k)) => Slot::Key(key_hash(k)),
             (_, None) => Slot::Unkeyed(offset),
         }
     }
+}
+
+/// FNV-1a, 64 bit: keys are short, and this runs once per record on the hot path.
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[derive(Debug)]
@@ -70,7 +78,7 @@ impl<T> KeyScheduler<T> {
                 false
             }
             None => {
-                self.ready.push_back(slot.clone());
+                self.ready.push_back(slot);
                 self.slots.insert(
                     slot,
                     SlotQueue {
@@ -84,6 +92,7 @@ impl<T> KeyScheduler<T> {
     }
 
     /// Whether some slot waits for a worker.
+    #[cfg(test)]
     pub(crate) fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }
@@ -122,6 +131,7 @@ impl<T> KeyScheduler<T> {
 
     /// Drops every queued (not started) item; owners keep their slots until their next
     /// [`KeyScheduler::take`]. Returns how many items were dropped.
+    #[cfg(test)]
     pub(crate) fn clear_queued(&mut self) -> usize {
         let mut n = 0;
         self.slots.retain(|_, q| {
@@ -146,7 +156,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn k(s: &[u8]) -> Slot {
-        Slot::Key(s.to_vec())
+        Slot::Key(key_hash(s))
     }
 
     #[test]
@@ -188,16 +198,16 @@ mod tests {
     fn clear_keeps_slots_owned_until_next() {
         let mut s = KeyScheduler::default();
         let a = k(b"a");
-        s.push(a.clone(), 1);
-        s.push(a.clone(), 2);
+        s.push(a, 1);
+        s.push(a, 2);
         s.push(k(b"b"), 5);
-        assert_eq!(s.take(None), Some((a.clone(), 1))); // running
+        assert_eq!(s.take(None), Some((a, 1))); // running
         assert_eq!(s.clear_queued(), 2);
         assert!(!s.has_ready());
         // the running worker still owns the slot: a new push must not make it ready
-        assert!(!s.push(a.clone(), 3));
+        assert!(!s.push(a, 3));
         assert_eq!(s.take(None), None);
-        assert_eq!(s.take(Some(a.clone())), Some((a.clone(), 3)));
+        assert_eq!(s.take(Some(a)), Some((a, 3)));
         assert_eq!(s.take(Some(a)), None);
         assert_eq!(s.active_slots(), 0);
     }
@@ -217,10 +227,10 @@ mod tests {
             let mut seen: HashMap<u8, Vec<u32>> = HashMap::new();
             let step = |s: &mut KeyScheduler<(u8, u32)>, workers: &mut Vec<Option<u8>>, w: usize,
                             seen: &mut HashMap<u8, Vec<u32>>| -> Result<bool, TestCaseError> {
-                let prev = workers[w].take().map(|x| Slot::Key(vec![x]));
+                let prev = workers[w].take().map(|x| Slot::Key(u64::from(x)));
                 match s.take(prev) {
                     Some((slot, item)) => {
-                        prop_assert_eq!(slot, Slot::Key(vec![item.0]));
+                        prop_assert_eq!(slot, Slot::Key(u64::from(item.0)));
                         prop_assert!(!workers.contains(&Some(item.0)), "second worker for key {}", item.0);
                         workers[w] = Some(item.0);
                         seen.entry(item.0).or_default().push(item.1);
@@ -233,7 +243,7 @@ mod tests {
                 if arrive {
                     let item = (key, seq[key as usize]);
                     seq[key as usize] += 1;
-                    s.push(Slot::Key(vec![key]), item);
+                    s.push(Slot::Key(u64::from(key)), item);
                 } else {
                     step(&mut s, &mut workers, key as usize % pool, &mut seen)?;
                 }

@@ -43,7 +43,7 @@ impl Processor for DeadLetterAll {
         }
         Err(ProcessError::permanent(
             "test_dead_letter",
-            format!("offset {}", record.offset),
+            format!("offset {}", record.offset()),
         ))
     }
 }

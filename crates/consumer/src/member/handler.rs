@@ -1,0 +1,357 @@
+//! One record's way through the pipeline: the handler call, in-place retries with backoff, the
+//! per-key order rule, parking in the retry topic and dead-lettering.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::forward::{self, BAD_RETRY_HEADERS, Origin, RetryInfo, sleep_or_cancel};
+use super::parked::{Parked, Tp};
+use super::summary::{Counters, bump};
+use crate::config::ConsumerConfig;
+use crate::forward_producer::ForwardProducer;
+use crate::metric as m;
+use crate::{BatchProcessor, ProcessError, Processor, Record};
+
+/// The user's handler seen by the pipeline: per record or per batch.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Source records are handed over in batches.
+    const BATCHED: bool;
+    /// Processes one record.
+    fn one(&self, rec: &Record) -> impl Future<Output = Result<(), ProcessError>> + Send;
+    /// Processes ready records of one partition (at most one per key); one result per record.
+    fn many(&self, recs: &[Record]) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send;
+}
+
+/// A [`Processor`] as a [`Handler`].
+#[derive(Debug)]
+pub(crate) struct PerRecord<P>(pub(crate) Arc<P>);
+
+impl<P: Processor> Handler for PerRecord<P> {
+    const BATCHED: bool = false;
+
+    fn one(&self, rec: &Record) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        self.0.process(rec)
+    }
+
+    async fn many(&self, recs: &[Record]) -> Vec<Result<(), ProcessError>> {
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            out.push(self.0.process(r).await);
+        }
+        out
+    }
+}
+
+/// A [`BatchProcessor`] as a [`Handler`].
+#[derive(Debug)]
+pub(crate) struct Batched<B>(pub(crate) Arc<B>);
+
+impl<B: BatchProcessor> Handler for Batched<B> {
+    const BATCHED: bool = true;
+
+    async fn one(&self, rec: &Record) -> Result<(), ProcessError> {
+        let mut res = self.0.process_batch(std::slice::from_ref(rec)).await;
+        match (res.pop(), res.is_empty()) {
+            (Some(r), true) => r,
+            _ => Err(result_count_error(1)),
+        }
+    }
+
+    fn many(&self, recs: &[Record]) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+        self.0.process_batch(recs)
+    }
+}
+
+/// A batch handler that returned the wrong number of results: every record of that batch is
+/// retried on its own.
+pub(crate) fn result_count_error(expected: usize) -> ProcessError {
+    ProcessError::Transient {
+        class: "batch_result_count",
+        message: format!("the batch handler must return {expected} result(s), one per record"),
+        schema_id: None,
+    }
+}
+
+/// What a member's partition owners share.
+#[derive(Debug)]
+pub(crate) struct Shared<H> {
+    pub(crate) cfg: ConsumerConfig,
+    pub(crate) handler: H,
+    pub(crate) producer: ForwardProducer,
+    pub(crate) parked: Parked,
+    pub(crate) counters: Counters,
+}
+
+/// Metric handles of one owned partition, registered once at assignment (not per record).
+#[derive(Debug)]
+pub(crate) struct PartMetrics {
+    pub(crate) in_flight: metrics::Gauge,
+    pub(crate) lag_seconds: metrics::Gauge,
+    pub(crate) processed: metrics::Counter,
+    pub(crate) pauses: metrics::Counter,
+    pub(crate) retries: metrics::Counter,
+    pub(crate) handler_latency: metrics::Histogram,
+}
+
+impl PartMetrics {
+    fn new(topic: &str, partition: i32) -> Self {
+        let (t, p) = (topic.to_owned(), partition.to_string());
+        Self {
+            in_flight: metrics::gauge!(m::IN_FLIGHT, "topic" => t.clone(), "partition" => p.clone()),
+            lag_seconds: metrics::gauge!(m::LAG_SECONDS, "topic" => t.clone(), "partition" => p.clone()),
+            processed: metrics::counter!(m::PROCESSED, "topic" => t.clone(), "partition" => p.clone()),
+            pauses: metrics::counter!(m::PAUSES, "topic" => t.clone(), "partition" => p),
+            retries: metrics::counter!(m::RETRIES, "topic" => t.clone()),
+            handler_latency: metrics::histogram!(m::HANDLER_LATENCY, "topic" => t),
+        }
+    }
+}
+
+/// One owned partition, as its owner task and the poll thread see it.
+#[derive(Debug)]
+pub(crate) struct PartCtx {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    /// The partition belongs to the retry topic.
+    pub(crate) from_retry: bool,
+    /// Revoke, loss or shutdown: stop taking records; interrupts backoff sleeps, retry-topic
+    /// delays and forward sends (the record then stays unfinished).
+    pub(crate) stop: CancellationToken,
+    pub(crate) metrics: PartMetrics,
+    /// The offset to commit (Kafka convention), `-1` before the first record finishes.
+    pub(crate) committable: AtomicI64,
+    /// Bytes of records handed to the owner and not finished ([`Record::size`]).
+    pub(crate) unfinished_bytes: AtomicUsize,
+    /// Records finished since the consumer's last commit (shared by its partitions).
+    pub(crate) completed: Arc<AtomicUsize>,
+}
+
+impl PartCtx {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        partition: i32,
+        from_retry: bool,
+        completed: Arc<AtomicUsize>,
+    ) -> Self {
+        let metrics = PartMetrics::new(&topic, partition);
+        Self {
+            topic,
+            partition,
+            from_retry,
+            stop: CancellationToken::new(),
+            metrics,
+            committable: AtomicI64::new(-1),
+            unfinished_bytes: AtomicUsize::new(0),
+            completed,
+        }
+    }
+}
+
+/// How a record's work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Processed, parked or dead-lettered: its offset may be committed.
+    Done,
+    /// Interrupted by revoke, loss or shutdown: the record stays unfinished.
+    Aborted,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl<H: Handler> Shared<H> {
+    /// Runs `rec` to a final state. `first`: the result of a first call already made (in a
+    /// batch); `None` calls the handler here.
+    pub(crate) async fn handle(
+        &self,
+        ctx: &PartCtx,
+        mut rec: Record,
+        first: Option<Result<(), ProcessError>>,
+    ) -> Outcome {
+        let info = match RetryInfo::of(&rec, ctx.from_retry) {
+            Ok(info) => info,
+            Err(msg) => {
+                let origin = RetryInfo::of(&rec, false)
+                    .map(|i| i.origin)
+                    .unwrap_or_else(|_| unreachable_origin(&rec));
+                let err = ProcessError::permanent(BAD_RETRY_HEADERS, msg);
+                return self.dead_letter(ctx, &rec, &origin, &err).await;
+            }
+        };
+        let wait = info.wait(now_ms(), self.cfg.retry_topic_max_delay);
+        if !wait.is_zero() && !sleep_or_cancel(wait, &ctx.stop).await {
+            return Outcome::Aborted;
+        }
+        let origin: Tp = (info.origin.topic.clone(), info.origin.partition);
+        if first.is_none()
+            && let Some(key) = rec.key()
+            && self.parked.must_follow(&origin, key, info.park_id)
+        {
+            debug!("key has a parked predecessor: following it to the retry topic");
+            rec.set_attempt(info.attempts);
+            let out = self
+                .park(ctx, &rec, &info, info.attempts, info.round, None)
+                .await;
+            if out == Outcome::Done {
+                bump(&self.counters.followed);
+                metrics::counter!(m::PARKED, "reason" => "follow").increment(1);
+            }
+            return out;
+        }
+        self.attempts(ctx, rec, &info, first).await
+    }
+
+    async fn attempts(
+        &self,
+        ctx: &PartCtx,
+        mut rec: Record,
+        info: &RetryInfo,
+        mut first: Option<Result<(), ProcessError>>,
+    ) -> Outcome {
+        let b = &self.cfg.backoff;
+        let started = Instant::now();
+        let mut in_place = 0u32;
+        loop {
+            in_place = in_place.saturating_add(1);
+            rec.set_attempt(info.attempts.saturating_add(in_place));
+            let res = match first.take() {
+                Some(r) => r,
+                None => {
+                    let t = Instant::now();
+                    let r = self.handler.one(&rec).await;
+                    ctx.metrics
+                        .handler_latency
+                        .record(t.elapsed().as_secs_f64());
+                    r
+                }
+            };
+            let err = match res {
+                Ok(()) => {
+                    bump(&self.counters.processed);
+                    ctx.metrics.processed.increment(1);
+                    self.release(&rec, info);
+                    return Outcome::Done;
+                }
+                Err(e @ ProcessError::Permanent { .. }) => e,
+                Err(e) => {
+                    let delay = b.delay(in_place);
+                    if in_place < b.max_attempts && started.elapsed() + delay <= b.max_elapsed {
+                        debug!(attempt = rec.attempt(), ?delay, error = %e, "transient failure: retrying in place");
+                        bump(&self.counters.retried);
+                        ctx.metrics.retries.increment(1);
+                        if !sleep_or_cancel(delay, &ctx.stop).await {
+                            return Outcome::Aborted;
+                        }
+                        continue;
+                    }
+                    if self.cfg.retry_topic_enabled
+                        && info.round < self.cfg.max_retry_topic_attempts
+                    {
+                        let out = self
+                            .park(ctx, &rec, info, rec.attempt(), info.round + 1, Some(&e))
+                            .await;
+                        if out == Outcome::Done {
+                            bump(&self.counters.parked);
+                            metrics::counter!(m::PARKED, "reason" => "failure").increment(1);
+                        }
+                        return out;
+                    }
+                    e
+                }
+            };
+            let out = self.dead_letter(ctx, &rec, &info.origin, &err).await;
+            if out == Outcome::Done {
+                self.release(&rec, info);
+            }
+            return out;
+        }
+    }
+
+    /// A parked record reached a final state: release its park id.
+    fn release(&self, rec: &Record, info: &RetryInfo) {
+        if let (Some(key), Some(id)) = (rec.key(), info.park_id) {
+            let origin = (info.origin.topic.clone(), info.origin.partition);
+            self.parked.remove(&origin, key, id);
+        }
+    }
+
+    /// Parks `rec` in the retry topic (`err` None: a follower keeping per-key order).
+    async fn park(
+        &self,
+        ctx: &PartCtx,
+        rec: &Record,
+        info: &RetryInfo,
+        attempts: u32,
+        round: u32,
+        err: Option<&ProcessError>,
+    ) -> Outcome {
+        let cfg = &self.cfg;
+        let not_before = match err {
+            Some(_) => now_ms().saturating_add(cfg.retry_delay(round).as_millis() as i64),
+            None => now_ms(),
+        };
+        let id = info.park_id.unwrap_or_else(|| self.parked.new_id());
+        if let Some(key) = rec.key() {
+            self.parked
+                .add(&(info.origin.topic.clone(), info.origin.partition), key, id);
+        }
+        let hs = forward::retry_headers(rec, info, attempts, round, not_before, id, err);
+        info!(
+            round,
+            attempts,
+            follower = err.is_none(),
+            "parking record in the retry topic"
+        );
+        let sent = forward::send(&self.producer, cfg, &cfg.topics.retry, rec, &hs, &ctx.stop).await;
+        if sent {
+            Outcome::Done
+        } else {
+            Outcome::Aborted
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        ctx: &PartCtx,
+        rec: &Record,
+        origin: &Origin,
+        err: &ProcessError,
+    ) -> Outcome {
+        let cfg = &self.cfg;
+        let hs = forward::dead_letter_headers(rec, origin, err, &cfg.group_id);
+        warn!(class = err.class(), error = %err.message(), attempts = rec.attempt(), schema_id = ?err.schema_id(), "dead-lettering record");
+        let sent = forward::send(
+            &self.producer,
+            cfg,
+            &cfg.topics.dead_letter,
+            rec,
+            &hs,
+            &ctx.stop,
+        )
+        .await;
+        if !sent {
+            return Outcome::Aborted;
+        }
+        bump(&self.counters.dead_lettered);
+        metrics::counter!(m::DEAD_LETTERS, "class" => err.class()).increment(1);
+        Outcome::Done
+    }
+}
+
+/// The record itself as its origin (its retry headers could not be read).
+fn unreachable_origin(rec: &Record) -> Origin {
+    Origin {
+        topic: rec.topic().to_owned(),
+        partition: rec.partition(),
+        offset: rec.offset(),
+        timestamp: rec.timestamp_ms(),
+    }
+}

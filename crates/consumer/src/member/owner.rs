@@ -1,0 +1,292 @@
+//! The owner of one assigned partition: a long-lived task that holds the partition's commit
+//! frontier and key scheduler and runs its records. No member-wide lock, no task per record.
+//!
+//! The poll thread hands records over in batches through a bounded channel and reads the
+//! committable offset and the unfinished bytes from atomics in [`PartCtx`]. Handler calls run
+//! as futures inside the owner task, at most [`ConsumerConfig::max_concurrency`] at once, so
+//! dropping the owner (after the drain deadline) cancels them at their next await point.
+//!
+//! [`ConsumerConfig::max_concurrency`]: crate::ConsumerConfig::max_concurrency
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::{Either, join_all};
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info_span, warn};
+
+use super::handler::{Handler, Outcome, PartCtx, Shared, now_ms, result_count_error};
+use super::lifecycle::Phase;
+use super::summary::bump;
+use crate::Record;
+use crate::frontier::CommitFrontier;
+use crate::scheduler::{KeyScheduler, Slot};
+
+/// Batches the channel to an owner holds; the byte and offset windows are the real bound.
+const CHANNEL_BATCHES: usize = 8;
+/// How often an owner refreshes its lag and in-flight gauges.
+const GAUGE_TICK: Duration = Duration::from_secs(1);
+
+/// What the poll thread keeps of an owner.
+#[derive(Debug)]
+pub(crate) struct OwnerLink {
+    pub(crate) ctx: Arc<PartCtx>,
+    pub(crate) tx: mpsc::Sender<Vec<Record>>,
+    /// Disconnected when the owner task has ended (also if it panicked).
+    pub(crate) done: std::sync::mpsc::Receiver<()>,
+    /// Cancels whatever still runs (after the drain deadline).
+    pub(crate) kill: CancellationToken,
+}
+
+/// Starts the owner of `ctx`'s partition on `rt`.
+pub(crate) fn spawn<H: Handler>(
+    rt: &tokio::runtime::Handle,
+    shared: Arc<Shared<H>>,
+    ctx: Arc<PartCtx>,
+) -> OwnerLink {
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let kill = CancellationToken::new();
+    rt.spawn(run(shared, Arc::clone(&ctx), rx, kill.clone(), done_tx));
+    OwnerLink {
+        ctx,
+        tx,
+        done,
+        kill,
+    }
+}
+
+/// Records finished by one future: one for a single record, several for a batch.
+enum Finishes {
+    One(Finished),
+    Many(Vec<Finished>),
+}
+
+impl IntoIterator for Finishes {
+    type Item = Finished;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Finished>, std::vec::IntoIter<Finished>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        // an empty Vec does not allocate
+        let (one, many) = match self {
+            Finishes::One(f) => (Some(f), Vec::new()),
+            Finishes::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
+/// A record's work finished (or was interrupted).
+struct Finished {
+    slot: Slot,
+    offset: i64,
+    bytes: usize,
+    outcome: Outcome,
+}
+
+async fn run<H: Handler>(
+    sh: Arc<Shared<H>>,
+    ctx: Arc<PartCtx>,
+    mut rx: mpsc::Receiver<Vec<Record>>,
+    kill: CancellationToken,
+    _done: std::sync::mpsc::Sender<()>,
+) {
+    let (sh, ctx) = (&*sh, &*ctx);
+    let batched = H::BATCHED && !ctx.from_retry;
+    let max_running = if batched { 1 } else { sh.cfg.max_concurrency };
+    let mut frontier = CommitFrontier::new();
+    let mut sched: KeyScheduler<Record> = KeyScheduler::default();
+    // items taken from the scheduler (their slots owned) and not started yet
+    let mut taken: VecDeque<(Slot, Record)> = VecDeque::new();
+    // (offset, timestamp) of dispatched records, for the lag gauge
+    let mut times: VecDeque<(i64, i64)> = VecDeque::new();
+    let mut running = FuturesUnordered::new();
+    let mut phase = Phase::Consuming;
+    let mut tick = tokio::time::interval(GAUGE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            () = kill.cancelled() => {
+                phase = phase.kill(running.len());
+                if let Phase::Complete { abandoned: true } = phase {
+                    let n = running.len() as u64;
+                    sh.counters.cancelled.fetch_add(n, Ordering::Relaxed);
+                    warn!(topic = %ctx.topic, partition = ctx.partition, handlers = n, "drain deadline passed: cancelling running handlers (their records stay uncommitted)");
+                }
+                break;
+            }
+            Some(done) = running.next(), if !running.is_empty() => {
+                let done: Finishes = done;
+                let mut n = 0;
+                for f in done {
+                    ctx.unfinished_bytes.fetch_sub(f.bytes, Ordering::Relaxed);
+                    if f.outcome == Outcome::Done {
+                        n += 1;
+                        if let Err(e) = frontier.completed(f.offset) {
+                            error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
+                        }
+                    }
+                    if phase.takes_records() && let Some(next) = sched.take(Some(f.slot)) {
+                        taken.push_back(next);
+                    }
+                }
+                if let Some(c) = frontier.committable() {
+                    ctx.committable.store(c, Ordering::Release);
+                }
+                ctx.completed.fetch_add(n, Ordering::Relaxed);
+            }
+            () = ctx.stop.cancelled(), if phase.takes_records() => {
+                phase = phase.stop();
+            }
+            batch = rx.recv(), if phase.takes_records() => match batch {
+                Some(batch) => {
+                    for rec in batch {
+                        if frontier.dispatched(rec.offset()).is_err() {
+                            // redelivered after a pause/resume: already handled here
+                            ctx.unfinished_bytes.fetch_sub(rec.size(), Ordering::Relaxed);
+                            continue;
+                        }
+                        if let Some(ts) = rec.timestamp_ms() {
+                            times.push_back((rec.offset(), ts));
+                        }
+                        let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
+                        sched.push(slot, rec);
+                    }
+                }
+                None => phase = phase.stop(),
+            },
+            _ = tick.tick() => {
+                gauges(ctx, &frontier, &mut times);
+            }
+        }
+        if phase.takes_records() {
+            while running.len() < max_running {
+                if batched {
+                    let mut items: Vec<(Slot, Record)> = Vec::new();
+                    while items.len() < sh.cfg.max_batch_records {
+                        match taken.pop_front().or_else(|| sched.take(None)) {
+                            Some(item) => items.push(item),
+                            None => break,
+                        }
+                    }
+                    if items.is_empty() {
+                        break;
+                    }
+                    running.push(Either::Right(run_batch(sh, ctx, items)));
+                } else {
+                    let Some((slot, rec)) = taken.pop_front().or_else(|| sched.take(None)) else {
+                        break;
+                    };
+                    running.push(Either::Left(run_one(sh, ctx, slot, rec)));
+                }
+            }
+        }
+        phase = phase.settle(running.len());
+        if phase.is_complete() {
+            break;
+        }
+    }
+    ctx.metrics.in_flight.set(0.0);
+    ctx.metrics.lag_seconds.set(0.0);
+}
+
+/// Lag in seconds from the oldest unfinished record (0 when none), and the in-flight count.
+fn gauges(ctx: &PartCtx, frontier: &CommitFrontier, times: &mut VecDeque<(i64, i64)>) {
+    let done_below = frontier.committable().unwrap_or(i64::MIN);
+    while times.front().is_some_and(|(o, _)| *o < done_below) {
+        times.pop_front();
+    }
+    let lag = times.front().map_or(0.0, |(_, ts)| {
+        (now_ms().saturating_sub(*ts)).max(0) as f64 / 1000.0
+    });
+    ctx.metrics.lag_seconds.set(lag);
+    ctx.metrics.in_flight.set(frontier.in_flight() as f64);
+}
+
+async fn run_one<H: Handler>(sh: &Shared<H>, ctx: &PartCtx, slot: Slot, rec: Record) -> Finishes {
+    let (offset, bytes) = (rec.offset(), rec.size());
+    let span = info_span!("record", topic = %ctx.topic, partition = ctx.partition, offset);
+    let outcome = sh.handle(ctx, rec, None).instrument(span).await;
+    Finishes::One(Finished {
+        slot,
+        offset,
+        bytes,
+        outcome,
+    })
+}
+
+/// One call of the batch handler for ready records (one per key); records that fail, and
+/// records that must follow a parked predecessor, continue one by one.
+async fn run_batch<H: Handler>(
+    sh: &Shared<H>,
+    ctx: &PartCtx,
+    items: Vec<(Slot, Record)>,
+) -> Finishes {
+    let mut out = Vec::with_capacity(items.len());
+    let mut batch = Vec::with_capacity(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    let mut singles = Vec::new();
+    for (slot, rec) in items {
+        let follows = rec.key().is_some_and(|k| {
+            sh.parked
+                .must_follow(&(rec.topic().to_owned(), rec.partition()), k, None)
+        });
+        if follows {
+            singles.push(run_one(sh, ctx, slot, rec));
+        } else {
+            slots.push(slot);
+            batch.push(rec);
+        }
+    }
+    let span =
+        info_span!("batch", topic = %ctx.topic, partition = ctx.partition, records = batch.len());
+    let t = std::time::Instant::now();
+    let mut results = if batch.is_empty() {
+        Vec::new()
+    } else {
+        sh.handler.many(&batch).instrument(span).await
+    };
+    ctx.metrics
+        .handler_latency
+        .record(t.elapsed().as_secs_f64());
+    if results.len() != batch.len() {
+        let e = result_count_error(batch.len());
+        results = vec![Err(e); batch.len()];
+    }
+    let mut failed = Vec::new();
+    for ((slot, rec), res) in slots.into_iter().zip(batch).zip(results) {
+        let (offset, bytes) = (rec.offset(), rec.size());
+        match res {
+            Ok(()) => {
+                bump(&sh.counters.processed);
+                ctx.metrics.processed.increment(1);
+                out.push(Finished {
+                    slot,
+                    offset,
+                    bytes,
+                    outcome: Outcome::Done,
+                });
+            }
+            Err(e) => failed.push(async move {
+                let outcome = sh.handle(ctx, rec, Some(Err(e))).await;
+                Finished {
+                    slot,
+                    offset,
+                    bytes,
+                    outcome,
+                }
+            }),
+        }
+    }
+    out.extend(join_all(failed).await);
+    for s in join_all(singles).await {
+        out.extend(s);
+    }
+    Finishes::Many(out)
+}

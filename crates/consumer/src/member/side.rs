@@ -1,0 +1,518 @@
+//! One of a member's consumers (the source topic, or the retry topic in its own group): the
+//! poll thread's loop, rebalance callbacks, commits and shutdown.
+//!
+//! librdkafka runs rebalance and commit callbacks inside `poll`, on the poll thread, so the
+//! partition table is only ever touched by that thread; its mutex is uncontended and exists
+//! because the context must be `Sync`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::handler::{Handler, PartCtx, Shared};
+use super::owner;
+use super::partitions::{Drained, Owned, Table, drain};
+use super::summary::bump;
+use crate::Record;
+use crate::budget::MemoryBudget;
+use crate::metric as m;
+
+/// Records taken from librdkafka per poll burst before they are handed to the owners.
+const BURST: usize = 2048;
+
+/// What one consumer of the member leaves behind.
+#[derive(Debug, Default)]
+pub(crate) struct SideSummary {
+    pub(crate) committed: BTreeMap<(String, i32), i64>,
+    pub(crate) uncommitted: BTreeMap<(String, i32), Range<i64>>,
+    pub(crate) forced_close: bool,
+}
+
+/// The consumer context: the partition table and everything the callbacks need.
+pub(crate) struct Side<H> {
+    pub(crate) shared: Arc<Shared<H>>,
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) topic: Arc<str>,
+    pub(crate) from_retry: bool,
+    pub(crate) budget: MemoryBudget,
+    table: Mutex<Table>,
+    window: AtomicUsize,
+    completed: Arc<AtomicUsize>,
+    committed: Mutex<BTreeMap<i32, i64>>,
+    /// An async commit failed: re-send every partition's committable offset.
+    resend: AtomicBool,
+}
+
+impl<H> std::fmt::Debug for Side<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Side")
+            .field("topic", &self.topic)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<H: Handler> Side<H> {
+    pub(crate) fn new(
+        shared: Arc<Shared<H>>,
+        rt: tokio::runtime::Handle,
+        topic: &str,
+        from_retry: bool,
+        budget: MemoryBudget,
+    ) -> Self {
+        Self {
+            shared,
+            rt,
+            topic: Arc::from(topic),
+            from_retry,
+            budget,
+            table: Mutex::new(Table::default()),
+            window: AtomicUsize::new(budget.window_bytes),
+            completed: Arc::new(AtomicUsize::new(0)),
+            committed: Mutex::new(BTreeMap::new()),
+            resend: AtomicBool::new(false),
+        }
+    }
+
+    fn tps(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == &*self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn source_tps(&self, parts: &[i32]) -> Vec<(String, i32)> {
+        parts.iter().map(|p| (self.topic.to_string(), *p)).collect()
+    }
+
+    fn tpl(&self, parts: impl IntoIterator<Item = (i32, Option<i64>)>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in parts {
+            let res = match o {
+                Some(o) => tpl.add_partition_offset(&self.topic, p, Offset::Offset(o)),
+                None => {
+                    tpl.add_partition(&self.topic, p);
+                    Ok(())
+                }
+            };
+            if let Err(e) = res {
+                error!(topic = %self.topic, partition = p, error = %e, "building a partition list");
+            }
+        }
+        tpl
+    }
+
+    fn assign(&self, parts: &[i32]) {
+        let mut table = lock(&self.table);
+        for &p in parts {
+            let ctx = Arc::new(PartCtx::new(
+                Arc::clone(&self.topic),
+                p,
+                self.from_retry,
+                Arc::clone(&self.completed),
+            ));
+            let link = owner::spawn(&self.rt, Arc::clone(&self.shared), ctx);
+            if let Some(old) = table.insert(p, Owned::new(link)) {
+                old.link.kill.cancel();
+            }
+        }
+        self.window.store(
+            self.budget.window_per_partition(table.len()),
+            Ordering::Relaxed,
+        );
+        drop(table);
+        if !self.from_retry {
+            self.shared.parked.own(&self.source_tps(parts));
+        }
+    }
+
+    /// Removes `parts` from the table and drains their owners until `deadline`.
+    fn release(&self, parts: &[i32], deadline: Instant) -> Vec<Drained> {
+        let owners: Vec<Owned> = {
+            let mut table = lock(&self.table);
+            let o = parts.iter().filter_map(|p| table.remove(*p)).collect();
+            self.window.store(
+                self.budget.window_per_partition(table.len()),
+                Ordering::Relaxed,
+            );
+            o
+        };
+        let drained = drain(owners, deadline);
+        if !self.from_retry {
+            self.shared.parked.disown(&self.source_tps(parts));
+        }
+        drained
+    }
+
+    /// Commits what drained owners finished (only offsets not committed yet). Returns `None`
+    /// when there was nothing to commit, else whether the commit succeeded.
+    fn commit_drained(&self, consumer: &BaseConsumer<Self>, drained: &[Drained]) -> Option<bool> {
+        let done = lock(&self.committed).clone();
+        let offsets: Vec<(i32, i64)> = drained
+            .iter()
+            .filter_map(|d| {
+                let c = d.committable?;
+                let known = done.get(&d.partition).copied().unwrap_or(-1);
+                (c > known || c > d.sent_commit).then_some((d.partition, c))
+            })
+            .collect();
+        if offsets.is_empty() {
+            return None;
+        }
+        let tpl = self.tpl(offsets.iter().map(|(p, o)| (*p, Some(*o))));
+        let counters = &self.shared.counters;
+        bump(&counters.commits);
+        metrics::counter!(m::COMMITS, "mode" => "sync").increment(1);
+        let started = Instant::now();
+        let res = consumer.commit(&tpl, CommitMode::Sync);
+        metrics::histogram!(m::COMMIT_LATENCY, "mode" => "sync")
+            .record(started.elapsed().as_secs_f64());
+        match res {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                let mut c = lock(&self.committed);
+                for (p, o) in &offsets {
+                    let e = c.entry(*p).or_insert(*o);
+                    *e = (*e).max(*o);
+                }
+                info!(topic = %self.topic, ?offsets, "synchronous commit ok");
+                Some(true)
+            }
+            Err(e) => {
+                bump(&counters.commit_failures);
+                metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                warn!(topic = %self.topic, error = %e, ?offsets, "synchronous commit failed");
+                Some(false)
+            }
+        }
+    }
+
+    fn dispatch(&self, msg: &BorrowedMessage<'_>) {
+        let mut table = lock(&self.table);
+        let Some(owned) = table.get_mut(msg.partition()) else {
+            debug!(topic = %self.topic, partition = msg.partition(), offset = msg.offset(), "record of an unowned partition ignored");
+            return;
+        };
+        owned.push(Record::from_message(&self.topic, msg));
+    }
+
+    /// Hands polled records to the owners and pauses partitions whose windows are full.
+    /// Returns whether any partition is paused.
+    fn flush(&self, consumer: &BaseConsumer<Self>) -> bool {
+        let max_span = self.shared.cfg.max_in_flight_per_partition;
+        let window = self.window.load(Ordering::Relaxed);
+        let mut pause = Vec::new();
+        let mut any_paused = false;
+        {
+            let mut table = lock(&self.table);
+            for o in table.iter_mut() {
+                o.flush();
+                if !o.paused && o.over(max_span, window) {
+                    o.paused = true;
+                    o.link.ctx.metrics.pauses.increment(1);
+                    bump(&self.shared.counters.pauses);
+                    pause.push(o.link.ctx.partition);
+                }
+                any_paused |= o.paused;
+            }
+        }
+        if !pause.is_empty() {
+            debug!(topic = %self.topic, partitions = ?pause, "window full: pausing");
+            if let Err(e) = consumer.pause(&self.tpl(pause.into_iter().map(|p| (p, None)))) {
+                warn!(topic = %self.topic, error = %e, "pause failed");
+            }
+        }
+        any_paused
+    }
+
+    /// Resumes paused partitions whose windows drained to half. Returns whether any stays paused.
+    fn resume_drained(&self, consumer: &BaseConsumer<Self>) -> bool {
+        let max_span = self.shared.cfg.max_in_flight_per_partition;
+        let window = self.window.load(Ordering::Relaxed);
+        let mut resume = Vec::new();
+        let mut still = false;
+        {
+            let mut table = lock(&self.table);
+            for o in table.iter_mut().filter(|o| o.paused) {
+                o.flush();
+                if o.under(max_span, window) {
+                    o.paused = false;
+                    resume.push(o.link.ctx.partition);
+                } else {
+                    still = true;
+                }
+            }
+        }
+        if !resume.is_empty() {
+            debug!(topic = %self.topic, partitions = ?resume, "window drained: resuming");
+            if let Err(e) = consumer.resume(&self.tpl(resume.into_iter().map(|p| (p, None)))) {
+                warn!(topic = %self.topic, error = %e, "resume failed");
+            }
+        }
+        still
+    }
+
+    fn commit_due(&self, since: Duration) -> bool {
+        let cfg = &self.shared.cfg;
+        let n = self.completed.load(Ordering::Relaxed);
+        n >= cfg.commit_every || (n > 0 && since >= cfg.commit_interval)
+    }
+
+    fn commit_async(&self, consumer: &BaseConsumer<Self>) {
+        self.completed.store(0, Ordering::Relaxed);
+        let resend = self.resend.swap(false, Ordering::AcqRel);
+        let done = if resend {
+            lock(&self.committed).clone()
+        } else {
+            BTreeMap::new()
+        };
+        let mut offsets = Vec::new();
+        {
+            let mut table = lock(&self.table);
+            for o in table.iter_mut() {
+                if resend {
+                    o.sent_commit = done.get(&o.link.ctx.partition).copied().unwrap_or(-1);
+                }
+                if let Some(c) = o.committable()
+                    && c > o.sent_commit
+                {
+                    o.sent_commit = c;
+                    offsets.push((o.link.ctx.partition, Some(c)));
+                }
+            }
+        }
+        if offsets.is_empty() {
+            return;
+        }
+        let counters = &self.shared.counters;
+        bump(&counters.commits);
+        metrics::counter!(m::COMMITS, "mode" => "async").increment(1);
+        if let Err(e) = consumer.commit(&self.tpl(offsets), CommitMode::Async) {
+            bump(&counters.commit_failures);
+            metrics::counter!(m::COMMIT_FAILURES).increment(1);
+            warn!(topic = %self.topic, error = %e, "async commit could not be issued; will retry");
+            self.resend.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<H: Handler> ClientContext for Side<H> {
+    fn stats(&self, statistics: Statistics) {
+        let Some(t) = statistics.topics.get(&*self.topic) else {
+            return;
+        };
+        let table = lock(&self.table);
+        for (p, part) in &t.partitions {
+            if table.contains(*p) && part.consumer_lag >= 0 {
+                metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
+                    .set(part.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl<H: Handler> ConsumerContext for Side<H> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let counters = &self.shared.counters;
+        bump(&counters.rebalances);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = self.tps(tpl);
+                info!(topic = %self.topic, partitions = ?parts, "partitions assigned");
+                metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                self.assign(&parts);
+            }
+            Rebalance::Revoke(tpl) => {
+                let parts = self.tps(tpl);
+                if consumer.assignment_lost() {
+                    warn!(topic = %self.topic, partitions = ?parts, "partitions lost: cancelling their work without commit");
+                    metrics::counter!(m::REBALANCES, "kind" => "lost").increment(1);
+                    counters
+                        .lost
+                        .fetch_add(parts.len() as u64, Ordering::Relaxed);
+                    let _ = self.release(&parts, Instant::now());
+                    return;
+                }
+                info!(topic = %self.topic, partitions = ?parts, "partitions revoked: draining");
+                metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+                let deadline = Instant::now() + self.shared.cfg.revoke_drain_timeout;
+                let drained = self.release(&parts, deadline);
+                match self.commit_drained(consumer, &drained) {
+                    Some(true) => bump(&counters.revoke_ok),
+                    Some(false) => bump(&counters.revoke_failed),
+                    None => debug!(topic = %self.topic, "revoke: nothing new to commit"),
+                }
+            }
+            Rebalance::Error(e) => warn!(topic = %self.topic, error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // a partition paused before it was revoked may come back paused
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Err(e) = consumer.resume(tpl)
+        {
+            debug!(error = %e, "resume after assign");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let mut c = lock(&self.committed);
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset()
+                        && e.error().is_ok()
+                    {
+                        let ent = c.entry(e.partition()).or_insert(o);
+                        *ent = (*ent).max(o);
+                    }
+                }
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => {
+                bump(&self.shared.counters.commit_failures);
+                metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                warn!(topic = %self.topic, error = %err, "async commit failed; will retry");
+                self.resend.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Polls until `stop`, then drains, commits and leaves the group.
+pub(crate) fn poll_loop<H: Handler>(
+    consumer: BaseConsumer<Side<H>>,
+    stop: &CancellationToken,
+) -> SideSummary {
+    let side = consumer.context();
+    let mut last_commit = Instant::now();
+    let mut last_housekeeping = Instant::now();
+    // While a partition is paused the loop comes back often to resume it: a poll that blocks
+    // (every fetchable partition paused) would otherwise let the owners run dry.
+    let mut any_paused = false;
+    while !stop.is_cancelled() {
+        let (timeout, housekeeping) = if any_paused {
+            (Duration::from_millis(2), Duration::from_millis(2))
+        } else {
+            (Duration::from_millis(50), Duration::from_millis(20))
+        };
+        let mut next = consumer.poll(timeout);
+        let mut n = 0;
+        while let Some(res) = next {
+            match res {
+                Ok(msg) => side.dispatch(&msg),
+                Err(e) => warn!(topic = %side.topic, error = %e, "consumer error"),
+            }
+            n += 1;
+            if n >= BURST {
+                break;
+            }
+            next = consumer.poll(Duration::ZERO);
+        }
+        any_paused = side.flush(&consumer);
+        if last_housekeeping.elapsed() >= housekeeping {
+            last_housekeeping = Instant::now();
+            if any_paused {
+                any_paused = side.resume_drained(&consumer);
+            }
+            if side.commit_due(last_commit.elapsed()) {
+                side.commit_async(&consumer);
+                last_commit = Instant::now();
+            }
+        }
+    }
+    shutdown(consumer)
+}
+
+fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
+    let side = consumer.context();
+    let cfg = &side.shared.cfg;
+    info!(topic = %side.topic, "shutdown: stop fetching, drain, commit, leave");
+    if let Ok(assignment) = consumer.assignment()
+        && let Err(e) = consumer.pause(&assignment)
+    {
+        debug!(error = %e, "pause on shutdown");
+    }
+    let parts: Vec<i32> = {
+        let mut table = lock(&side.table);
+        table.iter_mut().map(|o| o.link.ctx.partition).collect()
+    };
+    let deadline = Instant::now() + cfg.shutdown_timeout;
+    let cancelled_before = side.shared.counters.cancelled.load(Ordering::Relaxed);
+    let drained = side.release(&parts, deadline);
+    let mut forced = side.shared.counters.cancelled.load(Ordering::Relaxed) > cancelled_before;
+    if forced {
+        warn!(topic = %side.topic, "shutdown drain deadline hit: committing the frontier, in-flight work is abandoned");
+    }
+    let ok = side.commit_drained(&consumer, &drained) != Some(false);
+    let committed = lock(&side.committed).clone();
+    let mut uncommitted = BTreeMap::new();
+    for d in &drained {
+        let range = if ok {
+            d.uncommitted.clone()
+        } else {
+            // the commit failed: everything after the last confirmed commit comes again
+            let from = committed.get(&d.partition).copied();
+            match (from, &d.uncommitted, d.committable) {
+                (Some(f), Some(r), _) => Some(f.min(r.start)..r.end),
+                (Some(f), None, Some(c)) if f < c => Some(f..c),
+                (None, r, _) => r.clone(),
+                _ => None,
+            }
+        };
+        if let Some(r) = range {
+            uncommitted.insert((side.topic.to_string(), d.partition), r);
+        }
+    }
+    if !uncommitted.is_empty() {
+        warn!(topic = %side.topic, ?uncommitted, "uncommitted ranges at shutdown (will be redelivered)");
+    }
+    consumer.unsubscribe();
+    let topic = side.topic.to_string();
+    let close_timeout = cfg.close_timeout;
+    // rdkafka's drop closes the consumer queue and polls until closed, which can hang on a
+    // broken cluster: it runs on a helper thread with a deadline.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("orderstream-close".to_owned())
+        .spawn(move || {
+            drop(consumer);
+            let _ = tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            if rx.recv_timeout(close_timeout).is_err() {
+                forced = true;
+                warn!(timeout = ?close_timeout, "consumer did not close in time: abandoned (forced close)");
+            }
+        }
+        Err(e) => {
+            forced = true;
+            warn!(error = %e, "could not spawn the close thread");
+        }
+    }
+    SideSummary {
+        committed: committed
+            .into_iter()
+            .map(|(p, o)| ((topic.clone(), p), o))
+            .collect(),
+        uncommitted,
+        forced_close: forced,
+    }
+}

@@ -1,0 +1,259 @@
+//! Partition owners without a broker: records handed over, completed out of order, failed,
+//! revoked and cancelled; what the poll thread may commit afterwards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::handler::{Batched, Handler, PartCtx, PerRecord, Shared};
+use super::partitions::{Drained, Owned, drain};
+use super::{client, owner, parked, summary};
+use crate::forward_producer::ForwardProducer;
+use crate::{BatchProcessor, ConsumerConfig, ProcessError, Processor, Record, Topics};
+
+fn cfg() -> ConsumerConfig {
+    ConsumerConfig {
+        retry_topic_enabled: false,
+        ..ConsumerConfig::new("127.0.0.1:1", "g", Topics::new("o", "o.retry", "o.dlq"))
+    }
+}
+
+fn shared<H: Handler>(cfg: ConsumerConfig, handler: H) -> Arc<Shared<H>> {
+    // never reaches a broker: a dead-letter send blocks until the partition stops
+    let producer =
+        ForwardProducer::new(client::producer_config(&cfg), Duration::from_secs(1)).unwrap();
+    Arc::new(Shared {
+        cfg,
+        handler,
+        producer,
+        parked: parked::Parked::default(),
+        counters: summary::Counters::default(),
+    })
+}
+
+fn rec(offset: i64, key: u8) -> Record {
+    Record::from_parts(
+        "o",
+        0,
+        offset,
+        Some(&[key]),
+        Some(&offset.to_le_bytes()),
+        [],
+        Some(0),
+    )
+}
+
+/// Hands `records` to a fresh owner, waits `run_for`, then drains with `drain_for`.
+async fn one_partition<H: Handler>(
+    sh: &Arc<Shared<H>>,
+    records: Vec<Record>,
+    run_for: Duration,
+    drain_for: Duration,
+) -> Drained {
+    let ctx = Arc::new(PartCtx::new("o".into(), 0, false, Arc::default()));
+    let mut o = Owned::new(owner::spawn(
+        &tokio::runtime::Handle::current(),
+        Arc::clone(sh),
+        ctx,
+    ));
+    for r in records {
+        assert!(o.push(r));
+    }
+    o.flush();
+    tokio::time::sleep(run_for).await;
+    tokio::task::spawn_blocking(move || drain(vec![o], Instant::now() + drain_for))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+}
+
+/// Sleeps a per-offset time, fails the chosen offsets permanently, records effects in order.
+#[derive(Debug, Default)]
+struct Scripted {
+    delay_us: HashMap<i64, u64>,
+    fail: Vec<i64>,
+    effects: Mutex<Vec<(u8, i64)>>,
+}
+
+impl Processor for Scripted {
+    async fn process(&self, r: &Record) -> Result<(), ProcessError> {
+        let us = self.delay_us.get(&r.offset()).copied().unwrap_or(0);
+        tokio::time::sleep(Duration::from_micros(us)).await;
+        if self.fail.contains(&r.offset()) {
+            return Err(ProcessError::permanent("scripted", "fails"));
+        }
+        let key = r.key().and_then(|k| k.first().copied()).unwrap_or(0);
+        self.effects.lock().unwrap().push((key, r.offset()));
+        Ok(())
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random keys, completion orders, failures (stuck in a dead-letter send that never
+    /// completes), revoke times and drain deadlines: the committable offset never passes a
+    /// record without an effect, and a key's effects happen in offset order.
+    #[test]
+    fn revoke_never_commits_past_unfinished_work(
+        keys in prop::collection::vec(0u8..6, 1..60),
+        delays in prop::collection::vec(0u64..3000, 60),
+        fail in prop::collection::vec(0i64..60, 0..3),
+        run_ms in 0u64..15,
+        drain_ms in 0u64..10,
+    ) {
+        let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| rec(i as i64, *k)).collect();
+        let p = Arc::new(Scripted {
+            delay_us: (0..60).map(|i| (i, delays[i as usize])).collect(),
+            fail,
+            ..Scripted::default()
+        });
+        let sh = shared(ConsumerConfig { max_concurrency: 4, ..cfg() }, PerRecord(Arc::clone(&p)));
+        let d = runtime().block_on(one_partition(
+            &sh,
+            records,
+            Duration::from_millis(run_ms),
+            Duration::from_millis(drain_ms),
+        ));
+        let effects = p.effects.lock().unwrap().clone();
+        let done: std::collections::BTreeSet<i64> = effects.iter().map(|(_, o)| *o).collect();
+        if let Some(c) = d.committable {
+            for o in 0..c {
+                prop_assert!(done.contains(&o), "offset {o} below committable {c} has no effect");
+            }
+        }
+        let mut last: BTreeMap<u8, i64> = BTreeMap::new();
+        for (k, o) in effects {
+            prop_assert!(last.insert(k, o).is_none_or(|prev| prev < o), "key {k} out of order");
+        }
+    }
+}
+
+/// Counts effects that happen after a long await: a handler cut off by the drain deadline must
+/// never apply its effect afterwards (the new owner may already be processing the key).
+#[derive(Debug, Default)]
+struct Slow {
+    effects: AtomicU64,
+}
+
+impl Processor for Slow {
+    async fn process(&self, _: &Record) -> Result<(), ProcessError> {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        self.effects.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_past_the_drain_deadline_are_cancelled() {
+    let p = Arc::new(Slow::default());
+    let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
+    let d = one_partition(
+        &sh,
+        (0..4).map(|o| rec(o, o as u8)).collect(),
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert_eq!(d.committable, None, "nothing finished: nothing to commit");
+    assert_eq!(d.uncommitted, Some(0..4));
+    assert_eq!(sh.counters.cancelled.load(Ordering::Relaxed), 4);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        p.effects.load(Ordering::SeqCst),
+        0,
+        "a cancelled handler applied its effect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_within_the_deadline_commits_everything() {
+    let p = Arc::new(Slow::default());
+    let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
+    let d = one_partition(
+        &sh,
+        (0..4).map(|o| rec(o, o as u8)).collect(),
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(d.committable, Some(4));
+    assert_eq!(d.uncommitted, None);
+    assert_eq!(p.effects.load(Ordering::SeqCst), 4);
+    assert_eq!(sh.counters.cancelled.load(Ordering::Relaxed), 0);
+}
+
+/// Records every batch it gets.
+#[derive(Debug, Default)]
+struct Batches {
+    seen: Mutex<Vec<Vec<(u8, i64)>>>,
+}
+
+impl BatchProcessor for Batches {
+    async fn process_batch(&self, records: &[Record]) -> Vec<Result<(), ProcessError>> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let batch = records
+            .iter()
+            .map(|r| (r.key().unwrap()[0], r.offset()))
+            .collect();
+        self.seen.lock().unwrap().push(batch);
+        records.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_hold_one_record_per_key_in_order() {
+    let p = Arc::new(Batches::default());
+    let sh = shared(
+        ConsumerConfig {
+            max_batch_records: 8,
+            ..cfg()
+        },
+        Batched(Arc::clone(&p)),
+    );
+    let records: Vec<Record> = (0..200).map(|o| rec(o, (o * 7 % 13) as u8)).collect();
+    let d = one_partition(
+        &sh,
+        records,
+        // a drain drops queued records: give the 25+ batches time to finish first
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(d.committable, Some(200));
+    let seen = p.seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > 1 && seen.iter().any(|b| b.len() > 1),
+        "batched: {seen:?}"
+    );
+    let mut last: BTreeMap<u8, i64> = BTreeMap::new();
+    let mut total = 0;
+    for b in &seen {
+        assert!(b.len() <= 8);
+        let mut keys: Vec<u8> = b.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), b.len(), "one record per key in a batch: {b:?}");
+        for (k, o) in b {
+            assert!(
+                last.insert(*k, *o).is_none_or(|prev| prev < *o),
+                "key {k} out of order"
+            );
+            total += 1;
+        }
+    }
+    assert_eq!(total, 200);
+    assert_eq!(sh.counters.processed.load(Ordering::Relaxed), 200);
+}

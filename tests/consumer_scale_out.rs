@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
-use orderstream_consumer::{ConsumerConfig, RunSummary, Topics};
+use orderstream_consumer::{
+    ConsumerConfig, GroupProtocol, ProcessError, Processor, Record, RunSummary, Topics,
+};
 use orderstream_producer::{OrderProducer, ProducerTopic};
 use orderstream_testkit::TestEnv;
 use orderstream_topology::TopicRole;
@@ -266,4 +268,165 @@ fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
         }
     }
     Some(out)
+}
+
+/// Each topic is balanced on its own: 1, 2, then 3 member **processes** (the default config,
+/// which also consumes the retry topic) on a 6-partition orders topic whose retry topic has
+/// more partitions than the orders topic. Every step ends with each member owning exactly
+/// 6 / N orders partitions, whatever the retry topic's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_partitions_spread_over_member_processes_classic() {
+    orders_partitions_spread("spread", GroupProtocol::default()).await;
+}
+
+/// The same with the KIP-848 consumer group protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_partitions_spread_over_member_processes_kip848() {
+    orders_partitions_spread("spread848", GroupProtocol::Consumer).await;
+}
+
+async fn orders_partitions_spread(name: &str, protocol: GroupProtocol) {
+    let env = TestEnv::connect().await;
+    let base = env.unique(name);
+    let topics = Topics::new(base.clone(), format!("{base}.retry"), format!("{base}.dlq"));
+    env.create_topic(&topics.source, 6).await;
+    env.create_topic(&topics.retry, 8).await;
+    env.create_topic(&topics.dead_letter, 1).await;
+    let group = env.group_id(name);
+    let kip848 = protocol == GroupProtocol::Consumer;
+    let spec = format!(
+        "{}|{}|{}|{}|{}|{}",
+        env.bootstrap, group, topics.source, topics.retry, topics.dead_letter, kip848
+    );
+    let mut children = Vec::new();
+    for members in 1..=3usize {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "spread_child_member", "--ignored", "--nocapture"])
+            .env("ORDERSTREAM_SPREAD_SPEC", &spec)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(KillOnDrop(child));
+        let spread = wait_for_spread(&env, &group, &topics.source, members).await;
+        println!("{members} member process(es): orders partitions per member {spread:?}");
+        assert_eq!(
+            spread,
+            vec![6 / members; members],
+            "orders partitions per member"
+        );
+    }
+}
+
+/// Polls `ConsumerGroupCommand --describe --members --verbose` (it answers for both group
+/// protocols) until `members` members each own `6 / members` partitions of `topic`; returns the
+/// last spread seen (sorted) either way after 90 s.
+async fn wait_for_spread(env: &TestEnv, group: &str, topic: &str, members: usize) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        let (b, g, t) = (env.bootstrap.clone(), group.to_owned(), topic.to_owned());
+        let spread = tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("bash")
+                .arg(orderstream_testkit::repo_root().join("scripts/kafka.sh"))
+                .args(["tool", "consumer-groups", "--bootstrap-server", &b])
+                .args(["--describe", "--group", &g, "--members", "--verbose"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            orders_per_member(&out, &g, &t)
+        })
+        .await
+        .unwrap();
+        if spread == vec![6 / members; members] {
+            return spread;
+        }
+        last = spread;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    last
+}
+
+/// Per member line of the describe output, how many partitions of `topic` its assignment holds
+/// (the `ASSIGNMENT` column, or `CURRENT-ASSIGNMENT` for KIP-848 groups), sorted. Assignments
+/// print as `topic:0,1,2`, several topics separated by `;`, none as `-`.
+fn orders_per_member(describe: &str, group: &str, topic: &str) -> Vec<usize> {
+    let mut column = None;
+    let mut spread = Vec::new();
+    for line in describe.lines() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.first() == Some(&"GROUP") {
+            column = cells
+                .iter()
+                .position(|c| *c == "ASSIGNMENT" || *c == "CURRENT-ASSIGNMENT");
+        } else if cells.first() == Some(&group)
+            && let Some(cell) = column.and_then(|i| cells.get(i))
+        {
+            let n: usize = cell
+                .split(';')
+                .filter_map(|t| t.strip_prefix(topic)?.strip_prefix(':'))
+                .map(|ps| ps.split(',').filter(|p| !p.is_empty()).count())
+                .sum();
+            spread.push(n);
+        }
+    }
+    spread.sort_unstable_by(|a, b| b.cmp(a));
+    spread
+}
+
+#[test]
+fn describe_lines_are_parsed() {
+    let classic = "\nGROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS ASSIGNMENT\n\
+                   g m1 /127.0.0.1 rdkafka 2 t:0,3\n\
+                   g m2 /127.0.0.1 rdkafka 5 t:1,2,4,5;t.retry:0\n";
+    assert_eq!(orders_per_member(classic, "g", "t"), vec![4, 2]);
+    let kip848 = "GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS CURRENT-EPOCH \
+                  CURRENT-ASSIGNMENT TARGET-EPOCH TARGET-ASSIGNMENT\n\
+                  g m3 /127.0.0.1 rdkafka 0 1 - 2 t:1\n\
+                  g m4 /127.0.0.1 rdkafka 1 2 t:0 2 t:0\n";
+    assert_eq!(orders_per_member(kip848, "g", "t"), vec![1, 0]);
+}
+
+/// SIGKILLs the child member when dropped (the test ends or fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Accepts every record.
+struct Accept;
+
+impl Processor for Accept {
+    async fn process(&self, _: &Record) -> Result<(), ProcessError> {
+        Ok(())
+    }
+}
+
+/// Not a test on its own: a member process of `orders_partitions_spread_*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of orders_partitions_spread_over_member_processes_*"]
+async fn spread_child_member() {
+    let Ok(spec) = std::env::var("ORDERSTREAM_SPREAD_SPEC") else {
+        return;
+    };
+    let f: Vec<&str> = spec.split('|').collect();
+    let cfg = ConsumerConfig {
+        group_protocol: if f[5] == "true" {
+            GroupProtocol::Consumer
+        } else {
+            GroupProtocol::default()
+        },
+        session_timeout: Duration::from_secs(10),
+        revoke_drain_timeout: Duration::from_secs(3),
+        statistics_interval: Duration::ZERO,
+        ..ConsumerConfig::new(f[0], f[1], Topics::new(f[2], f[3], f[4]))
+    };
+    // runs until SIGKILLed
+    orderstream_consumer::run(cfg, Arc::new(Accept), CancellationToken::new())
+        .await
+        .unwrap();
 }

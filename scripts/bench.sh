@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the issue-7 benchmark suite (crates/bench) and writes BENCHMARKS.md in the repo root.
+# Runs the benchmark suite (crates/bench) and writes BENCHMARKS.md in the repo root.
 #
 #   scripts/bench.sh [--quick] [--nodes 1|3] [-- extra orderstream-bench args]
 #

@@ -2,6 +2,8 @@
 //! Avro order events are being produced. Every partition ends up owned, every acknowledged
 //! event is applied, and effects happen exactly once after dedup.
 
+#![allow(clippy::unwrap_used)]
+
 mod producer_support;
 
 use std::collections::BTreeMap;

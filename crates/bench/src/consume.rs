@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use orderstream_consumer::{
-    ConsumerConfig, GroupProtocol, OrderingMode, ProcessError, Processor, Record, Topics, run,
+    BatchProcessor, ConsumerConfig, GroupProtocol, OrderingMode, ProcessError, Processor, Record,
+    Topics, run, run_batched,
 };
 use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
 use orderstream_schema::{OrderCodec, OrderEvent};
@@ -60,7 +61,7 @@ fn spawn_member<P: Processor>(
     tokio::spawn(run(cfg, p, cancel))
 }
 
-async fn producer(
+pub(crate) async fn producer(
     bootstrap: &str,
     codec: &OrderCodec,
     topic: &str,
@@ -77,7 +78,14 @@ async fn producer(
 /// Open-loop sender: `n` events at `rate`/s; event `k` carries its *scheduled* send time in
 /// `occurred_at_micros` and `phase` in `sequence`. Returns when every send was enqueued and
 /// acknowledged.
-async fn open_loop(p: &OrderProducer, rate: f64, n: u64, phase: i64, first_id: u64, pad: usize) {
+pub(crate) async fn open_loop(
+    p: &OrderProducer,
+    rate: f64,
+    n: u64,
+    phase: i64,
+    first_id: u64,
+    pad: usize,
+) {
     let start = Instant::now();
     let epoch = now_us();
     let mut next = 0u64;
@@ -257,39 +265,141 @@ pub(crate) async fn w2(
 
 // ---------------------------------------------------------------- W3
 
+thread_local! {
+    /// Decode target reused per thread, as the sample processor does.
+    static EVENT: std::cell::RefCell<OrderEvent> = std::cell::RefCell::new(OrderEvent::default());
+}
+
+/// CPU time and context switches of this process at one moment.
+#[derive(Debug, Clone, Default)]
+struct Usage {
+    cpu: Duration,
+    switches: HashMap<u32, u64>,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        Usage {
+            cpu: util::process_cpu(),
+            switches: util::thread_switches(),
+        }
+    }
+
+    /// (CPU µs, context switches) from `self` to `later`, per record.
+    fn per_record(&self, later: &Usage, n: u64) -> (f64, f64) {
+        let cpu = (later.cpu.saturating_sub(self.cpu)).as_secs_f64() * 1e6 / n as f64;
+        let sw: u64 = later
+            .switches
+            .iter()
+            .map(|(tid, c)| c.saturating_sub(self.switches.get(tid).copied().unwrap_or(0)))
+            .sum();
+        (cpu, sw as f64 / n as f64)
+    }
+}
+
+/// The W3 handler: decode, then check that each order's sequence never goes backwards.
+/// Per-partition maps: records of one partition run on one owner, so the locks are uncontended.
 struct DrainProc {
     codec: OrderCodec,
     target: u64,
     done: AtomicU64,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
-    last_seq: Mutex<HashMap<String, i64>>,
+    first: Mutex<Option<(Instant, Usage)>>,
+    last: Mutex<Option<(Instant, Usage)>>,
+    last_seq: Vec<Mutex<HashMap<String, i64>>>,
     out_of_order: AtomicU64,
     cancel: CancellationToken,
 }
 
-impl Processor for DrainProc {
-    async fn process(&self, rec: &Record) -> Result<(), ProcessError> {
-        let e = decode(&self.codec, rec).await?;
-        if let Ok(mut f) = self.first.lock()
-            && f.is_none()
-        {
-            *f = Some(Instant::now());
+impl DrainProc {
+    fn new(codec: &OrderCodec, target: u64, cancel: CancellationToken) -> Self {
+        Self {
+            codec: codec.clone(),
+            target,
+            done: AtomicU64::new(0),
+            first: Mutex::new(None),
+            last: Mutex::new(None),
+            last_seq: (0..PARTITIONS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            out_of_order: AtomicU64::new(0),
+            cancel,
         }
-        // The in-order handler: per-order sequence must not go backwards.
-        if let Ok(mut m) = self.last_seq.lock() {
-            let prev = m.insert(e.order_id.clone(), e.sequence);
-            if prev.is_some_and(|p| p > e.sequence) {
-                self.out_of_order.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn check(&self, partition: i32, e: &OrderEvent) {
+        let Some(m) = self.last_seq.get(partition as usize) else {
+            return;
+        };
+        if let Ok(mut m) = m.lock() {
+            match m.get_mut(&e.order_id) {
+                Some(prev) => {
+                    if *prev > e.sequence {
+                        self.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    }
+                    *prev = e.sequence;
+                }
+                None => {
+                    m.insert(e.order_id.clone(), e.sequence);
+                }
             }
         }
-        if self.done.fetch_add(1, Ordering::Relaxed) + 1 >= self.target {
-            if let Ok(mut l) = self.last.lock() {
-                *l = Some(Instant::now());
+    }
+
+    async fn one(&self, rec: &Record) -> Result<(), ProcessError> {
+        let bytes = rec
+            .payload()
+            .ok_or_else(|| ProcessError::permanent("empty", "null value"))?;
+        let fast = EVENT.with(|ev| {
+            let mut ev = ev.borrow_mut();
+            self.codec.try_decode_cached_into(bytes, &mut ev).map(|r| {
+                r.map(|_| self.check(rec.partition(), &ev))
+                    .map_err(|e| ProcessError::permanent("decode", e.to_string()))
+            })
+        });
+        match fast {
+            Some(r) => r?,
+            None => {
+                let e = decode(&self.codec, rec).await?;
+                self.check(rec.partition(), &e);
+            }
+        }
+        self.count(1);
+        Ok(())
+    }
+
+    fn count(&self, n: u64) {
+        if self.done.load(Ordering::Relaxed) == 0
+            && let Ok(mut f) = self.first.lock()
+            && f.is_none()
+        {
+            let u = Usage::now();
+            *f = Some((Instant::now(), u));
+        }
+        if self.done.fetch_add(n, Ordering::Relaxed) + n >= self.target {
+            let t = Instant::now();
+            if let Ok(mut l) = self.last.lock()
+                && l.is_none()
+            {
+                *l = Some((t, Usage::now()));
             }
             self.cancel.cancel();
         }
-        Ok(())
+    }
+}
+
+impl Processor for DrainProc {
+    async fn process(&self, rec: &Record) -> Result<(), ProcessError> {
+        self.one(rec).await
+    }
+}
+
+impl BatchProcessor for DrainProc {
+    async fn process_batch(&self, records: &[Record]) -> Vec<Result<(), ProcessError>> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(self.one(r).await);
+        }
+        out
     }
 }
 
@@ -297,6 +407,7 @@ impl Processor for DrainProc {
 pub(crate) struct W3 {
     pub(crate) records: u64,
     pub(crate) interval: Vec<f64>,
+    pub(crate) batch: Vec<f64>,
     pub(crate) every100: Vec<f64>,
     pub(crate) no_commit: Vec<f64>,
     pub(crate) java: Vec<f64>,
@@ -304,6 +415,8 @@ pub(crate) struct W3 {
     pub(crate) errors: Vec<String>,
     pub(crate) out_of_order: u64,
     pub(crate) commits: Vec<(String, u64)>,
+    /// Per variant: CPU µs per record, context switches per record (one entry per round).
+    pub(crate) usage: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
 }
 
 impl W3 {
@@ -313,11 +426,18 @@ impl W3 {
     pub(crate) fn vs_rdk(&self) -> Mmm {
         ratio(&self.interval, &self.rdk)
     }
+    pub(crate) fn batch_vs_java(&self) -> Mmm {
+        ratio(&self.batch, &self.java)
+    }
+    pub(crate) fn batch_vs_rdk(&self) -> Mmm {
+        ratio(&self.batch, &self.rdk)
+    }
     pub(crate) fn interval_vs_none(&self) -> Mmm {
         ratio(&self.interval, &self.no_commit)
     }
 }
 
+/// One drain: (msgs/s, out-of-order, commits, CPU µs/record, context switches/record).
 async fn drain_ours(
     bootstrap: &str,
     codec: &OrderCodec,
@@ -325,18 +445,10 @@ async fn drain_ours(
     n: u64,
     commit_every: usize,
     commit_interval: Duration,
-) -> Result<(f64, u64, u64)> {
+    batched: bool,
+) -> Result<(f64, u64, u64, f64, f64)> {
     let cancel = CancellationToken::new();
-    let p = Arc::new(DrainProc {
-        codec: codec.clone(),
-        target: n,
-        done: AtomicU64::new(0),
-        first: Mutex::new(None),
-        last: Mutex::new(None),
-        last_seq: Mutex::new(HashMap::new()),
-        out_of_order: AtomicU64::new(0),
-        cancel: cancel.clone(),
-    });
+    let p = Arc::new(DrainProc::new(codec, n, cancel.clone()));
     let group = format!("{topic}-g-{}", now_us());
     let cfg = ConsumerConfig {
         commit_every,
@@ -351,19 +463,60 @@ async fn drain_ours(
             c.cancel();
         })
     };
-    let summary = run(cfg, Arc::clone(&p), cancel).await?;
+    let summary = if batched {
+        run_batched(cfg, Arc::clone(&p), cancel).await?
+    } else {
+        run(cfg, Arc::clone(&p), cancel).await?
+    };
     watchdog.abort();
     let done = p.done.load(Ordering::Relaxed);
     if done < n {
         bail!("drain: {done} of {n} processed before the 120 s watchdog");
     }
-    let first = p.first.lock().ok().and_then(|f| *f).context("no first")?;
-    let last = p.last.lock().ok().and_then(|f| *f).context("no last")?;
+    let (t0, u0) = p
+        .first
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .context("no first")?;
+    let (t1, u1) = p
+        .last
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .context("no last")?;
+    let (cpu, sw) = u0.per_record(&u1, n);
     Ok((
-        n as f64 / (last - first).as_secs_f64(),
+        n as f64 / (t1 - t0).as_secs_f64(),
         p.out_of_order.load(Ordering::Relaxed),
         summary.commits,
+        cpu,
+        sw,
     ))
+}
+
+/// Writes `n` events to `topic` and waits for every acknowledgement.
+pub(crate) async fn prefill(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    topic: &str,
+    n: u64,
+) -> Result<()> {
+    let p = producer(bootstrap, codec, topic, 5).await?;
+    let events: Vec<OrderEvent> = (0..n).map(|i| util::event(i, 0)).collect();
+    for c in events.chunks(20_000) {
+        let ok = p
+            .send_batch(c)
+            .await
+            .iter()
+            .filter(|o| o.is_delivered())
+            .count();
+        if ok != c.len() {
+            bail!("pre-fill of {topic}: {ok} of {} delivered", c.len());
+        }
+    }
+    p.shutdown(Duration::from_secs(10)).await;
+    Ok(())
 }
 
 fn drain_java(tools: &Tools, bootstrap: &str, topic: &str, n: u64) -> Result<f64> {
@@ -445,41 +598,33 @@ pub(crate) async fn w3(
     let topic = format!("bench-w3-{}", std::process::id());
     util::create_topic(bootstrap, &topic).await?;
     topics.push(topic.clone());
-    let p = producer(bootstrap, codec, &topic, 5).await?;
-    let events: Vec<OrderEvent> = (0..n).map(|i| util::event(i, 0)).collect();
-    for c in events.chunks(20_000) {
-        let ok = p
-            .send_batch(c)
-            .await
-            .iter()
-            .filter(|o| o.is_delivered())
-            .count();
-        if ok != c.len() {
-            bail!("W3 pre-fill: {ok} of {} delivered", c.len());
-        }
-    }
-    p.shutdown(Duration::from_secs(10)).await;
+    prefill(bootstrap, codec, &topic, n).await?;
     let mut r = W3 {
         records: n,
         ..W3::default()
     };
     // (label, commit_every, commit_interval); the order rotates every round so no variant
     // always runs first or last.
-    let variants: [(&str, usize, Duration); 3] = [
-        ("interval", 1000, Duration::from_secs(1)),
-        ("no-commit", usize::MAX, Duration::from_secs(3600)),
-        ("every-100", 100, Duration::from_secs(1)),
+    let variants: [(&str, usize, Duration, bool); 4] = [
+        ("interval", 1000, Duration::from_secs(1), false),
+        ("no-commit", usize::MAX, Duration::from_secs(3600), false),
+        ("every-100", 100, Duration::from_secs(1), false),
+        ("batch", 1000, Duration::from_secs(1), true),
     ];
     for round in 0..rounds {
         for k in 0..variants.len() {
-            let (label, every, interval) = variants[(k + round) % variants.len()];
-            match drain_ours(bootstrap, codec, &topic, n, every, interval).await {
-                Ok((rate, ooo, commits)) => {
+            let (label, every, interval, batched) = variants[(k + round) % variants.len()];
+            match drain_ours(bootstrap, codec, &topic, n, every, interval, batched).await {
+                Ok((rate, ooo, commits, cpu, sw)) => {
                     r.out_of_order += ooo;
                     r.commits.push((label.to_owned(), commits));
+                    let u = r.usage.entry(label.to_owned()).or_default();
+                    u.0.push(cpu);
+                    u.1.push(sw);
                     match label {
                         "interval" => r.interval.push(rate),
                         "no-commit" => r.no_commit.push(rate),
+                        "batch" => r.batch.push(rate),
                         _ => r.every100.push(rate),
                     }
                 }
@@ -495,8 +640,9 @@ pub(crate) async fn w3(
             push(&mut r.rdk, &mut r.errors, "rdkafka_performance -G", k);
         }
         eprintln!(
-            "  W3 round {round}: interval {:.0}/s no-commit {:.0}/s every-100 {:.0}/s ConsumerPerformance {:.0}/s rdkafka_performance {:.0}/s",
+            "  W3 round {round}: interval {:.0}/s batch {:.0}/s no-commit {:.0}/s every-100 {:.0}/s ConsumerPerformance {:.0}/s rdkafka_performance {:.0}/s",
             r.interval.last().copied().unwrap_or(f64::NAN),
+            r.batch.last().copied().unwrap_or(f64::NAN),
             r.no_commit.last().copied().unwrap_or(f64::NAN),
             r.every100.last().copied().unwrap_or(f64::NAN),
             r.java.last().copied().unwrap_or(f64::NAN),
@@ -537,10 +683,19 @@ pub(crate) struct Mem {
     pub(crate) rss_end_mib: f64,
     pub(crate) hwm_reset: bool,
     pub(crate) window: usize,
+    pub(crate) budget_mib: f64,
+    pub(crate) concurrency: usize,
 }
+
+/// The consumer's memory budget in the memory phase.
+const MEM_BUDGET: usize = 32 << 20;
+/// Fixed overhead allowed above the budget and the RSS before the member started: thread
+/// stacks and librdkafka's own buffers of two consumers and a producer.
+pub(crate) const MEM_OVERHEAD_MIB: f64 = 24.0;
 
 pub(crate) async fn mem(
     bootstrap: &str,
+    registry: &str,
     codec: &OrderCodec,
     rate: f64,
     secs: f64,
@@ -549,10 +704,9 @@ pub(crate) async fn mem(
     let topic = format!("bench-mem-{}", std::process::id());
     util::create_topic(bootstrap, &topic).await?;
     topics.push(topic.clone());
-    let p = producer(bootstrap, codec, &topic, 5).await?;
-    let conc = 16usize;
-    // Handler throughput = conc / delay = rate / 10.
-    let delay = Duration::from_secs_f64(conc as f64 * 10.0 / rate);
+    // Handler throughput = partitions × per-partition concurrency / delay = rate / 10.
+    let conc = 2usize;
+    let delay = Duration::from_secs_f64((conc * PARTITIONS as usize) as f64 * 10.0 / rate);
     let proc_ = Arc::new(SlowProc {
         codec: codec.clone(),
         delay,
@@ -561,13 +715,14 @@ pub(crate) async fn mem(
     let cancel = CancellationToken::new();
     let cfg = ConsumerConfig {
         max_concurrency: conc,
+        memory_budget: MEM_BUDGET,
         ..consumer_cfg(bootstrap, &format!("{topic}-g"), &topic)
     };
     let window = cfg.max_in_flight_per_partition;
-    let member = spawn_member(cfg, Arc::clone(&proc_), cancel.clone());
-    let pad = 900;
     let base = util::status_kib("VmRSS:") as f64 / 1024.0;
     let hwm_reset = util::reset_peak_rss();
+    let member = spawn_member(cfg, Arc::clone(&proc_), cancel.clone());
+    let pad = 900;
     let n = (rate * secs) as u64;
     let sampler = tokio::spawn(async move {
         let start = Instant::now();
@@ -581,7 +736,26 @@ pub(crate) async fn mem(
         }
         samples
     });
-    open_loop(&p, rate, n, 0, 0, pad).await;
+    // The producer runs in its own process: this process's RSS is the consumer's alone.
+    let mut child = crate::procs::child(
+        bootstrap,
+        registry,
+        &[
+            "--produce-only".into(),
+            topic.clone(),
+            "--rate".into(),
+            rate.to_string(),
+            "--count".into(),
+            n.to_string(),
+            "--pad".into(),
+            pad.to_string(),
+        ],
+    )?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    if !status.success() {
+        cancel.cancel();
+        bail!("the producer process failed: {status}");
+    }
     let samples = sampler.await.unwrap_or_default();
     let processed = proc_.done.load(Ordering::Relaxed);
     let peak_sampled = samples.iter().map(|s| s.1).fold(0.0, f64::max);
@@ -599,10 +773,9 @@ pub(crate) async fn mem(
     };
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), member).await;
-    p.shutdown(Duration::from_secs(10)).await;
     Ok(Mem {
         produce_rate: rate,
-        handler_rate: conc as f64 / delay.as_secs_f64(),
+        handler_rate: (conc * PARTITIONS as usize) as f64 / delay.as_secs_f64(),
         secs,
         record_bytes: util::event(0, pad).note.map_or(0, |s| s.len()) + 100,
         produced: n,
@@ -613,6 +786,8 @@ pub(crate) async fn mem(
         rss_end_mib: at(secs),
         hwm_reset,
         window,
+        budget_mib: (MEM_BUDGET >> 20) as f64,
+        concurrency: conc,
     })
 }
 

@@ -1,8 +1,9 @@
-//! `orderstream-bench`: the issue-7 benchmark suite. Every figure is reported next to a baseline
+//! `orderstream-bench`: the benchmark suite. Every figure is reported next to a baseline
 //! measured in the same invocation, interleaved A/B/A/B and repeated (median, min–max over
 //! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
 
 mod consume;
+mod procs;
 mod report;
 mod util;
 mod w0;
@@ -20,10 +21,7 @@ use orderstream_schema::{OrderCodec, RegistryConfig};
 use crate::util::Tools;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "orderstream-bench",
-    about = "orderstream benchmark suite (issue 7)"
-)]
+#[command(name = "orderstream-bench", about = "orderstream benchmark suite")]
 pub(crate) struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, env = "ORDERSTREAM_BOOTSTRAP", default_value = "127.0.0.1:9092")]
@@ -41,8 +39,12 @@ pub(crate) struct Args {
     /// Rounds per comparison (≥ 3).
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
-    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5.
-    #[arg(long, default_value = "w0,w1,w2,w3,mem,w5", value_delimiter = ',')]
+    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale.
+    #[arg(
+        long,
+        default_value = "w0,w1,w2,w3,mem,w5,scale",
+        value_delimiter = ','
+    )]
     pub(crate) only: Vec<String>,
     /// Path of a built `rdkafka_performance` (scripts/bench.sh builds it under target/).
     #[arg(long, env = "RDKAFKA_PERFORMANCE")]
@@ -64,6 +66,24 @@ pub(crate) struct Args {
     /// Run ProducerPerformance on every W1 setting, not only the headline one.
     #[arg(long)]
     pub(crate) java_all: bool,
+    /// Child role (the memory phase's producer): produce to this topic, then exit.
+    #[arg(long, hide = true)]
+    pub(crate) produce_only: Option<String>,
+    /// Child role (scale-out): a group member on this topic until stdin closes.
+    #[arg(long, hide = true, requires = "group")]
+    pub(crate) member_of: Option<String>,
+    /// Group of `--member-of`.
+    #[arg(long, hide = true)]
+    pub(crate) group: Option<String>,
+    /// Rate of `--produce-only`, msgs/s.
+    #[arg(long, hide = true, default_value_t = 1000.0)]
+    pub(crate) rate: f64,
+    /// Records of `--produce-only`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub(crate) count: u64,
+    /// Padding bytes per event of `--produce-only`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub(crate) pad: usize,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +94,7 @@ pub(crate) struct Results {
     pub(crate) w3: Option<consume::W3>,
     pub(crate) mem: Option<consume::Mem>,
     pub(crate) w5: Vec<consume::W5>,
+    pub(crate) scale: Option<procs::Scale>,
     pub(crate) errors: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) elapsed: Duration,
@@ -86,6 +107,9 @@ fn wants(a: &Args, w: &str) -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.produce_only.is_some() || args.member_of.is_some() {
+        return child_role(&args).await;
+    }
     let started = Instant::now();
     let rounds = args.rounds.max(3);
     let root = util::repo_root();
@@ -104,7 +128,7 @@ async fn main() -> Result<()> {
         python,
     };
     let mut res = Results::default();
-    let needs_broker = ["w1", "w2", "w3", "mem", "w5"]
+    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale"]
         .iter()
         .any(|w| wants(&args, w));
     let brokers = if needs_broker {
@@ -212,9 +236,18 @@ async fn main() -> Result<()> {
     }
     if wants(&args, "mem") {
         eprintln!("Memory (slow handler) ...");
-        let secs = if args.quick { 8.0 } else { 20.0 };
+        let secs = if args.quick { 10.0 } else { 60.0 };
         let rate = (max_rate * 0.3).clamp(1000.0, 5000.0);
-        match consume::mem(&args.bootstrap, &codec, rate, secs, &mut topics).await {
+        match consume::mem(
+            &args.bootstrap,
+            &args.registry_url,
+            &codec,
+            rate,
+            secs,
+            &mut topics,
+        )
+        .await
+        {
             Ok(r) => res.mem = Some(r),
             Err(e) => res.errors.push(format!("memory: {e:#}")),
         }
@@ -228,6 +261,23 @@ async fn main() -> Result<()> {
                 .push(consume::w5(&args.bootstrap, &codec, proto, rate, hold, &mut topics).await);
         }
     }
+    if wants(&args, "scale") {
+        eprintln!("Scale-out 1 → 2 → 3 member processes ...");
+        let n = if args.quick { 100_000 } else { 600_000 };
+        match procs::scale(
+            &tools,
+            &args.bootstrap,
+            &args.registry_url,
+            &codec,
+            n,
+            &mut topics,
+        )
+        .await
+        {
+            Ok(r) => res.scale = Some(r),
+            Err(e) => res.errors.push(format!("scale-out: {e:#}")),
+        }
+    }
     util::delete_topics(&args.bootstrap, &topics).await;
     res.elapsed = started.elapsed();
     let md = report::render(&args, rounds, &tools, &res);
@@ -235,4 +285,27 @@ async fn main() -> Result<()> {
     println!("{md}");
     eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
     Ok(())
+}
+
+/// This binary started as a child process of a run (see `procs`).
+async fn child_role(args: &Args) -> Result<()> {
+    let codec = OrderCodec::new(RegistryConfig {
+        url: args.registry_url.clone(),
+        ..RegistryConfig::default()
+    })?;
+    if let Some(topic) = &args.produce_only {
+        return procs::produce_only(
+            &args.bootstrap,
+            &codec,
+            topic,
+            args.rate,
+            args.count,
+            args.pad,
+        )
+        .await;
+    }
+    match (&args.member_of, &args.group) {
+        (Some(topic), Some(group)) => procs::member(&args.bootstrap, &codec, topic, group).await,
+        _ => Ok(()),
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers: statistics over rounds, process CPU / RSS from `/proc`, order-event
 //! generation, topic administration and the external baseline tools.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -86,6 +87,33 @@ pub(crate) fn process_cpu() -> Duration {
     let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     // rest starts at field 3 → index 0; utime = field 14 → index 11.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Context switches (voluntary + involuntary) of every live thread of this process, by thread
+/// id, from `/proc/self/task/*/status` (`/proc/self/status` covers the main thread only).
+pub(crate) fn thread_switches() -> HashMap<u32, u64> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(st) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let n: u64 = st
+            .lines()
+            .filter(|l| {
+                l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+            })
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        out.insert(tid, n);
+    }
+    out
 }
 
 /// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`).

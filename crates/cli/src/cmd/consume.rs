@@ -26,9 +26,13 @@ pub(crate) struct ConsumeArgs {
     /// `partition` (strictly one record at a time per partition).
     #[arg(long, env = "ORDERSTREAM_ORDERING", default_value = "key")]
     pub(crate) ordering: String,
-    /// Handler invocations running at once in this member.
+    /// Records of one partition in work at once (different keys only).
     #[arg(long, env = "ORDERSTREAM_MAX_CONCURRENCY", default_value_t = 16)]
     pub(crate) max_concurrency: usize,
+    /// Memory budget of this member in MiB: librdkafka's prefetch and the records in work
+    /// together (≥ 4; see docs/configuration.md).
+    #[arg(long, env = "ORDERSTREAM_MEMORY_BUDGET_MIB", default_value_t = 64)]
+    pub(crate) memory_budget_mib: usize,
     /// Group protocol: `classic` (cooperative-sticky) or `consumer` (KIP-848).
     #[arg(long, env = "ORDERSTREAM_GROUP_PROTOCOL", default_value = "classic")]
     pub(crate) protocol: String,
@@ -66,6 +70,7 @@ pub(crate) fn consumer_config(
         }
     };
     cfg.max_concurrency = args.max_concurrency;
+    cfg.memory_budget = args.memory_budget_mib.saturating_mul(1 << 20);
     cfg.extra_consumer = settings.kafka.clone().into_iter().collect();
     cfg.extra_producer = cfg.extra_consumer.clone();
     cfg.validate()

@@ -215,6 +215,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         for_secs: None,
         ordering: "key".into(),
         max_concurrency: 16,
+        memory_budget_mib: 64,
         protocol: "classic".into(),
     };
     let cfg = consumer_config(settings, &consume_args)?;

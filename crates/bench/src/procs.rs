@@ -1,0 +1,300 @@
+//! Workloads with more than one process: the bench binary re-runs itself as a producer (so the
+//! memory phase measures the consumer alone) or as a group member (scale-out).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics, run};
+use orderstream_schema::OrderCodec;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::util::{self, Mmm, PARTITIONS, Tools};
+
+/// A child run of this binary with `args`, given the parent's cluster and registry.
+pub(crate) fn child(bootstrap: &str, registry: &str, args: &[String]) -> Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["--bootstrap", bootstrap, "--registry-url", registry])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a child bench process")
+}
+
+/// Child role: produce `count` events of `pad` bytes to `topic` at `rate`/s, then exit.
+pub(crate) async fn produce_only(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    topic: &str,
+    rate: f64,
+    count: u64,
+    pad: usize,
+) -> Result<()> {
+    let p = crate::consume::producer(bootstrap, codec, topic, 5).await?;
+    crate::consume::open_loop(&p, rate, count, 0, 0, pad).await;
+    p.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// Decodes every record and counts it.
+struct Count {
+    codec: OrderCodec,
+    first: std::sync::Mutex<Option<i64>>,
+    last: std::sync::atomic::AtomicI64,
+    n: std::sync::atomic::AtomicU64,
+}
+
+impl Processor for Count {
+    async fn process(&self, rec: &Record) -> Result<(), ProcessError> {
+        let bytes = rec.payload().unwrap_or_default();
+        if self.codec.try_decode_cached(bytes).is_none() {
+            let _ = self.codec.decode(bytes).await;
+        }
+        let now = now_us();
+        if let Ok(mut f) = self.first.lock()
+            && f.is_none()
+        {
+            *f = Some(now);
+        }
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Child role: one group member on `topic` until stdin closes; then prints
+/// `processed <n> <first µs> <last µs>`.
+pub(crate) async fn member(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    topic: &str,
+    group: &str,
+) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_line(&mut sink);
+        c.cancel();
+    });
+    let p = Arc::new(Count {
+        codec: codec.clone(),
+        first: std::sync::Mutex::new(None),
+        last: std::sync::atomic::AtomicI64::new(0),
+        n: std::sync::atomic::AtomicU64::new(0),
+    });
+    let cfg = ConsumerConfig {
+        statistics_interval: Duration::ZERO,
+        ..ConsumerConfig::new(
+            bootstrap,
+            group,
+            Topics::new(topic, format!("{topic}-retry"), format!("{topic}-dlq")),
+        )
+    };
+    run(cfg, Arc::clone(&p), cancel).await?;
+    let first = p.first.lock().ok().and_then(|f| *f).unwrap_or(0);
+    println!(
+        "processed {} {first} {}",
+        p.n.load(std::sync::atomic::Ordering::Relaxed),
+        p.last.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// One scale-out step.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub(crate) members: usize,
+    /// Records over the time from the first to the last record any member processed.
+    pub(crate) msgs_s: f64,
+    /// Orders partitions per member at the end of the drain (from the broker).
+    pub(crate) spread: Vec<usize>,
+    pub(crate) processed: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Scale {
+    pub(crate) records: u64,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) errors: Vec<String>,
+}
+
+impl Scale {
+    /// Aggregate msgs/s of `members` members relative to one member.
+    pub(crate) fn speedup(&self, members: usize) -> Option<f64> {
+        let one = self.steps.iter().find(|s| s.members == 1)?.msgs_s;
+        Some(self.steps.iter().find(|s| s.members == members)?.msgs_s / one)
+    }
+}
+
+/// 1 → 2 → 3 member processes drain the same backlog, each step in a fresh group.
+pub(crate) async fn scale(
+    tools: &Tools,
+    bootstrap: &str,
+    registry: &str,
+    codec: &OrderCodec,
+    n: u64,
+    topics: &mut Vec<String>,
+) -> Result<Scale> {
+    let topic = format!("bench-scale-{}", std::process::id());
+    util::create_topic(bootstrap, &topic).await?;
+    topics.push(topic.clone());
+    crate::consume::prefill(bootstrap, codec, &topic, n).await?;
+    let mut out = Scale {
+        records: n,
+        ..Scale::default()
+    };
+    for members in 1..=3usize {
+        match step(tools, bootstrap, registry, &topic, n, members) {
+            Ok(s) => {
+                eprintln!(
+                    "  scale-out {members}: {:.0} msgs/s, spread {:?}",
+                    s.msgs_s, s.spread
+                );
+                out.steps.push(s);
+            }
+            Err(e) => out.errors.push(format!("{members} member(s): {e:#}")),
+        }
+    }
+    Ok(out)
+}
+
+fn step(
+    tools: &Tools,
+    bootstrap: &str,
+    registry: &str,
+    topic: &str,
+    n: u64,
+    members: usize,
+) -> Result<Step> {
+    let group = format!("{topic}-g{members}-{}", now_us());
+    let args = [
+        "--member-of".to_owned(),
+        topic.to_owned(),
+        "--group".to_owned(),
+        group.clone(),
+    ];
+    let mut children: Vec<Child> = (0..members)
+        .map(|_| child(bootstrap, registry, &args))
+        .collect::<Result<_>>()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let res = (|| {
+        while committed_total(bootstrap, &group, topic)? < n as i64 {
+            if Instant::now() > deadline {
+                bail!("{members} member(s) did not drain {n} records within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let describe = tools.kafka_tool(&[
+            "consumer-groups".into(),
+            "--bootstrap-server".into(),
+            bootstrap.into(),
+            "--describe".into(),
+            "--group".into(),
+            group.clone(),
+            "--members".into(),
+            "--verbose".into(),
+        ])?;
+        Ok(partitions_per_member(&describe, &group, topic))
+    })();
+    let mut processed = Vec::new();
+    let (mut first, mut last) = (i64::MAX, 0i64);
+    for c in &mut children {
+        drop(c.stdin.take());
+        if let Some(out) = c.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let f: Vec<i64> = line
+                    .strip_prefix("processed ")
+                    .map(|r| r.split(' ').filter_map(|x| x.parse().ok()).collect())
+                    .unwrap_or_default();
+                if let [count, f0, l0] = f[..] {
+                    processed.push(count as u64);
+                    if count > 0 {
+                        first = first.min(f0);
+                        last = last.max(l0);
+                    }
+                }
+            }
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let spread = res?;
+    if processed.len() != members || last <= first {
+        bail!("members reported {processed:?}");
+    }
+    Ok(Step {
+        members,
+        msgs_s: n as f64 / ((last - first) as f64 / 1e6),
+        spread,
+        processed,
+    })
+}
+
+/// Sum of the committed offsets of `group` on `topic` (0 for partitions without a commit).
+fn committed_total(bootstrap: &str, group: &str, topic: &str) -> Result<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum())
+}
+
+/// Partitions of `topic` per member from `ConsumerGroupCommand --describe --members --verbose`
+/// (`ASSIGNMENT`, or `CURRENT-ASSIGNMENT` for KIP-848 groups), largest first.
+fn partitions_per_member(describe: &str, group: &str, topic: &str) -> Vec<usize> {
+    let mut column = None;
+    let mut spread: Vec<usize> = Vec::new();
+    for line in describe.lines() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.first() == Some(&"GROUP") {
+            column = cells
+                .iter()
+                .position(|c| *c == "ASSIGNMENT" || *c == "CURRENT-ASSIGNMENT");
+        } else if cells.first() == Some(&group)
+            && let Some(cell) = column.and_then(|i| cells.get(i))
+        {
+            spread.push(
+                cell.split(';')
+                    .filter_map(|t| t.strip_prefix(topic)?.strip_prefix(':'))
+                    .map(|ps| ps.split(',').filter(|p| !p.is_empty()).count())
+                    .sum(),
+            );
+        }
+    }
+    spread.sort_unstable_by(|a, b| b.cmp(a));
+    spread
+}
+
+/// Member processed counts as `min–max` for the report.
+pub(crate) fn share(processed: &[u64]) -> String {
+    let v: Vec<f64> = processed.iter().map(|x| *x as f64).collect();
+    let m = Mmm::of(&v);
+    format!("{:.0}–{:.0}", m.min, m.max)
+}

@@ -43,9 +43,50 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
 
 #[derive(Debug)]
 struct SlotQueue<T> {
-    items: VecDeque<T>,
+    items: Fifo<T>,
     /// A worker owns the slot (is processing one of its records).
     owned: bool,
+}
+
+/// A FIFO that holds its oldest item inline. Why: most keys have one record queued at a time,
+/// and a `VecDeque` would allocate for it on every record; an empty `VecDeque` does not.
+#[derive(Debug)]
+struct Fifo<T> {
+    /// The oldest item; set only while `more` is empty, so it is always older than `more`.
+    first: Option<T>,
+    more: VecDeque<T>,
+}
+
+impl<T> Fifo<T> {
+    fn one(item: T) -> Self {
+        Self {
+            first: Some(item),
+            more: VecDeque::new(),
+        }
+    }
+
+    fn push_back(&mut self, item: T) {
+        if self.first.is_none() && self.more.is_empty() {
+            self.first = Some(item);
+        } else {
+            self.more.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.first.take().or_else(|| self.more.pop_front())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    #[cfg(test)]
+    fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
 }
 
 /// Per-slot FIFO queues plus the FIFO of ready slots.
@@ -82,7 +123,7 @@ impl<T> KeyScheduler<T> {
                 self.slots.insert(
                     slot,
                     SlotQueue {
-                        items: VecDeque::from([item]),
+                        items: Fifo::one(item),
                         owned: false,
                     },
                 );

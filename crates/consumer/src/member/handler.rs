@@ -179,9 +179,7 @@ impl<H: Handler> Shared<H> {
         let info = match RetryInfo::of(&rec, ctx.from_retry) {
             Ok(info) => info,
             Err(msg) => {
-                let origin = RetryInfo::of(&rec, false)
-                    .map(|i| i.origin)
-                    .unwrap_or_else(|_| unreachable_origin(&rec));
+                let origin = own_origin(&rec);
                 let err = ProcessError::permanent(BAD_RETRY_HEADERS, msg);
                 return self.dead_letter(ctx, &rec, &origin, &err).await;
             }
@@ -197,9 +195,12 @@ impl<H: Handler> Shared<H> {
         {
             debug!("key has a parked predecessor: following it to the retry topic");
             rec.set_attempt(info.attempts);
-            let out = self
-                .park(ctx, &rec, &info, info.attempts, info.round, None)
-                .await;
+            let how = Parking {
+                attempts: info.attempts,
+                round: info.round,
+                reason: None,
+            };
+            let out = self.park(ctx, &rec, &info, how).await;
             if out == Outcome::Done {
                 bump(&self.counters.followed);
                 metrics::counter!(m::PARKED, "reason" => "follow").increment(1);
@@ -255,9 +256,12 @@ impl<H: Handler> Shared<H> {
                     if self.cfg.retry_topic_enabled
                         && info.round < self.cfg.max_retry_topic_attempts
                     {
-                        let out = self
-                            .park(ctx, &rec, info, rec.attempt(), info.round + 1, Some(&e))
-                            .await;
+                        let how = Parking {
+                            attempts: rec.attempt(),
+                            round: info.round + 1,
+                            reason: Some(&e),
+                        };
+                        let out = self.park(ctx, &rec, info, how).await;
                         if out == Outcome::Done {
                             bump(&self.counters.parked);
                             metrics::counter!(m::PARKED, "reason" => "failure").increment(1);
@@ -283,16 +287,19 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    /// Parks `rec` in the retry topic (`err` None: a follower keeping per-key order).
+    /// Parks `rec` in the retry topic.
     async fn park(
         &self,
         ctx: &PartCtx,
         rec: &Record,
         info: &RetryInfo,
-        attempts: u32,
-        round: u32,
-        err: Option<&ProcessError>,
+        how: Parking<'_>,
     ) -> Outcome {
+        let Parking {
+            attempts,
+            round,
+            reason: err,
+        } = how;
         let cfg = &self.cfg;
         let not_before = match err {
             Some(_) => now_ms().saturating_add(cfg.retry_delay(round).as_millis() as i64),
@@ -346,8 +353,19 @@ impl<H: Handler> Shared<H> {
     }
 }
 
+/// How a record is parked in the retry topic.
+#[derive(Debug, Clone, Copy)]
+struct Parking<'a> {
+    /// Processing attempts made so far.
+    attempts: u32,
+    /// Times parked because of its own failure, including this one.
+    round: u32,
+    /// Its failure; `None` for a follower parked only to keep per-key order.
+    reason: Option<&'a ProcessError>,
+}
+
 /// The record itself as its origin (its retry headers could not be read).
-fn unreachable_origin(rec: &Record) -> Origin {
+fn own_origin(rec: &Record) -> Origin {
     Origin {
         topic: rec.topic().to_owned(),
         partition: rec.partition(),

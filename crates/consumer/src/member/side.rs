@@ -154,6 +154,12 @@ impl<H: Handler> Side<H> {
             o
         };
         let drained = drain(owners, deadline);
+        // The metrics crate cannot remove a series: a partition this member no longer owns
+        // reports no lag here (its new owner reports it), so sums over members stay right.
+        for p in parts {
+            metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
+                .set(0.0);
+        }
         if !self.from_retry {
             self.shared.parked.disown(&self.source_tps(parts));
         }

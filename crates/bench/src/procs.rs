@@ -141,7 +141,8 @@ impl Scale {
     }
 }
 
-/// 1 → 2 → 3 member processes drain the same backlog, each step in a fresh group.
+/// 1 → 2 → 3 member processes, each step on a fresh topic and group: the members join an empty
+/// topic, and once the group has spread its partitions the backlog is produced into it.
 pub(crate) async fn scale(
     tools: &Tools,
     bootstrap: &str,
@@ -150,16 +151,15 @@ pub(crate) async fn scale(
     n: u64,
     topics: &mut Vec<String>,
 ) -> Result<Scale> {
-    let topic = format!("bench-scale-{}", std::process::id());
-    util::create_topic(bootstrap, &topic).await?;
-    topics.push(topic.clone());
-    crate::consume::prefill(bootstrap, codec, &topic, n).await?;
     let mut out = Scale {
         records: n,
         ..Scale::default()
     };
     for members in 1..=3usize {
-        match step(tools, bootstrap, registry, &topic, n, members) {
+        let topic = format!("bench-scale{members}-{}", std::process::id());
+        util::create_topic(bootstrap, &topic).await?;
+        topics.push(topic.clone());
+        match step(tools, bootstrap, registry, codec, &topic, n, members).await {
             Ok(s) => {
                 eprintln!(
                     "  scale-out {members}: {:.0} msgs/s, spread {:?}",
@@ -173,15 +173,21 @@ pub(crate) async fn scale(
     Ok(out)
 }
 
-fn step(
+/// Runs a blocking call off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+async fn step(
     tools: &Tools,
     bootstrap: &str,
     registry: &str,
+    codec: &OrderCodec,
     topic: &str,
     n: u64,
     members: usize,
 ) -> Result<Step> {
-    let group = format!("{topic}-g{members}-{}", now_us());
+    let group = format!("{topic}-g");
     let args = [
         "--member-of".to_owned(),
         topic.to_owned(),
@@ -191,26 +197,37 @@ fn step(
     let mut children: Vec<Child> = (0..members)
         .map(|_| child(bootstrap, registry, &args))
         .collect::<Result<_>>()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let res = (|| {
-        while committed_total(bootstrap, &group, topic)? < n as i64 {
+    let res = async {
+        let even = vec![PARTITIONS as usize / members; members];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut spread = Vec::new();
+        while spread != even && Instant::now() < deadline {
+            let (t, b, g, tp) = (
+                tools.clone(),
+                bootstrap.to_owned(),
+                group.clone(),
+                topic.to_owned(),
+            );
+            spread = blocking(move || describe_spread(&t, &b, &g, &tp)).await??;
+            if spread != even {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        crate::consume::prefill(bootstrap, codec, topic, n).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (b, g, t) = (bootstrap.to_owned(), group.clone(), topic.to_owned());
+            if blocking(move || committed_total(&b, &g, &t)).await?? >= n as i64 {
+                break;
+            }
             if Instant::now() > deadline {
                 bail!("{members} member(s) did not drain {n} records within 120 s");
             }
-            std::thread::sleep(Duration::from_millis(200));
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let describe = tools.kafka_tool(&[
-            "consumer-groups".into(),
-            "--bootstrap-server".into(),
-            bootstrap.into(),
-            "--describe".into(),
-            "--group".into(),
-            group.clone(),
-            "--members".into(),
-            "--verbose".into(),
-        ])?;
-        Ok(partitions_per_member(&describe, &group, topic))
-    })();
+        Ok(spread)
+    }
+    .await;
     let mut processed = Vec::new();
     let (mut first, mut last) = (i64::MAX, 0i64);
     for c in &mut children {
@@ -243,6 +260,20 @@ fn step(
         spread,
         processed,
     })
+}
+
+fn describe_spread(tools: &Tools, bootstrap: &str, group: &str, topic: &str) -> Result<Vec<usize>> {
+    let out = tools.kafka_tool(&[
+        "consumer-groups".into(),
+        "--bootstrap-server".into(),
+        bootstrap.into(),
+        "--describe".into(),
+        "--group".into(),
+        group.into(),
+        "--members".into(),
+        "--verbose".into(),
+    ])?;
+    Ok(partitions_per_member(&out, group, topic))
 }
 
 /// Sum of the committed offsets of `group` on `topic` (0 for partitions without a commit).

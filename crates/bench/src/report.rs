@@ -525,8 +525,8 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
     if let Some(sc) = &r.scale {
         let _ = writeln!(
             s,
-            "## Scale-out: 1 → 2 → 3 member processes\n\nOne pre-filled topic ({} records, 6 partitions) drained by N child processes (this binary, `--member-of`; default consumer config, retry topic consumed in its own group), a fresh group per step. \
-             msgs/s = records / (last − first record handled by any member). Orders partitions per member from `ConsumerGroupCommand --describe --members --verbose` once the group has committed everything. \
+            "## Scale-out: 1 → 2 → 3 member processes\n\nPer step a fresh topic (6 partitions) and group: N child processes (this binary, `--member-of`; default consumer config, retry topic consumed in its own group) join while it is empty; once `ConsumerGroupCommand --describe --members --verbose` shows the orders partitions spread (or after 60 s) this process produces {} records into it. \
+             msgs/s = records / (last − first record handled by any member); the producer runs meanwhile on the same 2 cores, so this is a throughput of the whole pipeline. \
              On 2 cores more processes add no CPU: the figure shows the cost of the split, not a speed-up.\n\n| members | msgs/s | vs 1 member | orders partitions per member | records per member (min–max) |\n|---|---|---|---|---|",
             sc.records
         );

@@ -1,12 +1,13 @@
-//! The consumed record handed to handlers: key, payload and headers share **one** allocation.
+//! The consumed record handed to handlers: topic, key, payload and headers share **one**
+//! allocation.
 //!
 //! Why one buffer: the poll thread turns every fetched message into a `Record`, so each
-//! allocation here is paid per record on the hot path. Key, payload and headers are copied once
-//! into a single boxed slice; accessors hand out borrowed views into it. The topic name is an
-//! `Arc<str>` shared by every record of the partition.
+//! allocation here is paid per record on the hot path. Topic, key, payload and headers are
+//! copied once into a single boxed slice; accessors hand out borrowed views into it. (A shared
+//! `Arc<str>` topic would make every record touch one reference count from the poll thread and
+//! from the partition owners' threads alike.)
 
 use std::fmt;
-use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
@@ -27,13 +28,13 @@ impl Span {
 /// [`BatchProcessor`](crate::BatchProcessor).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
-    topic: Arc<str>,
     partition: i32,
     offset: i64,
     timestamp_ms: Option<i64>,
     attempt: u32,
-    /// key bytes, then payload bytes, then the header section (see [`push_header`]).
+    /// topic, key bytes, payload bytes, then the header section (see [`push_header`]).
     buf: Box<[u8]>,
+    topic_len: u32,
     key: Option<Span>,
     payload: Option<Span>,
     headers_at: u32,
@@ -62,7 +63,7 @@ impl Record {
     /// A record built from its parts (tests, replays, adapters). A header given as `None` is
     /// stored as empty bytes, as for consumed records.
     pub fn from_parts<'a>(
-        topic: impl Into<Arc<str>>,
+        topic: &str,
         partition: i32,
         offset: i64,
         key: Option<&[u8]>,
@@ -75,8 +76,12 @@ impl Record {
             .into_iter()
             .map(|(k, v)| 8 + k.len() + v.map_or(0, <[u8]>::len))
             .sum();
-        let cap = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len) + header_bytes;
+        let cap = topic.len()
+            + key.map_or(0, <[u8]>::len)
+            + payload.map_or(0, <[u8]>::len)
+            + header_bytes;
         let mut buf = Vec::with_capacity(cap);
+        buf.extend_from_slice(topic.as_bytes());
         let key = push_span(&mut buf, key);
         let payload = push_span(&mut buf, payload);
         let headers_at = buf.len() as u32;
@@ -84,7 +89,7 @@ impl Record {
             push_header(&mut buf, k, v.unwrap_or_default());
         }
         Record {
-            topic: topic.into(),
+            topic_len: topic.len() as u32,
             partition,
             offset,
             timestamp_ms,
@@ -96,8 +101,8 @@ impl Record {
         }
     }
 
-    /// Copies a fetched message (one allocation; `topic` is the partition's shared name).
-    pub(crate) fn from_message(topic: &Arc<str>, msg: &BorrowedMessage<'_>) -> Record {
+    /// Copies a fetched message of `topic` (one allocation).
+    pub(crate) fn from_message(topic: &str, msg: &BorrowedMessage<'_>) -> Record {
         let hs = msg.headers();
         let mut header_bytes = 0;
         if let Some(hs) = hs {
@@ -106,8 +111,12 @@ impl Record {
             }
         }
         let (key, payload) = (msg.key(), msg.payload());
-        let cap = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len) + header_bytes;
+        let cap = topic.len()
+            + key.map_or(0, <[u8]>::len)
+            + payload.map_or(0, <[u8]>::len)
+            + header_bytes;
         let mut buf = Vec::with_capacity(cap);
+        buf.extend_from_slice(topic.as_bytes());
         let key = push_span(&mut buf, key);
         let payload = push_span(&mut buf, payload);
         let headers_at = buf.len() as u32;
@@ -117,7 +126,7 @@ impl Record {
             }
         }
         Record {
-            topic: Arc::clone(topic),
+            topic_len: topic.len() as u32,
             partition: msg.partition(),
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
@@ -131,7 +140,8 @@ impl Record {
 
     /// Topic the record was consumed from (the retry topic for a retried record).
     pub fn topic(&self) -> &str {
-        &self.topic
+        // written from a `&str`, so this never fails
+        std::str::from_utf8(&self.buf[..self.topic_len as usize]).unwrap_or_default()
     }
 
     /// Partition it was consumed from.
@@ -190,7 +200,7 @@ impl Record {
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
-            .field("topic", &self.topic)
+            .field("topic", &self.topic())
             .field("partition", &self.partition)
             .field("offset", &self.offset)
             .field("key", &self.key().map(String::from_utf8_lossy))

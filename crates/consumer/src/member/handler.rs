@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::forward::{self, BAD_RETRY_HEADERS, Origin, RetryInfo, sleep_or_cancel};
-use super::parked::{Parked, Tp};
+use super::parked::Parked;
 use super::summary::{Counters, bump};
 use crate::config::ConsumerConfig;
 use crate::forward_producer::ForwardProducer;
@@ -179,19 +179,24 @@ impl<H: Handler> Shared<H> {
         let info = match RetryInfo::of(&rec, ctx.from_retry) {
             Ok(info) => info,
             Err(msg) => {
-                let origin = own_origin(&rec);
+                let origin = Origin::own(&rec);
                 let err = ProcessError::permanent(BAD_RETRY_HEADERS, msg);
                 return self.dead_letter(ctx, &rec, &origin, &err).await;
             }
         };
-        let wait = info.wait(now_ms(), self.cfg.retry_topic_max_delay);
-        if !wait.is_zero() && !sleep_or_cancel(wait, &ctx.stop).await {
-            return Outcome::Aborted;
+        if info.not_before.is_some() {
+            let wait = info.wait(now_ms(), self.cfg.retry_topic_max_delay);
+            if !wait.is_zero() && !sleep_or_cancel(wait, &ctx.stop).await {
+                return Outcome::Aborted;
+            }
         }
-        let origin: Tp = (info.origin.topic.clone(), info.origin.partition);
         if first.is_none()
             && let Some(key) = rec.key()
-            && self.parked.must_follow(&origin, key, info.park_id)
+            && self.parked.must_follow(
+                (info.origin.topic(&rec), info.origin.partition),
+                key,
+                info.park_id,
+            )
         {
             debug!("key has a parked predecessor: following it to the retry topic");
             rec.set_attempt(info.attempts);
@@ -282,8 +287,8 @@ impl<H: Handler> Shared<H> {
     /// A parked record reached a final state: release its park id.
     fn release(&self, rec: &Record, info: &RetryInfo) {
         if let (Some(key), Some(id)) = (rec.key(), info.park_id) {
-            let origin = (info.origin.topic.clone(), info.origin.partition);
-            self.parked.remove(&origin, key, id);
+            self.parked
+                .remove((info.origin.topic(rec), info.origin.partition), key, id);
         }
     }
 
@@ -308,7 +313,7 @@ impl<H: Handler> Shared<H> {
         let id = info.park_id.unwrap_or_else(|| self.parked.new_id());
         if let Some(key) = rec.key() {
             self.parked
-                .add(&(info.origin.topic.clone(), info.origin.partition), key, id);
+                .add((info.origin.topic(rec), info.origin.partition), key, id);
         }
         let hs = forward::retry_headers(rec, info, attempts, round, not_before, id, err);
         info!(
@@ -362,14 +367,4 @@ struct Parking<'a> {
     round: u32,
     /// Its failure; `None` for a follower parked only to keep per-key order.
     reason: Option<&'a ProcessError>,
-}
-
-/// The record itself as its origin (its retry headers could not be read).
-fn own_origin(rec: &Record) -> Origin {
-    Origin {
-        topic: rec.topic().to_owned(),
-        partition: rec.partition(),
-        offset: rec.offset(),
-        timestamp: rec.timestamp_ms(),
-    }
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::{Either, join_all};
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info_span, warn};
@@ -122,19 +122,10 @@ async fn run<H: Handler>(
                 break;
             }
             Some(done) = running.next(), if !running.is_empty() => {
-                let done: Finishes = done;
-                let mut n = 0;
-                for f in done {
-                    ctx.unfinished_bytes.fetch_sub(f.bytes, Ordering::Relaxed);
-                    if f.outcome == Outcome::Done {
-                        n += 1;
-                        if let Err(e) = frontier.completed(f.offset) {
-                            error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
-                        }
-                    }
-                    if phase.takes_records() && let Some(next) = sched.take(Some(f.slot)) {
-                        taken.push_back(next);
-                    }
+                let mut n = finish(done, ctx, &mut frontier, &mut sched, &mut taken, phase);
+                // everything else already finished, in one pass
+                while let Some(Some(done)) = running.next().now_or_never() {
+                    n += finish(done, ctx, &mut frontier, &mut sched, &mut taken, phase);
                 }
                 if let Some(c) = frontier.committable() {
                     ctx.committable.store(c, Ordering::Release);
@@ -146,17 +137,9 @@ async fn run<H: Handler>(
             }
             batch = rx.recv(), if phase.takes_records() => match batch {
                 Some(batch) => {
-                    for rec in batch {
-                        if frontier.dispatched(rec.offset()).is_err() {
-                            // redelivered after a pause/resume: already handled here
-                            ctx.unfinished_bytes.fetch_sub(rec.size(), Ordering::Relaxed);
-                            continue;
-                        }
-                        if let Some(ts) = rec.timestamp_ms() {
-                            times.push_back((rec.offset(), ts));
-                        }
-                        let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
-                        sched.push(slot, rec);
+                    accept(batch, sh, ctx, &mut frontier, &mut sched, &mut times);
+                    while let Ok(batch) = rx.try_recv() {
+                        accept(batch, sh, ctx, &mut frontier, &mut sched, &mut times);
                     }
                 }
                 None => phase = phase.stop(),
@@ -194,6 +177,58 @@ async fn run<H: Handler>(
     }
     ctx.metrics.in_flight.set(0.0);
     ctx.metrics.lag_seconds.set(0.0);
+}
+
+/// Takes records handed over by the poll thread.
+fn accept<H: Handler>(
+    batch: Vec<Record>,
+    sh: &Shared<H>,
+    ctx: &PartCtx,
+    frontier: &mut CommitFrontier,
+    sched: &mut KeyScheduler<Record>,
+    times: &mut VecDeque<(i64, i64)>,
+) {
+    for rec in batch {
+        if frontier.dispatched(rec.offset()).is_err() {
+            // redelivered after a pause/resume: already handled here
+            ctx.unfinished_bytes
+                .fetch_sub(rec.size(), Ordering::Relaxed);
+            continue;
+        }
+        if let Some(ts) = rec.timestamp_ms() {
+            times.push_back((rec.offset(), ts));
+        }
+        let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
+        sched.push(slot, rec);
+    }
+}
+
+/// Books finished records; returns how many completed. Their slots pass to the next record of
+/// the same key (or to another ready key) while the owner still takes records.
+fn finish(
+    done: Finishes,
+    ctx: &PartCtx,
+    frontier: &mut CommitFrontier,
+    sched: &mut KeyScheduler<Record>,
+    taken: &mut VecDeque<(Slot, Record)>,
+    phase: Phase,
+) -> usize {
+    let mut n = 0;
+    for f in done {
+        ctx.unfinished_bytes.fetch_sub(f.bytes, Ordering::Relaxed);
+        if f.outcome == Outcome::Done {
+            n += 1;
+            if let Err(e) = frontier.completed(f.offset) {
+                error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
+            }
+        }
+        if phase.takes_records()
+            && let Some(next) = sched.take(Some(f.slot))
+        {
+            taken.push_back(next);
+        }
+    }
+    n
 }
 
 /// Lag in seconds from the oldest unfinished record (0 when none), and the in-flight count.
@@ -235,7 +270,7 @@ async fn run_batch<H: Handler>(
     for (slot, rec) in items {
         let follows = rec.key().is_some_and(|k| {
             sh.parked
-                .must_follow(&(rec.topic().to_owned(), rec.partition()), k, None)
+                .must_follow((rec.topic(), rec.partition()), k, None)
         });
         if follows {
             singles.push(run_one(sh, ctx, slot, rec));

@@ -43,12 +43,20 @@ impl Parked {
     /// Whether a record of `key` from `origin` must follow a parked predecessor: a fresh record
     /// (`park_id` None) follows if anything of its key is pending; a parked one only if a record
     /// parked *before it* (smaller id) is.
-    pub(crate) fn must_follow(&self, origin: &Tp, key: &[u8], park_id: Option<u64>) -> bool {
+    pub(crate) fn must_follow(
+        &self,
+        (topic, partition): (&str, i32),
+        key: &[u8],
+        park_id: Option<u64>,
+    ) -> bool {
         if self.keys.load(Ordering::Acquire) == 0 {
             return false;
         }
         let inner = self.lock();
-        let Some(set) = inner.pending.get(&(origin.clone(), key.to_vec())) else {
+        let Some(set) = inner
+            .pending
+            .get(&((topic.to_owned(), partition), key.to_vec()))
+        else {
             return false;
         };
         match park_id {
@@ -59,12 +67,13 @@ impl Parked {
 
     /// Registers `id` before its record is sent to the retry topic, so a later record of the
     /// key that is processed while the send is still in flight already follows it.
-    pub(crate) fn add(&self, origin: &Tp, key: &[u8], id: u64) {
+    pub(crate) fn add(&self, (topic, partition): (&str, i32), key: &[u8], id: u64) {
         let mut inner = self.lock();
-        if inner.owned.contains(origin) {
+        let origin = (topic.to_owned(), partition);
+        if inner.owned.contains(&origin) {
             inner
                 .pending
-                .entry((origin.clone(), key.to_vec()))
+                .entry((origin, key.to_vec()))
                 .or_default()
                 .insert(id);
             self.publish(&inner);
@@ -72,12 +81,12 @@ impl Parked {
     }
 
     /// The parked record reached a final state (processed or dead-lettered).
-    pub(crate) fn remove(&self, origin: &Tp, key: &[u8], id: u64) {
+    pub(crate) fn remove(&self, (topic, partition): (&str, i32), key: &[u8], id: u64) {
         if self.keys.load(Ordering::Acquire) == 0 {
             return;
         }
         let mut inner = self.lock();
-        let k = (origin.clone(), key.to_vec());
+        let k = ((topic.to_owned(), partition), key.to_vec());
         if let Some(set) = inner.pending.get_mut(&k) {
             set.remove(&id);
             if set.is_empty() {
@@ -113,21 +122,22 @@ mod tests {
     fn follow_rule() {
         let p = Parked::default();
         let tp: Tp = ("o".into(), 1);
-        p.add(&tp, b"k", 5);
-        assert!(!p.must_follow(&tp, b"k", None), "not owned: not tracked");
+        let o = ("o", 1);
+        p.add(o, b"k", 5);
+        assert!(!p.must_follow(o, b"k", None), "not owned: not tracked");
         p.own(std::slice::from_ref(&tp));
-        p.add(&tp, b"k", 5);
-        assert!(p.must_follow(&tp, b"k", None));
-        assert!(!p.must_follow(&tp, b"other", None));
+        p.add(o, b"k", 5);
+        assert!(p.must_follow(o, b"k", None));
+        assert!(!p.must_follow(o, b"other", None));
         assert!(
-            !p.must_follow(&tp, b"k", Some(5)),
+            !p.must_follow(o, b"k", Some(5)),
             "a record never follows itself"
         );
-        assert!(p.must_follow(&tp, b"k", Some(6)));
-        p.remove(&tp, b"k", 5);
-        assert!(!p.must_follow(&tp, b"k", None));
-        p.add(&tp, b"k", 7);
+        assert!(p.must_follow(o, b"k", Some(6)));
+        p.remove(o, b"k", 5);
+        assert!(!p.must_follow(o, b"k", None));
+        p.add(o, b"k", 7);
         p.disown(std::slice::from_ref(&tp));
-        assert!(!p.must_follow(&tp, b"k", None));
+        assert!(!p.must_follow(o, b"k", None));
     }
 }

@@ -30,6 +30,10 @@ use crate::metric as m;
 
 /// Records taken from librdkafka per poll burst before they are handed to the owners.
 const BURST: usize = 2048;
+/// How long the poll thread waits for a full window to make room before pausing the partition.
+const ROOM_WAIT: Duration = Duration::from_millis(20);
+/// How often it looks while waiting.
+const ROOM_POLL: Duration = Duration::from_micros(500);
 
 /// What one consumer of the member leaves behind.
 #[derive(Debug, Default)]
@@ -222,28 +226,54 @@ impl<H: Handler> Side<H> {
     fn flush(&self, consumer: &BaseConsumer<Self>) -> bool {
         let max_span = self.shared.cfg.max_in_flight_per_partition;
         let window = self.window.load(Ordering::Relaxed);
-        let mut pause = Vec::new();
+        let mut full = Vec::new();
         let mut any_paused = false;
         {
             let mut table = lock(&self.table);
             for o in table.iter_mut() {
                 o.flush();
                 if !o.paused && o.over(max_span, window) {
-                    o.paused = true;
-                    o.link.ctx.metrics.pauses.increment(1);
-                    bump(&self.shared.counters.pauses);
-                    pause.push(o.link.ctx.partition);
+                    full.push(o.link.ctx.partition);
                 }
                 any_paused |= o.paused;
             }
         }
-        if !pause.is_empty() {
-            debug!(topic = %self.topic, partitions = ?pause, "window full: pausing");
-            if let Err(e) = consumer.pause(&self.tpl(pause.into_iter().map(|p| (p, None)))) {
-                warn!(topic = %self.topic, error = %e, "pause failed");
+        if full.is_empty() {
+            return any_paused;
+        }
+        // A pause makes librdkafka drop the partition's prefetched records and fetch them again
+        // on resume, which costs more than it saves while the owner keeps up on average: first
+        // give the owners a moment to make room (nothing more is polled meanwhile, so the
+        // windows hold), and pause only the partitions that stay full (e.g. a stuck record).
+        let deadline = Instant::now() + ROOM_WAIT;
+        while !full.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(ROOM_POLL);
+            let mut table = lock(&self.table);
+            full.retain(|p| {
+                table.get_mut(*p).is_some_and(|o| {
+                    o.flush();
+                    o.over(max_span, window)
+                })
+            });
+        }
+        if full.is_empty() {
+            return any_paused;
+        }
+        {
+            let mut table = lock(&self.table);
+            for p in &full {
+                if let Some(o) = table.get_mut(*p) {
+                    o.paused = true;
+                    o.link.ctx.metrics.pauses.increment(1);
+                    bump(&self.shared.counters.pauses);
+                }
             }
         }
-        any_paused
+        debug!(topic = %self.topic, partitions = ?full, "window full: pausing");
+        if let Err(e) = consumer.pause(&self.tpl(full.into_iter().map(|p| (p, None)))) {
+            warn!(topic = %self.topic, error = %e, "pause failed");
+        }
+        true
     }
 
     /// Resumes paused partitions whose windows drained to half. Returns whether any stays paused.

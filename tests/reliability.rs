@@ -1020,7 +1020,10 @@ async fn s7_poison_records() {
     }
     let dead_lettered = positions.keys().filter(|p| in_dlq.contains_key(*p)).count();
     let retry_ends = env.end_offsets(&topics.retry);
-    let retry_committed = env.committed_offsets(&group, &topics.retry).await;
+    // the retry topic is read by the members' second consumer, in its own group
+    let retry_committed = env
+        .committed_offsets(&format!("{group}.retry"), &topics.retry)
+        .await;
     let retry_lag_zero = retry_ends
         .iter()
         .all(|(p, e)| *e == 0 || retry_committed.get(p) == Some(e));

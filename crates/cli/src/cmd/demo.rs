@@ -219,6 +219,8 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         protocol: "classic".into(),
     };
     let cfg = consumer_config(settings, &consume_args)?;
+    // records parked by earlier runs are not this run's events
+    start_group_at_end(settings, &cfg.retry_group(), &cfg.topics.retry)?;
     let stop_consumers = CancellationToken::new();
     let mut members = tokio::task::JoinSet::new();
     for _ in 0..args.members {

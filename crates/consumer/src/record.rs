@@ -32,13 +32,18 @@ pub struct Record {
     offset: i64,
     timestamp_ms: Option<i64>,
     attempt: u32,
-    /// topic, key bytes, payload bytes, then the header section (see [`push_header`]).
-    buf: Box<[u8]>,
+    /// topic, key bytes, payload bytes, then the header section (see [`push_header`]). A `Vec`
+    /// rather than a boxed slice: shrinking to fit would copy it once more.
+    buf: Vec<u8>,
     topic_len: u32,
     key: Option<Span>,
     payload: Option<Span>,
     headers_at: u32,
 }
+
+/// Bytes reserved per header of a fetched message (8 bytes of lengths, a short name and value,
+/// such as a trace context or an event id).
+const HEADER_ESTIMATE: usize = 96;
 
 /// Header entry layout: name length (u32 LE), value length (u32 LE), name, value.
 fn push_header(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -94,27 +99,23 @@ impl Record {
             offset,
             timestamp_ms,
             attempt: 0,
-            buf: buf.into_boxed_slice(),
+            buf,
             key,
             payload,
             headers_at,
         }
     }
 
-    /// Copies a fetched message of `topic` (one allocation).
+    /// Copies a fetched message of `topic` (one allocation, unless its headers are larger than
+    /// estimated).
     pub(crate) fn from_message(topic: &str, msg: &BorrowedMessage<'_>) -> Record {
         let hs = msg.headers();
-        let mut header_bytes = 0;
-        if let Some(hs) = hs {
-            for h in hs.iter() {
-                header_bytes += 8 + h.key.len() + h.value.map_or(0, <[u8]>::len);
-            }
-        }
         let (key, payload) = (msg.key(), msg.payload());
+        // one pass over the headers: librdkafka converts each name on every access
         let cap = topic.len()
             + key.map_or(0, <[u8]>::len)
             + payload.map_or(0, <[u8]>::len)
-            + header_bytes;
+            + hs.map_or(0, |h| h.count() * HEADER_ESTIMATE);
         let mut buf = Vec::with_capacity(cap);
         buf.extend_from_slice(topic.as_bytes());
         let key = push_span(&mut buf, key);
@@ -131,7 +132,7 @@ impl Record {
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
             attempt: 0,
-            buf: buf.into_boxed_slice(),
+            buf,
             key,
             payload,
             headers_at,
@@ -193,7 +194,7 @@ impl Record {
 
     /// Bytes this record holds in memory (what the member's memory budget counts).
     pub fn size(&self) -> usize {
-        self.buf.len() + std::mem::size_of::<Record>()
+        self.buf.capacity() + std::mem::size_of::<Record>()
     }
 }
 

@@ -9,6 +9,7 @@
 //! their own slot (keyed by offset): they have no ordering relation to anything.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::OrderingMode;
 
@@ -39,6 +40,35 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
     key.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// Hasher of [`Slot`]s: their keys are already hashed, so SipHash again is wasted per record.
+#[derive(Debug, Default)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // FxHash's step: enough to spread the enum tag and an already mixed value
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
 }
 
 #[derive(Debug)]
@@ -96,14 +126,14 @@ impl<T> Fifo<T> {
 /// stale entries are dropped with the queues).
 #[derive(Debug)]
 pub(crate) struct KeyScheduler<T> {
-    slots: HashMap<Slot, SlotQueue<T>>,
+    slots: HashMap<Slot, SlotQueue<T>, BuildHasherDefault<SlotHasher>>,
     ready: VecDeque<Slot>,
 }
 
 impl<T> Default for KeyScheduler<T> {
     fn default() -> Self {
         Self {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             ready: VecDeque::new(),
         }
     }

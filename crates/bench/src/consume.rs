@@ -687,6 +687,104 @@ pub(crate) struct Mem {
     pub(crate) concurrency: usize,
 }
 
+impl Mem {
+    /// One line for the parent process (see [`Mem::parse`]).
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "mem {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            self.produce_rate,
+            self.handler_rate,
+            self.secs,
+            self.record_bytes,
+            self.produced,
+            self.processed,
+            self.base_rss_mib,
+            self.peak_rss_mib,
+            self.rss_half_mib,
+            self.rss_end_mib,
+            u8::from(self.hwm_reset),
+            self.window,
+            self.budget_mib,
+            self.concurrency
+        )
+    }
+
+    pub(crate) fn parse(line: &str) -> Option<Mem> {
+        let f: Vec<f64> = line
+            .strip_prefix("mem ")?
+            .split(' ')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [
+            rate,
+            hrate,
+            secs,
+            rb,
+            prod,
+            proc_,
+            base,
+            peak,
+            half,
+            end,
+            hwm,
+            win,
+            budget,
+            conc,
+        ] = f[..]
+        else {
+            return None;
+        };
+        Some(Mem {
+            produce_rate: rate,
+            handler_rate: hrate,
+            secs,
+            record_bytes: rb as usize,
+            produced: prod as u64,
+            processed: proc_ as u64,
+            base_rss_mib: base,
+            peak_rss_mib: peak,
+            rss_half_mib: half,
+            rss_end_mib: end,
+            hwm_reset: hwm > 0.0,
+            window: win as usize,
+            budget_mib: budget,
+            concurrency: conc as usize,
+        })
+    }
+}
+
+/// The memory phase in a fresh process of this binary (`--mem-phase-secs`), so its RSS holds
+/// the consumer alone and nothing left over from earlier workloads.
+pub(crate) async fn mem_in_child(
+    bootstrap: &str,
+    registry: &str,
+    rate: f64,
+    secs: f64,
+) -> Result<Mem> {
+    let mut child = crate::procs::child(
+        bootstrap,
+        registry,
+        &[
+            "--mem-phase-secs".into(),
+            secs.to_string(),
+            "--rate".into(),
+            rate.to_string(),
+        ],
+    )?;
+    let out = child.stdout.take().context("child stdout")?;
+    let mem = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| Mem::parse(&l))
+    })
+    .await?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    mem.with_context(|| format!("the memory phase process reported nothing ({status})"))
+}
+
 /// The consumer's memory budget in the memory phase.
 const MEM_BUDGET: usize = 32 << 20;
 /// Fixed overhead allowed above the budget and the RSS before the member started: thread

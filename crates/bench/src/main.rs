@@ -75,7 +75,10 @@ pub(crate) struct Args {
     /// Group of `--member-of`.
     #[arg(long, hide = true)]
     pub(crate) group: Option<String>,
-    /// Rate of `--produce-only`, msgs/s.
+    /// Child role: run the memory phase for this many seconds, print its figures, exit.
+    #[arg(long, hide = true)]
+    pub(crate) mem_phase_secs: Option<f64>,
+    /// Rate of `--produce-only` and `--mem-phase-secs`, msgs/s.
     #[arg(long, hide = true, default_value_t = 1000.0)]
     pub(crate) rate: f64,
     /// Records of `--produce-only`.
@@ -107,7 +110,7 @@ fn wants(a: &Args, w: &str) -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.produce_only.is_some() || args.member_of.is_some() {
+    if args.produce_only.is_some() || args.member_of.is_some() || args.mem_phase_secs.is_some() {
         return child_role(&args).await;
     }
     let started = Instant::now();
@@ -238,16 +241,7 @@ async fn main() -> Result<()> {
         eprintln!("Memory (slow handler) ...");
         let secs = if args.quick { 10.0 } else { 60.0 };
         let rate = (max_rate * 0.3).clamp(1000.0, 5000.0);
-        match consume::mem(
-            &args.bootstrap,
-            &args.registry_url,
-            &codec,
-            rate,
-            secs,
-            &mut topics,
-        )
-        .await
-        {
+        match consume::mem_in_child(&args.bootstrap, &args.registry_url, rate, secs).await {
             Ok(r) => res.mem = Some(r),
             Err(e) => res.errors.push(format!("memory: {e:#}")),
         }
@@ -293,6 +287,21 @@ async fn child_role(args: &Args) -> Result<()> {
         url: args.registry_url.clone(),
         ..RegistryConfig::default()
     })?;
+    if let Some(secs) = args.mem_phase_secs {
+        let mut topics = Vec::new();
+        let res = consume::mem(
+            &args.bootstrap,
+            &args.registry_url,
+            &codec,
+            args.rate,
+            secs,
+            &mut topics,
+        )
+        .await;
+        util::delete_topics(&args.bootstrap, &topics).await;
+        println!("{}", res?.line());
+        return Ok(());
+    }
     if let Some(topic) = &args.produce_only {
         return procs::produce_only(
             &args.bootstrap,

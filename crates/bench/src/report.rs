@@ -458,7 +458,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
     if let Some(m) = &r.mem {
         let _ = writeln!(
             s,
-            "## Memory with a slow handler\n\nTwo processes: an open-loop producer (this binary, `--produce-only`) at {:.0} msgs/s of ~{} B events for {:.0} s, and this process with one consumer member \
+            "## Memory with a slow handler\n\nTwo processes: an open-loop producer (this binary, `--produce-only`) at {:.0} msgs/s of ~{} B events for {:.0} s, and a fresh process of this binary (`--mem-phase-secs`, so its RSS holds nothing from earlier workloads) with one consumer member \
              (memory budget {:.0} MiB) whose handler sleeps ({} concurrent per partition) so it processes ~{:.0} msgs/s (10× slower). Offset window {} records per partition (pause / resume). \
              Produced {}, processed {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB, peak {:.1} MiB ({}).\n",
             m.produce_rate,

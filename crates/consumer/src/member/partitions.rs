@@ -87,9 +87,14 @@ impl Owned {
         }
     }
 
+    /// Whether the offset window or the byte window is full.
+    pub(crate) fn full(&self, max_span: usize, window: usize) -> bool {
+        self.span() >= max_span || self.bytes() >= window
+    }
+
     /// Whether to pause: a window is full, or the owner could not take the last records.
     pub(crate) fn over(&self, max_span: usize, window: usize) -> bool {
-        !self.pending.is_empty() || self.span() >= max_span || self.bytes() >= window
+        !self.pending.is_empty() || self.full(max_span, window)
     }
 
     /// Whether a paused partition may resume: both windows half empty.

@@ -212,13 +212,19 @@ impl<H: Handler> Side<H> {
         }
     }
 
-    fn dispatch(&self, msg: &BorrowedMessage<'_>) {
+    /// Takes a polled record; `true` when its partition's window is now full (the burst ends
+    /// there, so a window is overshot by one record at most).
+    fn dispatch(&self, msg: &BorrowedMessage<'_>) -> bool {
         let mut table = lock(&self.table);
         let Some(owned) = table.get_mut(msg.partition()) else {
             debug!(topic = %self.topic, partition = msg.partition(), offset = msg.offset(), "record of an unowned partition ignored");
-            return;
+            return false;
         };
         owned.push(Record::from_message(&self.topic, msg));
+        owned.full(
+            self.shared.cfg.max_in_flight_per_partition,
+            self.window.load(Ordering::Relaxed),
+        )
     }
 
     /// Hands polled records to the owners and pauses partitions whose windows are full.
@@ -451,12 +457,15 @@ pub(crate) fn poll_loop<H: Handler>(
         let mut next = consumer.poll(timeout);
         let mut n = 0;
         while let Some(res) = next {
-            match res {
+            let full = match res {
                 Ok(msg) => side.dispatch(&msg),
-                Err(e) => warn!(topic = %side.topic, error = %e, "consumer error"),
-            }
+                Err(e) => {
+                    warn!(topic = %side.topic, error = %e, "consumer error");
+                    false
+                }
+            };
             n += 1;
-            if n >= BURST {
+            if full || n >= BURST {
                 break;
             }
             next = consumer.poll(Duration::ZERO);

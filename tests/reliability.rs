@@ -1,4 +1,4 @@
-//! Reliability suite (issue 6): broker, client and registry faults on the 3-node cluster (RF 3,
+//! Reliability suite: broker, client and registry faults on the 3-node cluster (RF 3,
 //! min ISR 2, unclean election off), with figures.
 //!
 //! Every scenario is `#[ignore]`d so the fast suite skips it; run them all with

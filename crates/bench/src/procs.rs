@@ -273,7 +273,9 @@ fn describe_spread(tools: &Tools, bootstrap: &str, group: &str, topic: &str) -> 
         "--members".into(),
         "--verbose".into(),
     ])?;
-    Ok(partitions_per_member(&out, group, topic))
+    Ok(orderstream_testkit::partitions_per_member(
+        &out, group, topic,
+    ))
 }
 
 /// Sum of the committed offsets of `group` on `topic` (0 for partitions without a commit).
@@ -295,32 +297,6 @@ fn committed_total(bootstrap: &str, group: &str, topic: &str) -> Result<i64> {
             _ => 0,
         })
         .sum())
-}
-
-/// Partitions of `topic` per member from `ConsumerGroupCommand --describe --members --verbose`
-/// (`ASSIGNMENT`, or `CURRENT-ASSIGNMENT` for KIP-848 groups), largest first.
-fn partitions_per_member(describe: &str, group: &str, topic: &str) -> Vec<usize> {
-    let mut column = None;
-    let mut spread: Vec<usize> = Vec::new();
-    for line in describe.lines() {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        if cells.first() == Some(&"GROUP") {
-            column = cells
-                .iter()
-                .position(|c| *c == "ASSIGNMENT" || *c == "CURRENT-ASSIGNMENT");
-        } else if cells.first() == Some(&group)
-            && let Some(cell) = column.and_then(|i| cells.get(i))
-        {
-            spread.push(
-                cell.split(';')
-                    .filter_map(|t| t.strip_prefix(topic)?.strip_prefix(':'))
-                    .map(|ps| ps.split(',').filter(|p| !p.is_empty()).count())
-                    .sum(),
-            );
-        }
-    }
-    spread.sort_unstable_by(|a, b| b.cmp(a));
-    spread
 }
 
 /// Member processed counts as `min–max` for the report.

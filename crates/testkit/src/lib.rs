@@ -6,9 +6,11 @@
 //! silently without it. Each test gets unique topic, group and transactional ids; topics it
 //! created are deleted when the `TestEnv` is dropped.
 
+mod describe;
 mod env;
 mod read;
 mod scripts;
 
+pub use describe::partitions_per_member;
 pub use env::{TestEnv, TestTopics, init_tracing};
 pub use scripts::{kafka_script, registry_script, repo_root};

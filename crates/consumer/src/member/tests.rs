@@ -156,17 +156,20 @@ impl Processor for Slow {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handlers_past_the_drain_deadline_are_cancelled() {
+/// Four records of four keys to [`Slow`], a revoke after 50 ms, a drain of `drain_for`.
+async fn four_slow_records_drained_within(
+    drain_for: Duration,
+) -> (Arc<Slow>, Arc<Shared<PerRecord<Slow>>>, Drained) {
     let p = Arc::new(Slow::default());
     let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
-    let d = one_partition(
-        &sh,
-        (0..4).map(|o| rec(o, o as u8)).collect(),
-        Duration::from_millis(50),
-        Duration::from_millis(100),
-    )
-    .await;
+    let records = (0..4).map(|o| rec(o, o as u8)).collect();
+    let d = one_partition(&sh, records, Duration::from_millis(50), drain_for).await;
+    (p, sh, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_past_the_drain_deadline_are_cancelled() {
+    let (p, sh, d) = four_slow_records_drained_within(Duration::from_millis(100)).await;
     assert_eq!(d.committable, None, "nothing finished: nothing to commit");
     assert_eq!(d.uncommitted, Some(0..4));
     assert_eq!(sh.counters.cancelled.load(Ordering::Relaxed), 4);
@@ -180,15 +183,7 @@ async fn handlers_past_the_drain_deadline_are_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_within_the_deadline_commits_everything() {
-    let p = Arc::new(Slow::default());
-    let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
-    let d = one_partition(
-        &sh,
-        (0..4).map(|o| rec(o, o as u8)).collect(),
-        Duration::from_millis(50),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (p, sh, d) = four_slow_records_drained_within(Duration::from_secs(5)).await;
     assert_eq!(d.committable, Some(4));
     assert_eq!(d.uncommitted, None);
     assert_eq!(p.effects.load(Ordering::SeqCst), 4);

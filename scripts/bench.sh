@@ -96,72 +96,18 @@ if [[ ! -x "$perf_bin" ]]; then
 fi
 export RDKAFKA_PERFORMANCE="$perf_bin"
 
-# Python confluent-kafka baseline (W1): a venv under the git-ignored cache, created once per
-# version (a marker file records a finished install). When it cannot be set up the bench still
-# runs and the report says "Python baseline not run: <reason>".
-CONFLUENT_KAFKA_VERSION=2.16.1
-py_venv="$CACHE_DIR/bench-python/confluent-kafka-$CONFLUENT_KAFKA_VERSION"
-py_marker="$py_venv/.installed"
-py_log="$CACHE_DIR/bench-python/install.log"
-
-# python_venv: succeeds when the venv is ready, else sets py_reason.
-python_venv() {
-  local base="${BENCH_PYTHON:-python3}"
-  if [[ -f "$py_marker" ]] && "$py_venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
-    return 0
-  fi
-  if ! command -v "$base" >/dev/null 2>&1; then
-    py_reason="'$base' is not on PATH (set BENCH_PYTHON to a Python 3 interpreter)"
-    return 1
-  fi
-  log "installing confluent-kafka==$CONFLUENT_KAFKA_VERSION into $py_venv (once; log: $py_log)"
-  rm -rf "$py_venv"
-  mkdir -p "$(dirname "$py_venv")"
-  if ! "$base" -m venv "$py_venv" >"$py_log" 2>&1; then
-    py_reason="'$base -m venv' failed: $(tail -n 1 "$py_log") (Debian/Ubuntu: apt-get install python3-venv)"
-    return 1
-  fi
-  # Binary wheel only: the wheel bundles its own librdkafka (reported next to the figures); a
-  # source build would need librdkafka headers and link whatever the system has.
-  if ! "$py_venv/bin/python" -m pip install -q --disable-pip-version-check \
-    --only-binary confluent-kafka "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$py_log" 2>&1; then
-    py_reason="pip install confluent-kafka==$CONFLUENT_KAFKA_VERSION failed: $(grep -m 1 -i error "$py_log" || tail -n 1 "$py_log")"
-    return 1
-  fi
-  if ! "$py_venv/bin/python" -c 'import confluent_kafka' >>"$py_log" 2>&1; then
-    py_reason="confluent_kafka does not import after install: $(tail -n 1 "$py_log")"
-    return 1
-  fi
-  touch "$py_marker"
-}
-
-# python_venv_locked: python_venv under a lock, so two bench runs never build the same venv at
-# once (fd 8: fd 9 is with_lock's). Braces, not a subshell, so py_reason survives.
-python_venv_locked() {
-  local lock="$CACHE_DIR/bench-python/.lock"
-  mkdir -p "$(dirname "$lock")"
-  if ! command -v flock >/dev/null 2>&1; then
-    python_venv
-    return
-  fi
-  {
-    if ! flock -w 600 8; then
-      py_reason="another bench run held $lock for 600 s"
-      return 1
-    fi
-    python_venv
-  } 8>"$lock"
-}
-
-py_reason=""
+# Python confluent-kafka baseline (W1): the venv of scripts/python.sh (made once per pinned
+# version). When it cannot be set up the bench still runs and the report says
+# "Python baseline not run: <reason>".
 unset ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE
 if [[ -n "${ORDERSTREAM_BENCH_PYTHON:-}" ]]; then
   # An interpreter given by the caller is used as is (the bench checks it imports confluent_kafka).
   log "Python baseline: ORDERSTREAM_BENCH_PYTHON=$ORDERSTREAM_BENCH_PYTHON (given; no venv made)"
-elif python_venv_locked; then
-  export ORDERSTREAM_BENCH_PYTHON="$py_venv/bin/python"
+elif mkdir -p "$CACHE_DIR" && py="$(PYTHON="${BENCH_PYTHON:-python3}" bash "$ROOT_DIR/scripts/python.sh" path 2>"$CACHE_DIR/bench-python.log")"; then
+  export ORDERSTREAM_BENCH_PYTHON="$py"
   log "Python baseline: $("$ORDERSTREAM_BENCH_PYTHON" "$ROOT_DIR/crates/bench/python/produce_baseline.py" --version)"
 else
+  py_reason="$(grep -m 1 ERROR "$CACHE_DIR/bench-python.log" || tail -n 1 "$CACHE_DIR/bench-python.log")"
   warn "Python baseline not run: $py_reason"
   export ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE="$py_reason"
 fi

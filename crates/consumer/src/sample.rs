@@ -3,7 +3,11 @@
 //!
 //! State machine: `created → paid → shipped → delivered`, and `cancelled` from `created` or
 //! `paid`. Anything else is a [`ProcessError::Permanent`] of class `illegal_transition` (dead
-//! letter). Decode errors are classified from [`CodecError`]: retriable registry errors are
+//! letter), except an event of a kind this build does not know: a newer producer's enum symbol
+//! reads as the schema's enum default `UNKNOWN`, which is acknowledged without effect and
+//! counted ([`SampleSnapshot::unknown_kinds`]). Writer schemas other than the built-in one are
+//! resolved into it by the codec; one that cannot be resolved is a permanent
+//! `incompatible_schema` error (dead letter). Decode errors are classified from [`CodecError`]: retriable registry errors are
 //! transient; an unknown schema id is transient for the first
 //! [`SampleConfig::unknown_schema_max_attempts`] attempts (the registry may lag: pair this with a
 //! retry-topic delay longer than the codec's negative-cache TTL) and permanent after; framing and
@@ -92,6 +96,7 @@ struct SampleState {
     applied: u64,
     sequence_duplicates: u64,
     rejected: u64,
+    unknown_kinds: u64,
 }
 
 /// A copy of the processor's state for tests and reports.
@@ -108,6 +113,9 @@ pub struct SampleSnapshot {
     pub duplicates: u64,
     /// Events rejected as illegal transitions.
     pub rejected: u64,
+    /// Events of a kind this build does not know (a newer producer's enum symbol, read as the
+    /// enum default `UNKNOWN`): acknowledged without effect.
+    pub unknown_kinds: u64,
 }
 
 thread_local! {
@@ -153,6 +161,7 @@ impl OrderProcessor {
             applied_events: st.applied,
             duplicates: self.dedup.duplicates() + st.sequence_duplicates,
             rejected: st.rejected,
+            unknown_kinds: st.unknown_kinds,
         }
     }
 
@@ -196,6 +205,19 @@ impl OrderProcessor {
         {
             st.sequence_duplicates += 1;
             metrics::counter!(crate::metric::DUPLICATES, "processor" => "sample").increment(1);
+            return Ok(());
+        }
+        if event.event_type == EventType::Unknown {
+            // A kind a newer producer added (read as the enum default): nothing this build can
+            // apply, and nothing wrong with the event, so it is acknowledged without effect and
+            // the order's later events still apply.
+            st.unknown_kinds += 1;
+            if let Some(entry) = st.orders.get_mut(&event.order_id) {
+                entry.last_sequence = event.sequence;
+            }
+            drop(st);
+            debug!(event_id = %event.event_id, order_id = %event.order_id, "event of an unknown kind acknowledged without effect");
+            self.dedup.insert(&event.event_id);
             return Ok(());
         }
         let Some(next) = transition(current.as_ref().map(|c| c.state), event.event_type) else {
@@ -324,6 +346,22 @@ mod tests {
         let cust = &s.customers[&OrderEvent::example().customer_id];
         assert_eq!(cust.orders, 1);
         assert_eq!(cust.paid_minor, 100);
+    }
+
+    #[test]
+    fn unknown_kinds_are_acknowledged_without_effect() {
+        let p = proc_();
+        p.apply(&ev("o1", 0, EventType::Created, "e0"), None)
+            .unwrap();
+        p.apply(&ev("o1", 1, EventType::Unknown, "e1"), None)
+            .unwrap();
+        p.apply(&ev("o1", 2, EventType::Paid, "e2"), None).unwrap();
+        p.apply(&ev("o9", 0, EventType::Unknown, "e9"), None)
+            .unwrap();
+        let s = p.snapshot();
+        assert_eq!(s.orders.get("o1"), Some(&OrderState::Paid));
+        assert!(!s.orders.contains_key("o9"));
+        assert_eq!((s.applied_events, s.unknown_kinds, s.rejected), (2, 2, 0));
     }
 
     #[test]

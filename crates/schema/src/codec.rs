@@ -318,12 +318,26 @@ fn prepare_writer(schema_id: u32, text: &str) -> Result<WriterSchema, CodecError
     if schema.canonical_form() == latest_canonical_form() {
         return Ok(WriterSchema { schema: None });
     }
-    SchemaCompatibility::can_read(&schema, latest_schema()).map_err(|e| {
-        CodecError::IncompatibleSchema {
+    // `Partial` (a writer enum symbol or union branch the reader lacks) still decodes every
+    // value that avoids it; only a value that hits it fails, as `Undecodable`.
+    if let Err(e) = SchemaCompatibility::can_read(&schema, latest_schema()) {
+        let findings = crate::explain::explain(&schema, latest_schema());
+        let why = if findings.is_empty() {
+            e.to_string()
+        } else {
+            findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(CodecError::IncompatibleSchema {
             schema_id,
-            message: format!("cannot be resolved to the latest order-event schema: {e}"),
-        }
-    })?;
+            message: format!(
+                "cannot be resolved to the order-event schema this build reads: {why}"
+            ),
+        });
+    }
     Ok(WriterSchema {
         schema: Some(schema),
     })

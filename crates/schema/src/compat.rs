@@ -116,18 +116,29 @@ impl FromStr for Mode {
 
 /// Can data written with `writer` be read with `reader` in every case (Avro resolution rules)?
 ///
+/// apache-avro's [`SchemaCompatibility`] gives the verdict; the reason names each field and the
+/// rule it breaks ([`crate::explain`]).
+///
 /// # Errors
-/// A human-readable reason: apache-avro's incompatibility, or `partial` when resolution would
-/// fail for some values.
+/// A human-readable reason, one `field <path>: <what> [rule <id>: <rule>]` line per breach.
 pub fn compatible(writer: &Schema, reader: &Schema) -> Result<(), String> {
-    match SchemaCompatibility::can_read(writer, reader) {
-        Ok(Compatibility::Full) => Ok(()),
-        Ok(Compatibility::Partial) => Err(
-            "partial: some writer values cannot be resolved (enum symbol or union branch missing in the reader)"
-                .to_owned(),
-        ),
-        Err(e) => Err(e.to_string()),
+    let verdict = SchemaCompatibility::can_read(writer, reader);
+    if matches!(verdict, Ok(Compatibility::Full)) {
+        return Ok(());
     }
+    let findings = crate::explain::explain(writer, reader);
+    if !findings.is_empty() {
+        return Err(findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    Err(match verdict {
+        Err(e) => e.to_string(),
+        _ => "partial: some writer values cannot be resolved (enum symbol or union branch missing in the reader)"
+            .to_owned(),
+    })
 }
 
 /// Which reader/writer direction a check covers.
@@ -231,11 +242,16 @@ impl fmt::Display for CompatReport {
             )?;
         }
         for r in self.violations() {
-            if let Some(Err(e)) = &r.backward {
-                writeln!(f, "  v{} cannot read v{} data: {e}", r.newer, r.older)?;
-            }
-            if let Some(Err(e)) = &r.forward {
-                writeln!(f, "  v{} cannot read v{} data: {e}", r.older, r.newer)?;
+            for (reader, writer, res) in [
+                (r.newer, r.older, &r.backward),
+                (r.older, r.newer, &r.forward),
+            ] {
+                if let Some(Err(e)) = res {
+                    writeln!(f, "  v{reader} cannot read v{writer} data:")?;
+                    for line in e.lines() {
+                        writeln!(f, "    {line}")?;
+                    }
+                }
             }
         }
         if self.rows.is_empty() {

@@ -6,7 +6,11 @@
 //! * [`OrderCodec`]: Confluent wire-format serde (`0x00`, big-endian `u32` schema id, Avro
 //!   binary) with a registry client (through `schema_registry_converter`) and read-mostly caches.
 //!   The hot paths use apache-avro's schema-aware serde (no intermediate `Value`).
-//! * [`compat`]: offline compatibility checks (BACKWARD, FORWARD, FULL and transitive forms).
+//! * [`compat`]: offline compatibility checks (BACKWARD, FORWARD, FULL and transitive forms),
+//!   with [`explain`] naming the field and rule behind each failure and [`diff`] listing what
+//!   changed between two versions.
+//! * [`catalog`]: the version files read at run time from `schemas/` or given paths (what the
+//!   `schemas` commands judge, so a proposed version is checked before any Rust code changes).
 //! * [`registry_admin`]: the Confluent REST calls the CLI and tests need (set compatibility, test,
 //!   register, delete, list).
 //!
@@ -24,9 +28,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 mod codec;
 pub mod compat;
+pub mod diff;
 mod error;
+pub mod explain;
 mod fast;
 mod model;
 pub mod registry_admin;

@@ -42,3 +42,15 @@ pub fn kafka_script(args: &[&str]) -> String {
 pub fn registry_script(args: &[&str]) -> String {
     run("registry.sh", args)
 }
+
+/// The Python interpreter of the interop tests (confluent-kafka with its Avro serializer):
+/// `ORDERSTREAM_PYTHON` when set, else the venv `scripts/python.sh` makes once and reuses.
+///
+/// # Panics
+/// When the venv cannot be made (the script's message says why).
+pub fn python() -> PathBuf {
+    match std::env::var_os("ORDERSTREAM_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(run("python.sh", &["path"]).trim()),
+    }
+}

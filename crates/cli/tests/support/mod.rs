@@ -3,6 +3,7 @@
 use std::process::{Command, Output};
 
 /// Runs `orderstream <args>` with the test environment's addresses.
+#[allow(dead_code)] // not every test binary that includes this module runs against services
 pub(crate) fn orderstream(env: &orderstream_testkit::TestEnv, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orderstream"))
         .args(args)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reliability suite (issue 6): fault injection on the 3-node cluster, then RELIABILITY.md.
+# The reliability suite: fault injection on the 3-node cluster, then RELIABILITY.md.
 #
 #   scripts/reliability.sh             # all scenarios, writes RELIABILITY.md
 #   scripts/reliability.sh s1 s7       # only the scenarios whose test names match (no table file

@@ -27,6 +27,12 @@ orderstream="${CARGO_TARGET_DIR:-target}/debug/orderstream"
 log "offline checks (no services)"
 "$orderstream" schemas check --mode FULL_TRANSITIVE
 
+# The interop tests run an independent producer and encoder (Python confluent-kafka with its
+# Avro serializer, fastavro): made once under the cache, reused after.
+log "Python interop environment"
+ORDERSTREAM_PYTHON="$(bash scripts/python.sh path)"
+export ORDERSTREAM_PYTHON
+
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
   log "starting Kafka (3 nodes) and the registry"

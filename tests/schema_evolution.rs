@@ -1,4 +1,4 @@
-//! The schema-evolution matrix (issue 5 §4), against the real registry and the real cluster.
+//! The schema-evolution matrix, against the real registry and the real cluster.
 //!
 //! For every case (a change from an "old" to a "new" version of a small record) and every mode
 //! (BACKWARD, FORWARD, FULL) three verdicts are compared with the Avro specification's
@@ -9,12 +9,17 @@
 //!   (needed by FORWARD: upgrade producers first). FULL needs both.
 //!
 //! The three verdicts:
-//! 1. offline: `orderstream_schema::compat::check` (apache-avro's SchemaCompatibility);
+//! 1. offline: `orderstream_schema::compat::check` (what `orderstream schemas check` runs);
 //! 2. registry: a fresh subject per case × mode, compatibility level set, old registered, new
 //!    tested (`POST /compatibility/...`) and then registered (HTTP 409 expected when refused);
 //! 3. actual: a record written with the writer schema, framed in the Confluent wire format
 //!    (schema id from the registry), produced to Kafka, consumed, its writer schema fetched by
-//!    id from the registry, and decoded with the reader schema, in both directions.
+//!    id from the registry, and decoded with the reader schema through the product's resolving
+//!    reader (`orderstream_schema::resolve`, what `OrderCodec` runs for every writer version
+//!    other than the one its types follow), in both directions.
+//!
+//! The order-event schema itself is exercised the same way, with an independent writer, in
+//! tests/schema_interop.rs (Python's AvroSerializer registering its own newer versions).
 //!
 //! A verdict that differs from the spec fails the test unless the case's row documents it as a
 //! known deviation (`known`), which is printed as a FINDING. A registry/offline disagreement is
@@ -26,12 +31,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use apache_avro::Schema;
-use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use orderstream_schema::compat::{self, Mode};
 use orderstream_schema::registry_admin::{AdminError, RegistryAdmin};
-use orderstream_schema::wire;
+use orderstream_schema::{resolve, wire};
 use orderstream_testkit::TestEnv;
 use rdkafka::Message;
 use rdkafka::producer::FutureRecord;
@@ -41,7 +45,7 @@ use rdkafka::producer::FutureRecord;
 enum Source {
     Offline,
     Registry,
-    /// Actual decode (apache-avro's resolving reader) in the direction the mode needs.
+    /// Actual decode (the product's resolving reader) in the direction the mode needs.
     Actual,
 }
 
@@ -272,19 +276,12 @@ async fn decode_framed(
     bytes: &[u8],
     reader: &Schema,
 ) -> Result<Value, String> {
-    let (id, mut body) = wire::split(bytes).map_err(|e| e.to_string())?;
+    let (id, body) = wire::split(bytes).map_err(|e| e.to_string())?;
     let writer_text = admin.schema_by_id(id).await.map_err(|e| e.to_string())?;
     let writer = Schema::parse_str(&writer_text).map_err(|e| e.to_string())?;
-    let value = GenericDatumReader::builder(&writer)
-        .reader_schema(reader)
-        .build()
-        .map_err(|e| e.to_string())?
-        .read_value(&mut body)
-        .map_err(|e| e.to_string())?;
-    if !body.is_empty() {
-        return Err(format!("{} trailing bytes", body.len()));
-    }
-    Ok(value)
+    // The product's resolving reader: what OrderCodec runs for every writer version other than
+    // the one its types follow.
+    resolve::read_resolved(&writer, reader, body).map_err(|e| e.to_string())
 }
 
 fn mark(b: bool) -> &'static str {

@@ -20,7 +20,7 @@ use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
 use orderstream_consumer::{ConsumerConfig, Topics, headers as h};
 use orderstream_schema::compat::Mode;
 use orderstream_schema::registry_admin::RegistryAdmin;
-use orderstream_schema::{SubjectStrategy, latest_version, versions};
+use orderstream_schema::{SubjectStrategy, types_version, versions};
 use orderstream_testkit::{TestEnv, python, repo_root};
 use rdkafka::Message;
 use rdkafka::message::Headers;
@@ -39,7 +39,7 @@ struct Sent {
 
 fn python_produce(env: &TestEnv, topic: &str, variant: &str, first: u32, orders: u32) -> Vec<Sent> {
     let script = repo_root().join("tests/interop/avro_producer.py");
-    let base = repo_root().join(latest_version().path);
+    let base = repo_root().join(types_version().path);
     let out = Command::new(python())
         .arg(&script)
         .args(["--bootstrap", &env.bootstrap])
@@ -246,7 +246,7 @@ fn encoder_bytes_match_fastavro() {
         .collect();
     events.push(many);
 
-    let schema_text = latest_version().text;
+    let schema_text = types_version().text;
     let doc = serde_json::json!({ "schema": schema_text, "records": events });
     let mut child = Command::new(python())
         .arg(repo_root().join("tests/interop/fastavro_encode.py"))

@@ -11,8 +11,8 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use orderstream_schema::compat::{self, Mode};
 use orderstream_schema::registry_admin::{AdminError, RegistryAdmin};
 use orderstream_schema::{
-    CodecError, EventType, OrderCodec, OrderEvent, RegistryConfig, SubjectStrategy, latest_schema,
-    parsed_versions, versions, wire,
+    CodecError, EventType, OrderCodec, OrderEvent, RegistryConfig, SubjectStrategy,
+    parsed_versions, types_schema, types_version, versions, wire,
 };
 use orderstream_testkit::TestEnv;
 use rdkafka::Message;
@@ -82,13 +82,13 @@ async fn bytes_decode_identically_from_registry_or_files() {
         payloads.push((e.order_id.clone(), enc.bytes));
     }
     let id = id.unwrap();
-    // The id is the registry's, under the topic-name subject, for the latest schema text.
+    // The id is the registry's, under the topic-name subject, for the schema text the types follow.
     assert_eq!(admin.versions(&subject).await.unwrap(), vec![1]);
     let stored = admin.schema_by_id(id).await.unwrap();
     assert_eq!(
         Schema::parse_str(&stored).unwrap().canonical_form(),
-        latest_schema().canonical_form(),
-        "the registry stores the latest schema"
+        types_schema().canonical_form(),
+        "the registry stores the types' schema"
     );
     produce(&env, &topic, &payloads).await;
     let received = env.read_all(&topic, Duration::from_secs(60)).await;
@@ -101,7 +101,7 @@ async fn bytes_decode_identically_from_registry_or_files() {
     })
     .unwrap();
     from_files
-        .insert_writer_schema(id, versions().last().unwrap().text)
+        .insert_writer_schema(id, types_version().text)
         .unwrap();
     let mut decoded = Vec::new();
     for m in &received {
@@ -165,8 +165,8 @@ fn v1_value(e: &OrderEvent) -> Value {
 }
 
 /// Every checked-in version registers under FULL_TRANSITIVE (the online twin of
-/// `schemas check`); a v1 producer's events decode in the latest consumer, and a v1 consumer
-/// reads the latest producer's events, through Kafka.
+/// `schemas check`); a v1 producer's events decode in the current consumer, and a v1 consumer
+/// reads the current producer's events, through Kafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_versions_evolve_through_registry_and_kafka() {
     let env = TestEnv::connect().await;
@@ -192,7 +192,7 @@ async fn order_versions_evolve_through_registry_and_kafka() {
         ids.len()
     );
 
-    // An old producer (v1) and the current one (latest, via the codec).
+    // An old producer (v1) and the current one (the types' version, via the codec).
     let v1 = &parsed_versions()[0];
     let old_event = OrderEvent {
         note: None,
@@ -211,10 +211,13 @@ async fn order_versions_evolve_through_registry_and_kafka() {
     let codec = codec(&env);
     let new_event = OrderEvent::example();
     let new_framed = codec.encode(&topic, &new_event).await.unwrap();
+    let types_at = versions()
+        .iter()
+        .position(|v| v.version == types_version().version)
+        .unwrap();
     assert_eq!(
-        new_framed.schema_id,
-        *ids.last().unwrap(),
-        "encode finds the already registered latest version"
+        new_framed.schema_id, ids[types_at],
+        "encode finds the already registered version the types follow"
     );
     produce(
         &env,
@@ -277,8 +280,7 @@ async fn incompatible_order_change_is_rejected_with_409() {
         admin.register(&subject, v.text).await.unwrap();
     }
     // amount_minor: long -> string.
-    let mut json: serde_json::Value =
-        serde_json::from_str(versions().last().unwrap().text).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(types_version().text).unwrap();
     for f in json["fields"].as_array_mut().unwrap() {
         if f["name"] == "amount_minor" {
             f["type"] = serde_json::json!("string");
@@ -288,7 +290,7 @@ async fn incompatible_order_change_is_rejected_with_409() {
     let bad = Schema::parse_str(&bad_text).unwrap();
     assert_ne!(
         bad.canonical_form(),
-        latest_schema().canonical_form(),
+        types_schema().canonical_form(),
         "the edit applied"
     );
 
@@ -418,7 +420,7 @@ async fn subject_strategies_and_lookup_only() {
     let registered = env.unique("schema-preregistered");
     let subject = format!("{registered}-value");
     let id = admin
-        .register(&subject, versions().last().unwrap().text)
+        .register(&subject, types_version().text)
         .await
         .unwrap();
     let enc = lookup_only(&env.registry_url)

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 // The deprecated free functions *are* the generic `Value` path the issue names as the baseline.
 #[allow(deprecated)]
 use orderstream_schema::apache_avro::{self, from_avro_datum, from_value, to_avro_datum, to_value};
-use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig, latest_schema, versions};
+use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig, types_schema, types_version};
 
 use crate::util::{Mmm, ratio};
 
@@ -73,10 +73,10 @@ fn enc_dec_loop(codec: &OrderCodec, event: &OrderEvent, n: u32) -> f64 {
 pub(crate) async fn run(rounds: usize, n: u32, registry: Option<&str>) -> Result<W0> {
     let mut r = W0::default();
     let codec = OrderCodec::new(RegistryConfig::default())?;
-    let latest = versions().last().context("no schema versions")?;
+    let latest = types_version();
     codec.insert_writer_schema(3, latest.text)?;
     let event = OrderEvent::example();
-    let schema = latest_schema();
+    let schema = types_schema();
     let mut buf = Vec::with_capacity(256);
     codec.encode_with_cached_id(3, &event, &mut buf)?;
     let framed = buf.clone();

@@ -128,6 +128,7 @@ fn configuration_reference_covers_every_flag() {
         vec!["topics", "apply"],
         vec!["schemas", "check"],
         vec!["schemas", "register"],
+        vec!["schemas", "diff"],
         vec!["produce"],
         vec!["consume"],
         vec!["dlq", "list"],

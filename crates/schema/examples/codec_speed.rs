@@ -1,4 +1,4 @@
-//! Quick codec timing (not the benchmark harness: issue 7's criterion bench supersedes it).
+//! Quick codec timing (not the benchmark harness: `orderstream-bench --only w0` is the measured one).
 //! Interleaves the codec with apache-avro's own schema-aware serde path (the baseline) and an
 //! allocation floor (clone + drop of the event), in the same run.
 //!
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig, latest_schema, versions};
+use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig, types_schema, types_version};
 
 fn per_op(n: u32, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
@@ -22,19 +22,17 @@ fn per_op(n: u32, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let codec = OrderCodec::new(RegistryConfig::default()).unwrap();
-    codec
-        .insert_writer_schema(3, versions().last().unwrap().text)
-        .unwrap();
+    codec.insert_writer_schema(3, types_version().text).unwrap();
     let event = OrderEvent::example();
     let mut buf = Vec::with_capacity(256);
     codec.encode_with_cached_id(3, &event, &mut buf).unwrap();
     let framed = buf.clone();
     println!("encoded size: {} bytes (incl. 5-byte header)", framed.len());
-    let writer = GenericDatumWriter::builder(latest_schema())
+    let writer = GenericDatumWriter::builder(types_schema())
         .human_readable(false)
         .build()
         .unwrap();
-    let reader = GenericDatumReader::builder(latest_schema())
+    let reader = GenericDatumReader::builder(types_schema())
         .human_readable(false)
         .build()
         .unwrap();

@@ -3,9 +3,9 @@
 //! Hot paths:
 //! * encode: cached `topic -> schema id` (read lock), then the specialised writer of
 //!   [`crate::fast`] straight into the output buffer (apache-avro's schema-aware serde path
-//!   `write_ser` if the latest schema ever outruns `fast.rs`).
+//!   `write_ser` if the types' schema ever outruns `fast.rs`).
 //! * decode: cached `schema id -> writer schema` (read lock). When the writer schema has the
-//!   same Parsing Canonical Form as the latest schema (the common case), the body is read by
+//!   same Parsing Canonical Form as the types' schema (the common case), the body is read by
 //!   [`crate::fast`] (or apache-avro's `read_deser`) straight into [`OrderEvent`]. Other writer
 //!   versions take apache-avro's resolving path (`Value` + schema resolution + `from_value`),
 //!   about 10x slower.
@@ -27,7 +27,7 @@ use schema_registry_converter::schema_registry_common::{
     RawError, SchemaType, SrCall, SuppliedSchema,
 };
 
-use crate::versions::{latest_canonical_form, latest_schema, latest_version};
+use crate::versions::{types_canonical_form, types_schema, types_version};
 use crate::{CodecError, ORDER_EVENT_FULL_NAME, OrderEvent, SchemaError, wire};
 
 /// How the registry subject is derived from the topic (Confluent's `value.subject.name.strategy`).
@@ -85,7 +85,7 @@ pub struct RegistryConfig {
     /// How long a "schema id not found" answer is remembered before the registry is asked
     /// again about that id (protects the registry from poison-pill storms). Default 10 s.
     pub negative_cache_ttl: Duration,
-    /// `true` (default): the first encode per subject registers the latest schema (a no-op
+    /// `true` (default): the first encode per subject registers the types' schema (a no-op
     /// returning the existing id if already registered; the registry enforces the subject's
     /// compatibility level). `false`: only look the schema up under the subject and fail if it
     /// is not registered (production setting when schemas are registered by CI with
@@ -145,7 +145,7 @@ pub struct Encoded {
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
-    /// The event, resolved to the latest schema.
+    /// The event, resolved to the types' schema.
     pub event: OrderEvent,
     /// The writer schema id from the header.
     pub schema_id: u32,
@@ -161,7 +161,7 @@ const MAX_NEGATIVE_ENTRIES: usize = 10_000;
 /// A writer schema fetched from the registry (or known to be ours).
 #[derive(Debug)]
 struct WriterSchema {
-    /// `None` when identical (by Parsing Canonical Form) to the latest schema: fast path.
+    /// `None` when identical (by Parsing Canonical Form) to the types' schema: fast path.
     schema: Option<Schema>,
 }
 
@@ -169,11 +169,11 @@ struct WriterSchema {
 struct Inner {
     cfg: RegistryConfig,
     sr: SrSettings,
-    /// topic -> schema id of the latest schema under the topic's subject.
+    /// topic -> schema id of the types' schema under the topic's subject.
     ids_by_topic: RwLock<HashMap<String, u32>>,
     /// schema id -> writer schema.
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
-    /// The most recent schema id known to be the latest schema (`u64::MAX`: none): decodes of
+    /// The most recent schema id known to be the types' schema (`u64::MAX`: none): decodes of
     /// it take no lock at all (the W0 "two threads share the cache" case stays contention-free).
     hot_fast_id: AtomicU64,
     /// schema id -> when the registry said "not found".
@@ -192,23 +192,23 @@ pub struct OrderCodec {
     inner: Arc<Inner>,
 }
 
-fn latest_writer() -> &'static GenericDatumWriter<'static> {
+fn types_writer() -> &'static GenericDatumWriter<'static> {
     static W: OnceLock<GenericDatumWriter<'static>> = OnceLock::new();
     W.get_or_init(|| {
-        GenericDatumWriter::builder(latest_schema())
+        GenericDatumWriter::builder(types_schema())
             .human_readable(false)
             .build()
-            .unwrap_or_else(|e| panic!("latest schema does not resolve: {e}"))
+            .unwrap_or_else(|e| panic!("the types' schema does not resolve: {e}"))
     })
 }
 
-fn latest_reader() -> &'static GenericDatumReader<'static> {
+fn types_reader() -> &'static GenericDatumReader<'static> {
     static R: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
     R.get_or_init(|| {
-        GenericDatumReader::builder(latest_schema())
+        GenericDatumReader::builder(types_schema())
             .human_readable(false)
             .build()
-            .unwrap_or_else(|e| panic!("latest schema does not resolve: {e}"))
+            .unwrap_or_else(|e| panic!("the types' schema does not resolve: {e}"))
     })
 }
 
@@ -228,7 +228,7 @@ fn check_event_id(id: &str) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// Encodes `event` with the latest schema: header for `schema_id` + Avro body, appended to `out`.
+/// Encodes `event` with the types' schema: header for `schema_id` + Avro body, appended to `out`.
 /// On error `out` is left as it was.
 fn encode_into(schema_id: u32, event: &OrderEvent, out: &mut Vec<u8>) -> Result<(), CodecError> {
     check_event_id(&event.event_id)?;
@@ -238,7 +238,7 @@ fn encode_into(schema_id: u32, event: &OrderEvent, out: &mut Vec<u8>) -> Result<
         crate::fast::encode(event, out);
         return Ok(());
     }
-    if let Err(e) = latest_writer().write_ser(out, event) {
+    if let Err(e) = types_writer().write_ser(out, event) {
         out.truncate(start);
         return Err(CodecError::Encode {
             message: e.to_string(),
@@ -247,7 +247,7 @@ fn encode_into(schema_id: u32, event: &OrderEvent, out: &mut Vec<u8>) -> Result<
     Ok(())
 }
 
-/// Decodes an Avro body written with `writer` (None = the latest schema) into the latest types.
+/// Decodes an Avro body written with `writer` (None = the types' schema) into the types.
 pub(crate) fn decode_body(
     schema_id: u32,
     writer: Option<&Schema>,
@@ -260,21 +260,19 @@ pub(crate) fn decode_body(
             body = &body[read..];
             event
         }
-        None => latest_reader()
+        None => types_reader()
             .read_deser::<OrderEvent>(&mut body)
             .map_err(|e| undecodable(e.to_string()))?,
         Some(writer) => {
-            let reader = GenericDatumReader::builder(writer)
-                .reader_schema(latest_schema())
-                .human_readable(false)
-                .build()
-                .map_err(|e| CodecError::IncompatibleSchema {
-                    schema_id,
-                    message: e.to_string(),
-                })?;
-            let value = reader
-                .read_value(&mut body)
-                .map_err(|e| undecodable(e.to_string()))?;
+            let value = crate::resolve::read_resolved(writer, types_schema(), body).map_err(
+                |e| match e {
+                    crate::resolve::ResolveError::Incompatible(message) => {
+                        CodecError::IncompatibleSchema { schema_id, message }
+                    }
+                    other => undecodable(other.to_string()),
+                },
+            )?;
+            body = &[];
             apache_avro::from_value::<OrderEvent>(&value).map_err(|e| undecodable(e.to_string()))?
         }
     };
@@ -315,13 +313,13 @@ fn prepare_writer(schema_id: u32, text: &str) -> Result<WriterSchema, CodecError
         schema_id,
         message: format!("not a valid Avro schema: {e}"),
     })?;
-    if schema.canonical_form() == latest_canonical_form() {
+    if schema.canonical_form() == types_canonical_form() {
         return Ok(WriterSchema { schema: None });
     }
     // `Partial` (a writer enum symbol or union branch the reader lacks) still decodes every
     // value that avoids it; only a value that hits it fails, as `Undecodable`.
-    if let Err(e) = SchemaCompatibility::can_read(&schema, latest_schema()) {
-        let findings = crate::explain::explain(&schema, latest_schema());
+    if let Err(e) = SchemaCompatibility::can_read(&schema, types_schema()) {
+        let findings = crate::explain::explain(&schema, types_schema());
         let why = if findings.is_empty() {
             e.to_string()
         } else {
@@ -379,7 +377,7 @@ impl OrderCodec {
                 message: e.to_string(),
             })?;
         // Parse and resolve the embedded schemas now, not on the first message.
-        let _ = (latest_writer(), latest_reader(), latest_canonical_form());
+        let _ = (types_writer(), types_reader(), types_canonical_form());
         Ok(OrderCodec {
             inner: Arc::new(Inner {
                 cfg,
@@ -404,7 +402,7 @@ impl OrderCodec {
         self.inner.cfg.subject_strategy.subject(topic)
     }
 
-    /// Encodes `event` with the latest schema for `topic`. The first call per topic registers
+    /// Encodes `event` with the types' schema for `topic`. The first call per topic registers
     /// (or, with `auto_register = false`, looks up) the schema under the topic's subject and
     /// caches the id; later calls do no I/O.
     ///
@@ -433,7 +431,7 @@ impl OrderCodec {
         encode_into(schema_id, event, out)
     }
 
-    /// The id of the latest schema under `topic`'s subject, registering or looking it up on the
+    /// The id of the types' schema under `topic`'s subject, registering or looking it up on the
     /// first call (then cached).
     ///
     /// # Errors
@@ -481,7 +479,7 @@ impl OrderCodec {
         if fast {
             hot.store(u64::from(schema_id), Ordering::Release);
         } else {
-            // An id re-bound to a non-latest schema must leave the lock-free slot.
+            // An id re-bound to a schema other than the types' must leave the lock-free slot.
             let _ = hot.compare_exchange(
                 u64::from(schema_id),
                 u64::MAX,
@@ -501,7 +499,7 @@ impl OrderCodec {
     }
 
     async fn register_or_lookup(&self, subject: &str) -> Result<u32, CodecError> {
-        let text = latest_version().text;
+        let text = types_version().text;
         if self.inner.cfg.auto_register {
             let supplied = SuppliedSchema::new(
                 Some(ORDER_EVENT_FULL_NAME.to_owned()),
@@ -550,7 +548,7 @@ impl OrderCodec {
     }
 
     /// Decodes a Confluent-framed message, resolving its writer schema (fetched by id once, then
-    /// cached) to the latest schema.
+    /// cached) to the types' schema.
     ///
     /// # Errors
     /// Framing errors ([`CodecError::Empty`], [`CodecError::BadMagicByte`],
@@ -572,7 +570,7 @@ impl OrderCodec {
     }
 
     /// Like [`OrderCodec::decode`], into `out`, reusing its `String`/`Vec` allocations: in a
-    /// consumer loop that keeps one `OrderEvent` buffer this decodes the latest schema without
+    /// consumer loop that keeps one `OrderEvent` buffer this decodes the types' schema without
     /// allocating. Returns the writer schema id. On error `out` is unspecified (partly
     /// overwritten).
     ///
@@ -791,7 +789,7 @@ impl OrderCodec {
 }
 
 /// Registry-free encode/decode against the embedded schemas (used by tests, golden fixtures and
-/// benchmarks): the Avro body of `event` under the latest schema, without the header.
+/// benchmarks): the Avro body of `event` under the types' schema, without the header.
 ///
 /// # Errors
 /// [`CodecError::Encode`].

@@ -77,7 +77,7 @@ pub enum CodecError {
         message: String,
     },
     /// The registry returned a writer schema we cannot use: not Avro, unparsable, or not
-    /// resolvable to the latest order-event schema (an incompatible change slipped through).
+    /// resolvable to the order-event schema the types follow (an incompatible change slipped through).
     #[error("writer schema id {schema_id} is unusable: {message}")]
     IncompatibleSchema {
         /// The schema id.

@@ -1,30 +1,30 @@
-//! Hand-specialised Avro binary codec for the **latest** order-event schema.
+//! Hand-specialised Avro binary codec for the order-event schema of `TYPES_VERSION`.
 //!
 //! Why: profiling apache-avro 0.22's schema-aware serde path (`write_ser` / `read_deser`) on the
 //! example event showed ~0.8-1.0 µs per encode or decode, most of it in per-field `HashMap`
-//! look-ups (SipHash of field names, `cache.remove` per field) and string compares; issue 7 asks
-//! for ≤ 300 ns. This module writes and reads the same bytes directly.
+//! look-ups (SipHash of field names, `cache.remove` per field) and string compares; the target is
+//! ≤ 300 ns. This module writes and reads the same bytes directly.
 //!
 //! Safety net:
-//! * It is used only when the latest schema's Parsing Canonical Form is exactly
+//! * It is used only when the types' schema's Parsing Canonical Form is exactly
 //!   [`SUPPORTED_PCF`]; otherwise the codec falls back to apache-avro's serde path (and the unit
-//!   test `fast_codec_matches_latest_schema` fails, so whoever adds a schema version updates
+//!   test `fast_codec_matches_the_types_schema` fails, so whoever raises `TYPES_VERSION` updates
 //!   this file in the same change).
 //! * Tests compare it byte for byte against apache-avro (golden fixture, proptests both ways).
 
 use std::sync::OnceLock;
 
-use crate::versions::latest_canonical_form;
+use crate::versions::types_canonical_form;
 use crate::{EventType, LineItem, OrderEvent};
 
 /// The Parsing Canonical Form (as apache-avro 0.22 renders it: logical types leave a
 /// `{"type":"string"}` wrapper) this module implements: schemas/order_event.v3.avsc.
 pub(crate) const SUPPORTED_PCF: &str = r#"{"name":"io.orderstream.orders.OrderEvent","type":"record","fields":[{"name":"event_id","type":{"type":"string"}},{"name":"order_id","type":"string"},{"name":"customer_id","type":"string"},{"name":"sequence","type":"long"},{"name":"event_type","type":{"name":"io.orderstream.orders.EventType","type":"enum","symbols":["UNKNOWN","CREATED","PAID","SHIPPED","DELIVERED","CANCELLED"]}},{"name":"amount_minor","type":"long"},{"name":"currency","type":"string"},{"name":"items","type":{"type":"array","items":{"name":"io.orderstream.orders.LineItem","type":"record","fields":[{"name":"sku","type":"string"},{"name":"quantity","type":"int"},{"name":"unit_price_minor","type":"long"}]}}},{"name":"occurred_at_micros","type":{"type":"long"}},{"name":"note","type":["null","string"]},{"name":"channel","type":["null","string"]}]}"#;
 
-/// Whether this module implements the latest schema (computed once).
+/// Whether this module implements the types' schema (computed once).
 pub(crate) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| latest_canonical_form() == SUPPORTED_PCF)
+    *ON.get_or_init(|| types_canonical_form() == SUPPORTED_PCF)
 }
 
 #[inline]
@@ -200,7 +200,7 @@ impl Reader<'_> {
     }
 }
 
-/// Reads one Avro body of the latest schema. Returns the event and the number of bytes read.
+/// Reads one Avro body of the types' schema. Returns the event and the number of bytes read.
 pub(crate) fn decode(buf: &[u8]) -> Result<(OrderEvent, usize), String> {
     let mut r = Reader { buf, pos: 0 };
     let event_id = r.string("event_id")?;
@@ -271,7 +271,7 @@ fn event_type(i: i64) -> Result<EventType, String> {
     })
 }
 
-/// Reads one Avro body of the latest schema into `out`, reusing its allocations (no allocation
+/// Reads one Avro body of the types' schema into `out`, reusing its allocations (no allocation
 /// at all once `out` has held an event of similar shape). Returns the number of bytes read. On
 /// error `out` is left partly overwritten.
 pub(crate) fn decode_into(buf: &[u8], out: &mut OrderEvent) -> Result<usize, String> {
@@ -329,11 +329,11 @@ mod tests {
     /// Fails when a new schema version lands without this module being updated. Update the Rust
     /// types, `encode`, `decode` and `SUPPORTED_PCF` together.
     #[test]
-    fn fast_codec_matches_latest_schema() {
+    fn fast_codec_matches_the_types_schema() {
         assert_eq!(
-            latest_canonical_form(),
+            types_canonical_form(),
             SUPPORTED_PCF,
-            "the latest schema changed: update crates/schema/src/fast.rs"
+            "the types' schema changed: update crates/schema/src/fast.rs"
         );
         assert!(enabled());
     }

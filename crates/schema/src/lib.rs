@@ -1,8 +1,9 @@
 //! The order-event contract of orderstream.
 //!
-//! * [`OrderEvent`] and friends: the Rust types, matching the **latest** schema in `schemas/`
+//! * [`OrderEvent`] and friends: the Rust types, matching the schema version [`TYPES_VERSION`]
 //!   through serde (a unit test fails when they drift apart).
-//! * [`versions`] / [`latest_schema`]: every `schemas/order_event.vN.avsc`, embedded at build time.
+//! * [`versions`] / [`types_schema`]: every `schemas/order_event.vN.avsc`, embedded at build time
+//!   (build.rs lists the directory: a new version is a new file).
 //! * [`OrderCodec`]: Confluent wire-format serde (`0x00`, big-endian `u32` schema id, Avro
 //!   binary) with a registry client (through `schema_registry_converter`) and read-mostly caches.
 //!   The hot paths use apache-avro's schema-aware serde (no intermediate `Value`).
@@ -37,6 +38,7 @@ pub mod explain;
 mod fast;
 mod model;
 pub mod registry_admin;
+pub mod resolve;
 mod versions;
 pub mod wire;
 
@@ -45,7 +47,8 @@ pub use compat::{CompatReport, check_versions};
 pub use error::{CodecError, SchemaError};
 pub use model::{EventType, LineItem, OrderEvent};
 pub use versions::{
-    ORDER_EVENT_FULL_NAME, SchemaVersion, latest_schema, latest_version, parsed_versions, versions,
+    ORDER_EVENT_FULL_NAME, SchemaVersion, TYPES_VERSION, parsed_versions, types_schema,
+    types_version, versions,
 };
 
 /// Re-export of the apache-avro crate this crate is built on (same version as `Schema`s here).

@@ -1,5 +1,5 @@
-//! The domain types. They match the latest schema in `schemas/` field for field (same names, same
-//! order, compatible types); `tests::types_match_latest_schema` fails if they drift apart.
+//! The domain types. They match the types' schema in `schemas/` field for field (same names, same
+//! order, compatible types); `tests::types_match_their_schema` fails if they drift apart.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +66,8 @@ pub struct LineItem {
     pub unit_price_minor: i64,
 }
 
-/// One event in the life of an order. Avro record `io.orderstream.orders.OrderEvent` (latest
-/// version). The Kafka key is `order_id`. `Default` is an empty event (a reusable buffer for
+/// One event in the life of an order. Avro record `io.orderstream.orders.OrderEvent` (version
+/// [`TYPES_VERSION`](crate::TYPES_VERSION)). The Kafka key is `order_id`. `Default` is an empty event (a reusable buffer for
 /// [`OrderCodec::decode_into`](crate::OrderCodec::decode_into)), not a valid one.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct OrderEvent {

@@ -1,4 +1,11 @@
-//! The versioned schema files in `schemas/`, embedded at build time.
+//! The versioned schema files in `schemas/`, embedded at build time (build.rs lists them, so a
+//! new version is a new file), and the one version the Rust types follow.
+//!
+//! The types ([`crate::OrderEvent`]) and the specialised codec (`fast.rs`) follow
+//! [`TYPES_VERSION`]: producers write it and consumers resolve every other writer version into
+//! it. A newer compatible file needs no code change: data written with it (by another service)
+//! is read by schema resolution. To use its new fields here, update the types and `fast.rs`
+//! and raise [`TYPES_VERSION`]; the contract tests fail until the three agree.
 
 use std::sync::OnceLock;
 
@@ -44,18 +51,27 @@ macro_rules! version {
     };
 }
 
-/// Add a line here when you add `schemas/order_event.vN.avsc` (and update the Rust types).
-static VERSIONS: [SchemaVersion; 3] = [version!(1), version!(2), version!(3)];
+/// The schema version the Rust types and the fast codec follow (what producers write and
+/// consumers resolve to).
+pub const TYPES_VERSION: u32 = 3;
 
-/// Every schema version, oldest first. The last one is the one the Rust types match.
+include!(concat!(env!("OUT_DIR"), "/versions.rs"));
+
+/// Every schema version in `schemas/` at build time, oldest first.
 pub fn versions() -> &'static [SchemaVersion] {
     &VERSIONS
 }
 
-/// The latest version (what producers write and consumers resolve to).
-pub fn latest_version() -> &'static SchemaVersion {
-    // VERSIONS is a non-empty array: indexing its last element cannot fail.
-    &VERSIONS[VERSIONS.len() - 1]
+fn types_index() -> usize {
+    // A unit test checks that TYPES_VERSION is one of the embedded versions.
+    usize::try_from(TYPES_VERSION.saturating_sub(1))
+        .unwrap_or(0)
+        .min(VERSIONS.len() - 1)
+}
+
+/// The version the Rust types follow ([`TYPES_VERSION`]).
+pub fn types_version() -> &'static SchemaVersion {
+    &VERSIONS[types_index()]
 }
 
 /// All versions, parsed once, oldest first. Panics at first use if a checked-in schema does not
@@ -73,13 +89,24 @@ pub fn parsed_versions() -> &'static [Schema] {
     })
 }
 
-/// The latest schema, parsed once.
-pub fn latest_schema() -> &'static Schema {
-    &parsed_versions()[VERSIONS.len() - 1]
+/// The schema of [`TYPES_VERSION`], parsed once.
+pub fn types_schema() -> &'static Schema {
+    &parsed_versions()[types_index()]
 }
 
-/// Parsing Canonical Form of the latest schema, computed once.
-pub(crate) fn latest_canonical_form() -> &'static str {
+/// Parsing Canonical Form of the types' schema, computed once.
+pub(crate) fn types_canonical_form() -> &'static str {
     static PCF: OnceLock<String> = OnceLock::new();
-    PCF.get_or_init(|| latest_schema().canonical_form())
+    PCF.get_or_init(|| types_schema().canonical_form())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_version_is_embedded() {
+        assert_eq!(types_version().version, TYPES_VERSION);
+        assert!(versions().iter().any(|v| v.version == TYPES_VERSION));
+    }
 }

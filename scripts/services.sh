@@ -10,57 +10,90 @@ LOG_TAG=services
 
 readonly KAFKA_SH="$ROOT_DIR/scripts/kafka.sh"
 readonly REGISTRY_SH="$ROOT_DIR/scripts/registry.sh"
+# Opt-in (up --with postgres); down and env handle it whenever it runs.
+readonly POSTGRES_SH="$ROOT_DIR/scripts/postgres.sh"
 
 usage() {
   cat <<EOF
 Usage: scripts/services.sh COMMAND
 
-  up [--nodes 1|3]  fetch (once) and start Kafka and the registry; wait until both answer.
+  up [--nodes 1|3] [--with postgres]
+                    fetch (once) and start Kafka and the registry; wait until both answer.
                     --nodes as for scripts/kafka.sh start (default: the existing layout, else 1)
-  down              stop the registry and every Kafka node; no server process is left
+                    --with postgres: PostgreSQL too (scripts/postgres.sh start)
+  down              stop the registry and every Kafka node, and PostgreSQL if it runs;
+                    no server process is left
   status            both services' status. Exit 0 all up, 3 all stopped, 1 anything between.
   env               print shell exports for the test harness:
                       eval "\$(scripts/services.sh env)"
-                    sets ORDERSTREAM_BOOTSTRAP, ORDERSTREAM_REGISTRY_URL, ORDERSTREAM_NODES
+                    sets ORDERSTREAM_BOOTSTRAP, ORDERSTREAM_REGISTRY_URL, ORDERSTREAM_NODES,
+                    and ORDERSTREAM_DATABASE_URL when PostgreSQL runs
 
-The environment variables of scripts/kafka.sh and scripts/registry.sh apply (see their help).
+The environment variables of scripts/kafka.sh, scripts/registry.sh and scripts/postgres.sh apply
+(see their help).
 EOF
 }
 
 cmd_up() {
-  local kafka_args=() t0 kafka_rc=0 registry_rc=0 registry_job
-  case "${1:-}" in
-    "") ;;
-    --nodes) kafka_args=(--nodes "${2:-}") ;;
-    --nodes=*) kafka_args=("$1") ;;
-    *) die "up: unknown argument '$1' (expected --nodes 1|3)" ;;
-  esac
+  local kafka_args=() t0 kafka_rc=0 registry_rc=0 registry_job postgres="" postgres_rc=0
+  while (($# > 0)); do
+    case "$1" in
+      --nodes)
+        kafka_args=(--nodes "${2:-}")
+        shift
+        ;;
+      --nodes=*) kafka_args=("$1") ;;
+      --with)
+        [[ "${2:-}" == postgres ]] || die "up: --with takes 'postgres', not '${2:-}'"
+        postgres=1
+        shift
+        ;;
+      --with=postgres) postgres=1 ;;
+      *) die "up: unknown argument '$1' (expected --nodes 1|3, --with postgres)" ;;
+    esac
+    shift
+  done
   t0="$(now_ms)"
-  # Fetch both before starting either, so a download failure never leaves half a system up.
+  # Fetch all before starting any, so a download failure never leaves half a system up.
   "$KAFKA_SH" fetch
   "$REGISTRY_SH" fetch
+  [[ -z "$postgres" ]] || "$POSTGRES_SH" fetch
   # Both start-ups are mostly JVM warm-up and waiting; overlapping them saves wall time.
   "$REGISTRY_SH" start &
   registry_job=$!
   "$KAFKA_SH" start "${kafka_args[@]}" || kafka_rc=$?
   wait "$registry_job" || registry_rc=$?
-  if ((kafka_rc != 0 || registry_rc != 0)); then
-    die "start-up failed (Kafka rc=$kafka_rc, registry rc=$registry_rc; messages above). What did start keeps running: scripts/services.sh down stops it."
+  # PostgreSQL takes well under a second once fetched: no need to overlap it.
+  [[ -z "$postgres" ]] || "$POSTGRES_SH" start || postgres_rc=$?
+  if ((kafka_rc != 0 || registry_rc != 0 || postgres_rc != 0)); then
+    die "start-up failed (Kafka rc=$kafka_rc, registry rc=$registry_rc${postgres:+, PostgreSQL rc=$postgres_rc}; messages above). What did start keeps running: scripts/services.sh down stops it."
   fi
   log "all services up in $(elapsed_s "$t0")s"
   log "Kafka bootstrap: $("$KAFKA_SH" bootstrap)"
   log "Schema registry: $("$REGISTRY_SH" url)"
+  [[ -z "$postgres" ]] || log "PostgreSQL: $("$POSTGRES_SH" status)"
+}
+
+# True when scripts/postgres.sh has a server process (answering or not).
+postgres_running() {
+  local rc=0
+  "$POSTGRES_SH" status >/dev/null 2>&1 || rc=$?
+  ((rc != 3))
 }
 
 cmd_down() {
-  local registry_rc=0 kafka_rc=0
+  local registry_rc=0 kafka_rc=0 postgres_rc=0 scripts=("$KAFKA_SH" "$REGISTRY_SH")
   # Each stop escalates to SIGKILL on its own timeout, so neither can hang here for ever.
   "$REGISTRY_SH" stop || registry_rc=$?
   "$KAFKA_SH" stop || kafka_rc=$?
-  ((registry_rc == 0 && kafka_rc == 0)) || die "stopping failed (registry rc=$registry_rc, Kafka rc=$kafka_rc)"
-  # Prove it: both report "stopped" (exit 3) or "never set up" (also 3).
+  if postgres_running; then
+    "$POSTGRES_SH" stop || postgres_rc=$?
+    scripts+=("$POSTGRES_SH")
+  fi
+  ((registry_rc == 0 && kafka_rc == 0 && postgres_rc == 0)) || die "stopping failed (registry rc=$registry_rc, Kafka rc=$kafka_rc, PostgreSQL rc=$postgres_rc)"
+  # Prove it: each reports "stopped" (exit 3) or "never set up" (also 3).
   local rc script
-  for script in "$KAFKA_SH" "$REGISTRY_SH"; do
+  for script in "${scripts[@]}"; do
     rc=0
     "$script" status >/dev/null 2>&1 || rc=$?
     ((rc == 3)) || die "$(basename "$script") still reports a running process after stop; see: $script status"
@@ -88,6 +121,9 @@ cmd_env() {
   printf 'export ORDERSTREAM_BOOTSTRAP=%q\n' "$bootstrap"
   printf 'export ORDERSTREAM_REGISTRY_URL=%q\n' "$("$REGISTRY_SH" url)"
   printf 'export ORDERSTREAM_NODES=%q\n' "$nodes"
+  if postgres_running; then
+    "$POSTGRES_SH" env
+  fi
 }
 
 main() {

@@ -9,6 +9,11 @@ mod util;
 mod w0;
 mod w1;
 
+// The allocator the `orderstream` binary uses (see crates/cli/src/main.rs), so the figures are
+// the ones users of the binary get.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -231,7 +236,7 @@ async fn main() -> Result<()> {
     }
     if wants(&args, "w3") {
         eprintln!("W3 consumer drain ...");
-        let n = if args.quick { 50_000 } else { 200_000 };
+        let n = if args.quick { 100_000 } else { 1_000_000 };
         match consume::w3(&tools, &args.bootstrap, &codec, n, rounds, &mut topics).await {
             Ok(r) => res.w3 = Some(r),
             Err(e) => res.errors.push(format!("W3: {e:#}")),

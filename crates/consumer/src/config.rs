@@ -184,7 +184,8 @@ pub struct ConsumerConfig {
     pub max_concurrency: usize,
     /// Offset window per partition: from the lowest unfinished record to the highest one handed
     /// to the partition's owner. When reached (e.g. behind one stuck record) the partition is
-    /// paused; it resumes when the window is half empty (≥ 1). Default 1000.
+    /// paused; it resumes when the window is half empty (≥ 1). Default 10 000: at a million
+    /// records a second a smaller window ends poll bursts early and idles the poll thread.
     pub max_in_flight_per_partition: usize,
     /// Memory budget of this member in bytes (≥ 4 MiB): sets librdkafka's prefetch and the
     /// in-flight window together, see [`crate::MemoryBudget`]. Default 64 MiB.
@@ -249,7 +250,7 @@ impl ConsumerConfig {
             max_poll_interval: Duration::from_secs(300),
             ordering: OrderingMode::default(),
             max_concurrency: 16,
-            max_in_flight_per_partition: 1000,
+            max_in_flight_per_partition: 10_000,
             memory_budget: 64 << 20,
             max_batch_records: 500,
             retry_group_id: None,

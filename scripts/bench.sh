@@ -7,8 +7,8 @@
 # engineers' services are not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
 # ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing.
 #
-# Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (39092),
-# BENCH_REGISTRY_PORT (38081), BENCH_REGISTRY_MANAGEMENT_PORT (38091), BENCH_KEEP_SERVICES=1 to
+# Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (19092),
+# BENCH_REGISTRY_PORT (18081), BENCH_REGISTRY_MANAGEMENT_PORT (18091), BENCH_KEEP_SERVICES=1 to
 # leave the bench services running, BENCH_OUT (BENCHMARKS.md in the repo root),
 # BENCH_PYTHON (python3: the interpreter the confluent-kafka baseline's venv is made from),
 # ORDERSTREAM_BENCH_PYTHON (use this interpreter for that baseline instead of the venv).
@@ -37,9 +37,11 @@ while (($#)); do
 done
 
 export ORDERSTREAM_RUN_DIR="${BENCH_RUN_DIR:-/tmp/orderstream-bench-run}"
-export KAFKA_PORT_BASE="${BENCH_KAFKA_PORT_BASE:-39092}"
-export REGISTRY_PORT="${BENCH_REGISTRY_PORT:-38081}"
-export REGISTRY_MANAGEMENT_PORT="${BENCH_REGISTRY_MANAGEMENT_PORT:-38091}"
+# Below Linux's ephemeral range (32768-60999): a listener port inside it can be taken by a
+# client socket's local port (seen: the broker's own controller connection on 39092).
+export KAFKA_PORT_BASE="${BENCH_KAFKA_PORT_BASE:-19092}"
+export REGISTRY_PORT="${BENCH_REGISTRY_PORT:-18081}"
+export REGISTRY_MANAGEMENT_PORT="${BENCH_REGISTRY_MANAGEMENT_PORT:-18091}"
 out="${BENCH_OUT:-$ROOT_DIR/BENCHMARKS.md}"
 
 started_kafka=0

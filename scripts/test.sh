@@ -35,8 +35,8 @@ export ORDERSTREAM_PYTHON
 
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
-  log "starting Kafka (3 nodes) and the registry"
-  bash scripts/services.sh up --nodes 3
+  log "starting Kafka (3 nodes), the registry and PostgreSQL"
+  bash scripts/services.sh up --nodes 3 --with postgres
   started=1
 fi
 cleanup() {
@@ -50,6 +50,15 @@ trap cleanup EXIT
 export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh bootstrap)}"
 export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
 export ORDERSTREAM_NODES="${ORDERSTREAM_NODES:-3}"
+if [[ -z "${ORDERSTREAM_DATABASE_URL:-}" ]]; then
+  # services that were already running may lack PostgreSQL: start it (stopped again on exit)
+  if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
+    bash scripts/postgres.sh start
+    [[ $started == 1 ]] || trap 'bash scripts/postgres.sh stop || true; cleanup' EXIT
+  fi
+  ORDERSTREAM_DATABASE_URL="$(bash scripts/postgres.sh url)"
+  export ORDERSTREAM_DATABASE_URL
+fi
 
 log "layout: apply twice (the second run must change nothing)"
 "$orderstream" topics apply

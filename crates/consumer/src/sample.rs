@@ -124,6 +124,39 @@ thread_local! {
     static DECODE_BUF: RefCell<OrderEvent> = RefCell::new(OrderEvent::default());
 }
 
+/// How a decode failure of a record's `attempt`-th try is handled: retriable registry errors
+/// are transient; an unknown schema id is transient for the first
+/// `unknown_schema_max_attempts` attempts (the registry may lag) and permanent after; framing,
+/// body and schema errors are permanent at once. Shared by every processor that decodes order
+/// events.
+pub fn classify_decode_error(
+    e: &CodecError,
+    attempt: u32,
+    unknown_schema_max_attempts: u32,
+) -> ProcessError {
+    let err = match e {
+        CodecError::UnknownSchemaId { .. } if attempt < unknown_schema_max_attempts => {
+            ProcessError::Transient {
+                class: e.class(),
+                message: e.to_string(),
+                schema_id: None,
+            }
+        }
+        _ if e.is_retriable() && !matches!(e, CodecError::UnknownSchemaId { .. }) => {
+            ProcessError::Transient {
+                class: e.class(),
+                message: e.to_string(),
+                schema_id: None,
+            }
+        }
+        _ => ProcessError::permanent(e.class(), e.to_string()),
+    };
+    match e.schema_id() {
+        Some(id) => err.with_schema_id(id),
+        None => err,
+    }
+}
+
 /// The sample processor; see the module docs.
 #[derive(Debug)]
 pub struct OrderProcessor {
@@ -166,29 +199,7 @@ impl OrderProcessor {
     }
 
     fn classify(&self, e: &CodecError, attempt: u32) -> ProcessError {
-        let err = match e {
-            CodecError::UnknownSchemaId { .. }
-                if attempt < self.cfg.unknown_schema_max_attempts =>
-            {
-                ProcessError::Transient {
-                    class: e.class(),
-                    message: e.to_string(),
-                    schema_id: None,
-                }
-            }
-            _ if e.is_retriable() && !matches!(e, CodecError::UnknownSchemaId { .. }) => {
-                ProcessError::Transient {
-                    class: e.class(),
-                    message: e.to_string(),
-                    schema_id: None,
-                }
-            }
-            _ => ProcessError::permanent(e.class(), e.to_string()),
-        };
-        match e.schema_id() {
-            Some(id) => err.with_schema_id(id),
-            None => err,
-        }
+        classify_decode_error(e, attempt, self.cfg.unknown_schema_max_attempts)
     }
 
     /// Applies a decoded event (the state-machine part, without decoding).

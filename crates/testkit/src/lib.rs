@@ -13,4 +13,4 @@ mod scripts;
 
 pub use describe::partitions_per_member;
 pub use env::{TestEnv, TestTopics, init_tracing};
-pub use scripts::{kafka_script, python, registry_script, repo_root};
+pub use scripts::{fresh_database, kafka_script, python, registry_script, repo_root};

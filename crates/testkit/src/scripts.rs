@@ -54,3 +54,52 @@ pub fn python() -> PathBuf {
         _ => PathBuf::from(run("python.sh", &["path"]).trim()),
     }
 }
+
+/// A fresh, empty PostgreSQL database for one test, on the server `scripts/postgres.sh` runs
+/// (`ORDERSTREAM_DATABASE_URL` when set, else the script's URL); returns its URL.
+///
+/// # Panics
+/// When the server is not running (the message says how to start it) or refuses.
+pub fn fresh_database(name: &str) -> String {
+    let base = match std::env::var("ORDERSTREAM_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let out = Command::new("bash")
+                .arg(repo_root().join("scripts/postgres.sh"))
+                .arg("url")
+                .output()
+                .unwrap_or_else(|e| panic!("run scripts/postgres.sh url: {e}"));
+            assert!(
+                out.status.success(),
+                "PostgreSQL is not running: start it with `scripts/services.sh up --with postgres` ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    let db: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE \"{db}\""))
+        .output()
+        .unwrap_or_else(|e| panic!("run psql (Debian: apt-get install postgresql-client): {e}"));
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE {db}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("no database in the URL"));
+    format!("{server}/{db}")
+}

@@ -36,6 +36,16 @@ pub(crate) struct ConsumeArgs {
     /// Group protocol: `classic` (cooperative-sticky) or `consumer` (KIP-848).
     #[arg(long, env = "ORDERSTREAM_GROUP_PROTOCOL", default_value = "classic")]
     pub(crate) protocol: String,
+    /// Apply the events to a database with a durable inbox, each batch in one transaction
+    /// committed before its offsets: `sqlite:PATH` or `postgres://user@host:port/db` (exactly
+    /// once across restarts and processes). A password goes in ORDERSTREAM_STORE (the whole
+    /// URL) or --store-password-file, never on the command line. Default: the in-memory
+    /// sample processor (effects lost on exit).
+    #[arg(long, env = "ORDERSTREAM_STORE", hide_env_values = true)]
+    pub(crate) store: Option<String>,
+    /// File holding the store's password (first line), added to --store's URL.
+    #[arg(long, env = "ORDERSTREAM_STORE_PASSWORD_FILE")]
+    pub(crate) store_password_file: Option<std::path::PathBuf>,
 }
 
 /// Builds the member's config from the effective settings and flags.
@@ -146,6 +156,9 @@ pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Resu
     let cfg = consumer_config(settings, &args)?;
     // Fail fast with a clear message instead of polling a cluster that is not there.
     crate::cmd::topics::connect_admin(settings)?;
+    if let Some(url) = crate::cmd::store::url(&args)? {
+        return crate::cmd::store::consume(settings, cfg, &url, args.for_secs).await;
+    }
     let processor = processor(settings)?;
     let cancel = CancellationToken::new();
     crate::signals::cancel_on_signal(cancel.clone());

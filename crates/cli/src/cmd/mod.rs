@@ -6,5 +6,6 @@ pub(crate) mod dlq;
 pub(crate) mod produce;
 pub(crate) mod schemas;
 pub(crate) mod services;
+pub(crate) mod store;
 pub(crate) mod topics;
 pub(crate) mod watch;

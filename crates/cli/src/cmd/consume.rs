@@ -43,7 +43,7 @@ pub(crate) struct ConsumeArgs {
     /// sample processor (effects lost on exit).
     #[arg(long, env = "ORDERSTREAM_STORE", hide_env_values = true)]
     pub(crate) store: Option<String>,
-    /// File holding the store's password (first line), added to --store's URL.
+    /// File holding the store's password (first line), added to the URL of --store.
     #[arg(long, env = "ORDERSTREAM_STORE_PASSWORD_FILE")]
     pub(crate) store_password_file: Option<std::path::PathBuf>,
 }

@@ -5,7 +5,8 @@
 #   scripts/reliability.sh s1 s7       # only the scenarios whose test names match (no table file
 #                                      # is rewritten unless RELIABILITY_WRITE=1)
 #   RELIABILITY_RENDER_ONLY=1 scripts/reliability.sh   # only re-render RELIABILITY.md from the
-#                                      # last results.jsonl (no build, no services, no tests)
+#                                      # last run's results.jsonl and run.json (exit status,
+#                                      # wall time, commit, command); refused when there is no run
 #
 # Starts Kafka (3 KRaft nodes) and the registry with scripts/services.sh when they are not
 # running, and stops only what it started. Running services must be the 3-node layout.
@@ -21,6 +22,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 RESULTS_DIR="${CARGO_TARGET_DIR:-target}/reliability"
 RESULTS="$RESULTS_DIR/results.jsonl"
 RUN_LOG="$RESULTS_DIR/run.log"
+# What the last run was: written after a real run, read by RELIABILITY_RENDER_ONLY=1.
+RUN_INFO="$RESULTS_DIR/run.json"
 OUT="${RELIABILITY_OUT:-RELIABILITY.md}"
 write_table=1
 if [[ $# -gt 0 && ${RELIABILITY_WRITE:-0} != 1 ]]; then
@@ -28,9 +31,14 @@ if [[ $# -gt 0 && ${RELIABILITY_WRITE:-0} != 1 ]]; then
 fi
 
 render_only="${RELIABILITY_RENDER_ONLY:-0}"
-rc="${RELIABILITY_RC:-0}"
-elapsed="${RELIABILITY_ELAPSED:-?}"
-if [[ $render_only != 1 ]]; then
+if [[ $render_only == 1 ]]; then
+  if [[ ! -s $RUN_INFO || ! -s $RESULTS ]]; then
+    echo "no recorded run ($RUN_INFO, $RESULTS): run scripts/reliability.sh first" >&2
+    exit 2
+  fi
+  # the exit status of the run the table comes from
+  rc="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["rc"])' "$RUN_INFO")"
+else
 # Build first: the CLI binary (scenario 9) and the test binary, before the JVMs compete for CPU.
 log "build"
 cargo build --workspace --all-targets --locked
@@ -71,12 +79,18 @@ rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - t0))
 log "suite finished in ${elapsed}s (exit $rc)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD 2>/dev/null || commit="$commit+uncommitted changes"
+python3 -c 'import json, sys; json.dump({"rc": int(sys.argv[1]), "elapsed_s": int(sys.argv[2]), "commit": sys.argv[3], "command": sys.argv[4]}, open(sys.argv[5], "w"))' \
+  "$rc" "$elapsed" "$commit" "scripts/reliability.sh${*:+ $*}" "$RUN_INFO"
 fi
 
 if [[ $write_table == 1 ]]; then
-  python3 - "$RESULTS" "$OUT" "$elapsed" "$rc" <<'PY'
+  python3 - "$RESULTS" "$OUT" "$RUN_INFO" <<'PY'
 import json, sys, datetime, platform, os
-results, out, elapsed, rc = sys.argv[1:5]
+results, out, run_info = sys.argv[1:4]
+run = json.load(open(run_info))
+elapsed, rc = run["elapsed_s"], str(run["rc"])
 rows = []
 if os.path.exists(results):
     with open(results) as f:
@@ -88,7 +102,7 @@ lines = [
     "# Reliability figures",
     "",
     f"Run: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {os.cpu_count()} cores "
-    f"({platform.system()} {platform.machine()}); suite wall time {elapsed} s; "
+    f"({platform.system()} {platform.machine()}); `{run['command']}` at commit {run['commit']}; suite wall time {elapsed} s; "
     + ("all scenarios passed." if rc == "0" else f"**the suite failed (exit {rc})**: see target/reliability/run.log."),
     "",
     *[f"- **{r['scenario']} failed its checks**: `failures` = {r['extra']['failures']} (see its figures below)."

@@ -1,27 +1,28 @@
-//! `demo`: the whole pipeline on the local cluster, with live progress and a closing check that
-//! every acknowledged event was applied once by this run's in-memory processor (effects that
-//! survive restarts and follow partitions between processes: `consume --store`).
+//! `demo`: the whole pipeline on the local cluster, with live progress and a closing check,
+//! made by querying the store, that every acknowledged event was applied exactly once.
 //!
 //! Steps: bring the cluster and registry up if they are not answering, apply the layout,
 //! register the schemas, start a consumer group of N members (in this process, each its own
-//! Kafka consumer), run simulated order services, wait until every acknowledged event has been
-//! applied, stop the members (drain + sync commit), print the summary.
+//! Kafka consumer) applying events to the order store (a fresh embedded SQLite file, or
+//! `--store`), run simulated order services, wait until every acknowledged event is in the
+//! store's inbox, stop the members (drain + sync commit), query the store, print the summary.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orderstream_consumer::sample::OrderProcessor;
-use orderstream_consumer::{ProcessError, Processor, Record, RunSummary};
+use orderstream_consumer::RunSummary;
 use orderstream_producer::DeliveryOutcome;
+use orderstream_schema::{OrderCodec, RegistryConfig};
+use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
 use orderstream_topology::{ApplyMode, ProfileChoice, TopicRole};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::consume::{ConsumeArgs, consumer_config, processor};
+use crate::cmd::consume::{ConsumeArgs, consumer_config};
 use crate::cmd::produce::{ProduceArgs, build_producer};
 use crate::exit;
 use crate::settings::{DEFAULT_BOOTSTRAP, Effective};
@@ -47,27 +48,10 @@ pub(crate) struct DemoArgs {
     /// Give up waiting for the consumers after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
-}
-
-/// Wraps the sample processor to record which event ids this run applied (from the producer's
-/// `event_id` header), so the summary can prove nothing was lost or applied twice.
-#[derive(Debug)]
-struct Witness {
-    inner: Arc<OrderProcessor>,
-    seen: Mutex<HashMap<String, u32>>,
-}
-
-impl Processor for Witness {
-    async fn process(&self, record: &Record) -> Result<(), ProcessError> {
-        self.inner.process(record).await?;
-        if let Some(id) = record.header("event_id") {
-            let id = String::from_utf8_lossy(id).into_owned();
-            if let Ok(mut seen) = self.seen.lock() {
-                *seen.entry(id).or_default() += 1;
-            }
-        }
-        Ok(())
-    }
+    /// Where the members apply the events: `sqlite:PATH` or `postgres://…` (a password only
+    /// through ORDERSTREAM_DEMO_STORE). Default: a fresh SQLite file under the temp directory.
+    #[arg(long, env = "ORDERSTREAM_DEMO_STORE", hide_env_values = true)]
+    pub(crate) store: Option<String>,
 }
 
 fn kafka_up(settings: &Effective) -> bool {
@@ -207,10 +191,33 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     let group = format!("orderstream-demo-{tag}");
     start_group_at_end(settings, &group, &orders.name)?;
 
-    let witness = Arc::new(Witness {
-        inner: processor(settings)?,
-        seen: Mutex::new(HashMap::new()),
-    });
+    let store_url = match &args.store {
+        Some(url) => {
+            if std::env::var("ORDERSTREAM_DEMO_STORE").ok().as_deref() != Some(url.as_str())
+                && orderstream_store::redact(url) != *url
+            {
+                return Err(exit::UsageError(
+                    "--store: a password on the command line is visible to every user (ps); use ORDERSTREAM_DEMO_STORE".into(),
+                )
+                .into());
+            }
+            url.clone()
+        }
+        None => {
+            let dir = std::env::temp_dir().join("orderstream-demo");
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            format!("sqlite:{}", dir.join(format!("orders-{tag}.db")).display())
+        }
+    };
+    let store = OrderStore::connect(&StoreConfig::new(&store_url))
+        .await
+        .map_err(|e| exit::UsageError(e.to_string()))?;
+    let codec = OrderCodec::new(RegistryConfig {
+        url: settings.registry_url.clone(),
+        ..RegistryConfig::default()
+    })?;
+    let applier = Arc::new(StoreProcessor::new(codec, store.clone()));
+    println!("store: {}", store.url());
     let consume_args = ConsumeArgs {
         group: group.clone(),
         for_secs: None,
@@ -227,12 +234,12 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     let stop_consumers = CancellationToken::new();
     let mut members = tokio::task::JoinSet::new();
     for _ in 0..args.members {
-        let (cfg, w, c) = (
+        let (cfg, a, c) = (
             cfg.clone(),
-            Arc::clone(&witness),
+            Arc::clone(&applier),
             stop_consumers.child_token(),
         );
-        members.spawn(async move { orderstream_consumer::run(cfg, w, c).await });
+        members.spawn(async move { orderstream_consumer::run_batched(cfg, a, c).await });
     }
     wait_for_group(settings, &group, args.members).await;
     println!(
@@ -268,7 +275,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
             settings.clone(),
             group.clone(),
             orders.name.clone(),
-            Arc::clone(&witness),
+            Arc::clone(&applier),
         );
         let partitions = orders.partitions;
         let producer = producer.clone();
@@ -278,23 +285,23 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
             let mut last_applied = 0u64;
             while !c.is_cancelled() && !done.is_cancelled() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let s = w.inner.snapshot();
+                let s = w.counts();
                 let (s2, g2, t2) = (settings.clone(), group.clone(), topic.clone());
                 let lag = tokio::task::spawn_blocking(move || lag(&s2, &g2, &t2, partitions))
                     .await
                     .unwrap_or_default();
                 let lag_txt: Vec<String> = lag.iter().map(|(p, l)| format!("p{p}:{l}")).collect();
                 println!(
-                    "[{:>5.1}s] in flight {:>6} | applied {:>7} ({:>6}/s) | duplicates skipped {} | dead letters {} | lag {}",
+                    "[{:>5.1}s] in flight {:>6} | applied {:>7} ({:>6}/s) | redeliveries recognised {} | dead letters {} | lag {}",
                     started.elapsed().as_secs_f64(),
                     producer.in_flight(),
-                    s.applied_events,
-                    s.applied_events - last_applied,
+                    s.applied,
+                    s.applied - last_applied,
                     s.duplicates,
-                    s.rejected,
+                    s.illegal,
                     lag_txt.join(" ")
                 );
-                last_applied = s.applied_events;
+                last_applied = s.applied;
             }
         })
     };
@@ -313,11 +320,13 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     // Wait until every acknowledged event was applied (or the timeout).
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
-        let applied_all = witness
-            .seen
-            .lock()
-            .map(|s| acked.iter().all(|id| s.contains_key(id)))
-            .unwrap_or(false);
+        // cheap test first (this process's count), then the store itself
+        let applied_all = applier.counts().applied + applier.counts().unknown_kinds
+            >= acked.len() as u64
+            && store
+                .inbox("")
+                .await
+                .is_ok_and(|inbox| acked.iter().all(|id| inbox.contains_key(id)));
         if applied_all || Instant::now() > deadline || cancel.is_cancelled() {
             break;
         }
@@ -333,12 +342,15 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     }
     live.abort();
 
-    let seen = witness.seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let lost = acked.iter().filter(|id| !seen.contains_key(*id)).count();
-    let redelivered: u32 = seen.values().map(|n| n.saturating_sub(1)).sum();
-    let snapshot = witness.inner.snapshot();
-    let distinct = seen.len() as u64;
-    let duplicate_effects = snapshot.applied_events.saturating_sub(distinct);
+    // The verdict comes from the store, queried after the members stopped.
+    let inbox = store.inbox("").await?;
+    let lost = acked.iter().filter(|id| !inbox.contains_key(*id)).count();
+    let applied_twice = acked
+        .iter()
+        .filter(|id| inbox.get(*id).is_some_and(|n| *n > 1))
+        .count();
+    let counts = store.counts().await?;
+    let seen = applier.counts();
     let final_lag: i64 = lag(settings, &group, &orders.name, orders.partitions)
         .values()
         .sum();
@@ -346,27 +358,27 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     println!("\n{}", stats.stats.summary());
     println!("\n=== demo summary ===");
     println!("{:<38} {:>10}", "events acknowledged by Kafka", acked.len());
-    println!(
-        "{:<38} {:>10}",
-        "events applied (distinct event ids)", distinct
-    );
+    println!("{:<38} {:>10}", "events in the store's inbox", counts.inbox);
     println!(
         "{:<38} {:>10}",
         "acknowledged but never applied (lost)", lost
     );
-    println!("{:<38} {:>10}", "duplicate effects", duplicate_effects);
     println!(
         "{:<38} {:>10}",
-        "redeliveries absorbed by dedup", redelivered
+        "acknowledged and applied twice", applied_twice
     );
-    println!("{:<38} {:>10}", "dead letters", snapshot.rejected);
+    println!(
+        "{:<38} {:>10}",
+        "redeliveries recognised by the store", seen.duplicates
+    );
+    println!("{:<38} {:>10}", "dead letters", seen.illegal);
     println!(
         "{:<38} {:>10}",
         "failed / possibly persisted",
         stats.stats.failed + stats.stats.possibly_persisted
     );
     println!("{:<38} {:>10}", "final lag (offsets)", final_lag);
-    println!("{:<38} {:>10}", "orders tracked", snapshot.orders.len());
+    println!("{:<38} {:>10}", "orders in the store", counts.orders);
     for (i, s) in summaries.iter().enumerate() {
         let parts: Vec<String> = s
             .committed
@@ -382,15 +394,21 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
             parts.join(",")
         );
     }
-    let ok = lost == 0 && duplicate_effects == 0 && flush.complete && stats.stats.complete();
+    let ok = lost == 0
+        && applied_twice == 0
+        && seen.illegal == 0
+        && flush.complete
+        && stats.stats.complete();
+    println!("store (queried for the figures above): {}", store.url());
     println!(
         "result: {}",
         if ok {
-            "OK — every acknowledged event applied once, in this run's memory (durable effects: orderstream consume --store)"
+            "OK — every acknowledged event applied exactly once, checked in the store"
         } else {
             "PROBLEM — see the figures above"
         }
     );
+    store.close().await;
     Ok(if ok {
         exit::SUCCESS
     } else {

@@ -1,5 +1,6 @@
 //! `orderstream`: the command-line entry point.
 
+mod choices;
 mod cli;
 mod cmd;
 mod exit;

@@ -52,6 +52,30 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
+fn a_typo_in_a_choice_is_refused_with_the_choices() {
+    for (args, needle) in [
+        (
+            &["consume", "--ordering", "kye"][..],
+            "[possible values: key, partition]",
+        ),
+        (
+            &["consume", "--protocol", "kip848"][..],
+            "[possible values: classic, consumer]",
+        ),
+        (
+            &["produce", "--compression", "zstd"][..],
+            "[possible values: lz4, none, gzip, snappy]",
+        ),
+        (
+            &["schemas", "check", "--mode", "SIDEWAYS"][..],
+            "FULL_TRANSITIVE",
+        ),
+    ] {
+        assert_fails(&offline(args), 2, needle);
+    }
+}
+
+#[test]
 fn malformed_bootstrap_is_refused_before_connecting() {
     assert_fails(
         &offline(&["--bootstrap", "localhost", "topics", "diff"]),

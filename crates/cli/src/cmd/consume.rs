@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use orderstream_consumer::sample::{OrderProcessor, SampleConfig, SampleSnapshot};
-use orderstream_consumer::{ConsumerConfig, GroupProtocol, OrderingMode, RunSummary, Topics};
+use orderstream_consumer::{ConsumerConfig, RunSummary, Topics};
 use orderstream_schema::{OrderCodec, RegistryConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::choices::{Ordering, Protocol};
 use crate::exit;
 use crate::settings::Effective;
 
@@ -22,10 +23,9 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long = "for", env = "ORDERSTREAM_CONSUME_FOR")]
     pub(crate) for_secs: Option<u64>,
-    /// Ordering inside a partition: `key` (same key in order, keys in parallel) or
-    /// `partition` (strictly one record at a time per partition).
-    #[arg(long, env = "ORDERSTREAM_ORDERING", default_value = "key")]
-    pub(crate) ordering: String,
+    /// Ordering inside a partition.
+    #[arg(long, env = "ORDERSTREAM_ORDERING", value_enum, default_value_t = Ordering::Key)]
+    pub(crate) ordering: Ordering,
     /// Records of one partition in work at once (different keys only).
     #[arg(long, env = "ORDERSTREAM_MAX_CONCURRENCY", default_value_t = 16)]
     pub(crate) max_concurrency: usize,
@@ -33,9 +33,9 @@ pub(crate) struct ConsumeArgs {
     /// together (≥ 4; see docs/configuration.md).
     #[arg(long, env = "ORDERSTREAM_MEMORY_BUDGET_MIB", default_value_t = 64)]
     pub(crate) memory_budget_mib: usize,
-    /// Group protocol: `classic` (cooperative-sticky) or `consumer` (KIP-848).
-    #[arg(long, env = "ORDERSTREAM_GROUP_PROTOCOL", default_value = "classic")]
-    pub(crate) protocol: String,
+    /// Group protocol.
+    #[arg(long, env = "ORDERSTREAM_GROUP_PROTOCOL", value_enum, default_value_t = Protocol::Classic)]
+    pub(crate) protocol: Protocol,
     /// Apply the events to a database with a durable inbox, each batch in one transaction
     /// committed before its offsets: `sqlite:PATH` or `postgres://user@host:port/db` (exactly
     /// once across restarts and processes). A password goes in ORDERSTREAM_STORE (the whole
@@ -59,26 +59,8 @@ pub(crate) fn consumer_config(
         args.group.clone(),
         Topics::from(&topology.names()),
     );
-    cfg.ordering = match args.ordering.as_str() {
-        "key" => OrderingMode::Key,
-        "partition" => OrderingMode::Partition,
-        other => {
-            return Err(exit::UsageError(format!(
-                "--ordering `{other}`: expected key or partition"
-            ))
-            .into());
-        }
-    };
-    cfg.group_protocol = match args.protocol.as_str() {
-        "classic" => GroupProtocol::default(),
-        "consumer" => GroupProtocol::Consumer,
-        other => {
-            return Err(exit::UsageError(format!(
-                "--protocol `{other}`: expected classic or consumer"
-            ))
-            .into());
-        }
-    };
+    cfg.ordering = args.ordering.into();
+    cfg.group_protocol = args.protocol.into();
     cfg.max_concurrency = args.max_concurrency;
     cfg.memory_budget = args.memory_budget_mib.saturating_mul(1 << 20);
     cfg.extra_consumer = settings.kafka.clone().into_iter().collect();

@@ -221,10 +221,10 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     let consume_args = ConsumeArgs {
         group: group.clone(),
         for_secs: None,
-        ordering: "key".into(),
+        ordering: crate::choices::Ordering::Key,
         max_concurrency: 16,
         memory_budget_mib: 64,
-        protocol: "classic".into(),
+        protocol: crate::choices::Protocol::Classic,
         store: None,
         store_password_file: None,
     };
@@ -262,7 +262,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         open_orders: 50,
         window: 5_000,
         linger_ms: 5,
-        compression: "lz4".into(),
+        compression: crate::choices::Codec::Lz4,
         quiet: true,
     };
     let producer = build_producer(settings, &produce_args).await?;

@@ -41,9 +41,9 @@ pub(crate) struct ProduceArgs {
     /// linger.ms of the producer.
     #[arg(long, env = "ORDERSTREAM_LINGER_MS", default_value_t = 5)]
     pub(crate) linger_ms: u64,
-    /// Compression: lz4, none, gzip, snappy.
-    #[arg(long, env = "ORDERSTREAM_COMPRESSION", default_value = "lz4")]
-    pub(crate) compression: String,
+    /// Compression of the producer's batches.
+    #[arg(long, env = "ORDERSTREAM_COMPRESSION", value_enum, default_value_t = crate::choices::Codec::Lz4)]
+    pub(crate) compression: crate::choices::Codec,
     /// Hide the progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -142,18 +142,7 @@ pub(crate) async fn build_producer(
     settings: &Effective,
     args: &ProduceArgs,
 ) -> anyhow::Result<OrderProducer> {
-    let compression: Compression = match args.compression.as_str() {
-        "lz4" => Compression::Lz4,
-        "none" => Compression::None,
-        "gzip" => Compression::Gzip,
-        "snappy" => Compression::Snappy,
-        other => {
-            return Err(exit::UsageError(format!(
-                "--compression `{other}`: expected lz4, none, gzip or snappy"
-            ))
-            .into());
-        }
-    };
+    let compression: Compression = args.compression.into();
     let config = ProducerConfig {
         bootstrap_servers: settings.bootstrap.clone(),
         linger: Duration::from_millis(args.linger_ms),

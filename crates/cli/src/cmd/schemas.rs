@@ -12,6 +12,7 @@ use orderstream_schema::compat::Mode;
 use orderstream_schema::registry_admin::{AdminError, RegistryAdmin};
 use orderstream_schema::{SubjectStrategy, diff};
 
+use crate::choices::{Compat, Subjects};
 use crate::exit;
 use crate::settings::Effective;
 
@@ -36,20 +37,23 @@ pub(crate) struct Source {
 /// Arguments shared by the schema commands that judge versions.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SchemaArgs {
-    /// Compatibility mode: BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, or NONE.
+    /// Compatibility mode (Confluent's names, any case).
     #[arg(
         long,
         env = "ORDERSTREAM_COMPATIBILITY",
-        default_value = "FULL_TRANSITIVE"
+        value_enum,
+        ignore_case = true,
+        default_value_t = Compat::FullTransitive
     )]
-    pub(crate) mode: String,
-    /// Registry subject strategy: topic-name, record-name or topic-record-name.
+    pub(crate) mode: Compat,
+    /// Registry subject strategy.
     #[arg(
         long,
         env = "ORDERSTREAM_SUBJECT_STRATEGY",
-        default_value = "topic-name"
+        value_enum,
+        default_value_t = Subjects::TopicName
     )]
-    pub(crate) subject_strategy: String,
+    pub(crate) subject_strategy: Subjects,
     #[command(flatten)]
     pub(crate) source: Source,
 }
@@ -88,15 +92,7 @@ pub(crate) enum SchemasCommand {
 }
 
 fn parse(args: &SchemaArgs) -> anyhow::Result<(Mode, SubjectStrategy)> {
-    let mode: Mode = args
-        .mode
-        .parse()
-        .map_err(|e| exit::UsageError(format!("--mode: {e}")))?;
-    let strategy: SubjectStrategy = args
-        .subject_strategy
-        .parse()
-        .map_err(|e| exit::UsageError(format!("--subject-strategy: {e}")))?;
-    Ok((mode, strategy))
+    Ok((args.mode.into(), args.subject_strategy.into()))
 }
 
 /// Reads the versions; every problem with the files is the user's to fix (exit 2).

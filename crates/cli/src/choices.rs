@@ -1,0 +1,124 @@
+//! The command line's choice flags as clap `ValueEnum`s: `--help` lists the choices and clap
+//! refuses a typo before anything runs. Each maps to the library type it selects.
+
+use clap::ValueEnum;
+use orderstream_consumer::{GroupProtocol, OrderingMode};
+use orderstream_producer::Compression;
+use orderstream_schema::SubjectStrategy;
+use orderstream_schema::compat::Mode;
+
+/// `consume --ordering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Ordering {
+    /// Records of one key in order, keys in parallel.
+    Key,
+    /// Strictly one record at a time per partition.
+    Partition,
+}
+
+impl From<Ordering> for OrderingMode {
+    fn from(o: Ordering) -> Self {
+        match o {
+            Ordering::Key => OrderingMode::Key,
+            Ordering::Partition => OrderingMode::Partition,
+        }
+    }
+}
+
+/// `consume --protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Protocol {
+    /// The classic protocol with the cooperative-sticky assignor.
+    Classic,
+    /// The KIP-848 consumer protocol.
+    Consumer,
+}
+
+impl From<Protocol> for GroupProtocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Classic => GroupProtocol::default(),
+            Protocol::Consumer => GroupProtocol::Consumer,
+        }
+    }
+}
+
+/// `produce --compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Codec {
+    /// lz4 (default): cheap, good on Avro.
+    Lz4,
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+}
+
+impl From<Codec> for Compression {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::Lz4 => Compression::Lz4,
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+        }
+    }
+}
+
+/// `schemas --mode`, named as in the Confluent API (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Compat {
+    /// New reads previous.
+    Backward,
+    /// New reads all earlier.
+    BackwardTransitive,
+    /// Previous reads new.
+    Forward,
+    /// All earlier read new.
+    ForwardTransitive,
+    /// Backward and forward.
+    Full,
+    /// Backward and forward against all earlier.
+    FullTransitive,
+    /// No check.
+    None,
+}
+
+impl From<Compat> for Mode {
+    fn from(c: Compat) -> Self {
+        match c {
+            Compat::Backward => Mode::Backward,
+            Compat::BackwardTransitive => Mode::BackwardTransitive,
+            Compat::Forward => Mode::Forward,
+            Compat::ForwardTransitive => Mode::ForwardTransitive,
+            Compat::Full => Mode::Full,
+            Compat::FullTransitive => Mode::FullTransitive,
+            Compat::None => Mode::None,
+        }
+    }
+}
+
+/// `schemas --subject-strategy` (the values are Confluent's strategy names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum Subjects {
+    /// `<topic>-value` (Confluent's default).
+    TopicName,
+    /// The record's full name.
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
+impl From<Subjects> for SubjectStrategy {
+    fn from(s: Subjects) -> Self {
+        match s {
+            Subjects::TopicName => SubjectStrategy::TopicName,
+            Subjects::RecordName => SubjectStrategy::RecordName,
+            Subjects::TopicRecordName => SubjectStrategy::TopicRecordName,
+        }
+    }
+}

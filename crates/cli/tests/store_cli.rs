@@ -1,7 +1,7 @@
 //! `orderstream consume --store` against a real PostgreSQL and the real cluster: member
-//! processes SIGKILLed and restarted while order events are produced. The effects are counted by
-//! querying the database and compared with the events read back from Kafka by an independent
-//! reader: every event applied exactly once, every order in its final state, every customer's
+//! processes SIGKILLed 20 times and restarted while order events are produced. The effects are
+//! counted by querying the database and compared with the events read back from Kafka by an
+//! independent reader: every event applied exactly once, every order in its final state, every customer's
 //! totals right.
 
 mod support;
@@ -19,7 +19,7 @@ use rdkafka::Message;
 use support::{interrupt, orderstream, text};
 
 const ORDERS: usize = 300;
-const KILLS: usize = 6;
+const KILLS: usize = 20;
 
 fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
     OrderEvent {
@@ -107,9 +107,12 @@ async fn sigkilled_members_apply_every_event_exactly_once_in_postgres() {
                 assert!(p.outcome().await.is_delivered(), "every send acknowledged");
                 acked += 1;
             }
-            // Kill a member while it works through what was just produced, restart it.
-            if kills < KILLS {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+            // Kill members while they work through what was just produced, restart them.
+            for _ in 0..KILLS.div_ceil(8) {
+                if kills == KILLS {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
                 let victim = kills % members.len();
                 let mut dead = members.swap_remove(victim);
                 dead.kill().expect("SIGKILL");

@@ -1,8 +1,8 @@
 //! `orderstream consume --store` against a real PostgreSQL and the real cluster: member
 //! processes SIGKILLed 20 times and restarted while order events are produced. The effects are
 //! counted by querying the database and compared with the events read back from Kafka by an
-//! independent reader: every event applied exactly once, every order in its final state, every customer's
-//! totals right.
+//! independent reader: every event applied exactly once, every order in its final state, every
+//! customer's totals right.
 
 mod support;
 

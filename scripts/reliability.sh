@@ -115,9 +115,10 @@ lines = [
     "",
     "Regenerate with `scripts/reliability.sh`. Definitions (tests/reliability/checker.rs): "
     "**lost** = acked but never consumed; **misplaced** = the acked (partition, offset) holds another event; "
-    "**dup raw** = consumed records minus distinct event ids; **dup after dedup** = effects applied twice "
-    "after dedup by event id (scenarios 1, 3, 7 read the topic back and pass it through the consumer's "
-    "`Dedup`); **reorder** = per key, a sequence going backwards in first-consumed order of its partition; "
+    "**dup raw** = consumed records minus distinct event ids (redeliveries); **dup after dedup** = effects "
+    "applied twice, counted from the product's durable store (– where a scenario has none: its handler is "
+    "the test's recorder, whose own dedup would make the figure 0 by construction; effects exactly once "
+    "in PostgreSQL under 20 member SIGKILLs are proven by crates/cli/tests/store_cli.rs); **reorder** = per key, a sequence going backwards in first-consumed order of its partition; "
     "**poss. pers.** = sends reported possibly persisted (timed out / in doubt); **recover** = per "
     "scenario, see its `recover` note.",
     "",

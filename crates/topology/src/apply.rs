@@ -14,6 +14,10 @@ use crate::{Profile, TopicRole, TopicSpec, Topology, TopologyError};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a topic whose managed configs are all described as unset is asked again before it
+/// counts as drifted (brokers apply a new topic's configs asynchronously).
+const UNSET_GRACE: Duration = Duration::from_secs(5);
+
 /// What `apply` may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApplyMode {
@@ -241,6 +245,9 @@ pub async fn apply<C: ClientContext + 'static>(
             None => {
                 create(admin, &opts, spec, &profile).await?;
                 wait_until_visible(admin, spec).await?;
+                // A broker may describe a just-created topic before it has applied its
+                // configs: a `topics apply` right after this one must not report drift.
+                wait_until_configs_visible(admin, &opts, spec, &profile, "create_topics").await?;
                 TopicReport {
                     role,
                     name: spec.name.clone(),
@@ -254,7 +261,8 @@ pub async fn apply<C: ClientContext + 'static>(
                     TopicAction::Unchanged
                 } else if mode == ApplyMode::Fix && drift.iter().any(Drift::fixable) {
                     fix_configs(admin, &opts, spec, &profile).await?;
-                    wait_until_configs_visible(admin, &opts, spec, &profile).await?;
+                    wait_until_configs_visible(admin, &opts, spec, &profile, "alter_configs")
+                        .await?;
                     TopicAction::Fixed
                 } else {
                     TopicAction::Drifted
@@ -374,8 +382,20 @@ async fn drift_of<C: ClientContext + 'static>(
             live: rf,
         });
     }
-    let live = describe(admin, opts, &spec.name).await?;
-    for (key, declared) in managed_configs(spec, profile) {
+    // A broker that has not yet applied a new topic's config records describes every managed
+    // config as unset; that is lag, not drift, so a topic whose managed configs are *all* unset
+    // is asked again for a moment before it counts as drifted.
+    let managed = managed_configs(spec, profile);
+    let deadline = std::time::Instant::now() + UNSET_GRACE;
+    let live = loop {
+        let live = describe(admin, opts, &spec.name).await?;
+        let all_unset = managed.iter().all(|(key, _)| !live.contains_key(*key));
+        if !all_unset || std::time::Instant::now() > deadline {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (key, declared) in managed {
         let value = live.get(key).cloned();
         if value.as_deref() != Some(declared.as_str()) {
             drift.push(Drift::Config {
@@ -441,16 +461,17 @@ async fn fix_configs<C: ClientContext + 'static>(
     Ok(())
 }
 
-/// Waits until `describe_configs` reports the managed values just set: brokers apply the
-/// controller's metadata asynchronously, and a `topics diff` run right after `apply --fix` must
-/// not see the old values.
+/// Waits until `describe_configs` reports the managed values just set (by `request`): brokers
+/// apply the controller's metadata asynchronously, and a `topics diff` run right after `apply`
+/// must not see other values.
 async fn wait_until_configs_visible<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     opts: &AdminOptions,
     spec: &TopicSpec,
     profile: &Profile,
+    request: &'static str,
 ) -> Result<(), TopologyError> {
-    poll_until_converged("alter_configs", &spec.name, async || {
+    poll_until_converged(request, &spec.name, async || {
         let live = describe(admin, opts, &spec.name).await?;
         let stale: Vec<&str> = managed_configs(spec, profile)
             .iter()
@@ -459,7 +480,7 @@ async fn wait_until_configs_visible<C: ClientContext + 'static>(
             .collect();
         Ok((!stale.is_empty()).then(|| {
             format!(
-                "altered, but {} still reported with old values",
+                "set, but {} still reported with other values",
                 stale.join(", ")
             )
         }))

@@ -70,16 +70,34 @@ pub(crate) fn consumer_config(
     Ok(cfg)
 }
 
-/// The sample processor with its registry codec.
-pub(crate) fn processor(settings: &Effective) -> anyhow::Result<Arc<OrderProcessor>> {
-    let codec = OrderCodec::new(RegistryConfig {
+/// The registry codec every consuming command decodes with.
+pub(crate) fn codec(settings: &Effective) -> anyhow::Result<OrderCodec> {
+    Ok(OrderCodec::new(RegistryConfig {
         url: settings.registry_url.clone(),
         ..RegistryConfig::default()
-    })?;
+    })?)
+}
+
+/// The sample processor with its registry codec.
+pub(crate) fn processor(settings: &Effective) -> anyhow::Result<Arc<OrderProcessor>> {
     Ok(Arc::new(OrderProcessor::new(
-        codec,
+        codec(settings)?,
         SampleConfig::default(),
     )))
+}
+
+/// Cancelled by SIGINT/SIGTERM, or after `for_secs` when given.
+pub(crate) fn stop_token(for_secs: Option<u64>) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    crate::signals::cancel_on_signal(cancel.clone());
+    if let Some(secs) = for_secs {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            c.cancel();
+        });
+    }
+    cancel
 }
 
 /// A human summary of one member's run and the processor's state.
@@ -142,15 +160,7 @@ pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Resu
         return crate::cmd::store::consume(settings, cfg, &url, args.for_secs).await;
     }
     let processor = processor(settings)?;
-    let cancel = CancellationToken::new();
-    crate::signals::cancel_on_signal(cancel.clone());
-    if let Some(secs) = args.for_secs {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
-            c.cancel();
-        });
-    }
+    let cancel = stop_token(args.for_secs);
     let ticker = {
         let p = Arc::clone(&processor);
         let c = cancel.clone();

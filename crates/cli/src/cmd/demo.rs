@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use orderstream_consumer::RunSummary;
 use orderstream_producer::DeliveryOutcome;
-use orderstream_schema::{OrderCodec, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
 use orderstream_topology::{ApplyMode, ProfileChoice, TopicRole};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -212,11 +211,10 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     let store = OrderStore::connect(&StoreConfig::new(&store_url))
         .await
         .map_err(|e| exit::UsageError(e.to_string()))?;
-    let codec = OrderCodec::new(RegistryConfig {
-        url: settings.registry_url.clone(),
-        ..RegistryConfig::default()
-    })?;
-    let applier = Arc::new(StoreProcessor::new(codec, store.clone()));
+    let applier = Arc::new(StoreProcessor::new(
+        crate::cmd::consume::codec(settings)?,
+        store.clone(),
+    ));
     println!("store: {}", store.url());
     let consume_args = ConsumeArgs {
         group: group.clone(),

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use orderstream_consumer::ConsumerConfig;
-use orderstream_schema::{OrderCodec, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig, StoreProcessor, redact};
-use tokio_util::sync::CancellationToken;
 
 use crate::cmd::consume::ConsumeArgs;
 use crate::exit;
@@ -73,20 +71,11 @@ pub(crate) async fn consume(
     let store = OrderStore::connect(&StoreConfig::new(url))
         .await
         .map_err(|e| exit::UsageError(e.to_string()))?;
-    let codec = OrderCodec::new(RegistryConfig {
-        url: settings.registry_url.clone(),
-        ..RegistryConfig::default()
-    })?;
-    let processor = Arc::new(StoreProcessor::new(codec, store.clone()));
-    let cancel = CancellationToken::new();
-    crate::signals::cancel_on_signal(cancel.clone());
-    if let Some(secs) = for_secs {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
-            c.cancel();
-        });
-    }
+    let processor = Arc::new(StoreProcessor::new(
+        crate::cmd::consume::codec(settings)?,
+        store.clone(),
+    ));
+    let cancel = crate::cmd::consume::stop_token(for_secs);
     let ticker = {
         let p = Arc::clone(&processor);
         let c = cancel.clone();

@@ -86,6 +86,24 @@ pub(crate) fn processor(settings: &Effective) -> anyhow::Result<Arc<OrderProcess
     )))
 }
 
+/// Every 5 s until `cancel`: `report(last)` logs progress since the previous report (the applied
+/// count it returned) and returns the applied count now.
+pub(crate) fn spawn_progress(
+    cancel: CancellationToken,
+    report: impl Fn(u64) -> u64 + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = 0;
+        while !cancel.is_cancelled() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            last = report(last);
+        }
+    })
+}
+
 /// Cancelled by SIGINT/SIGTERM, or after `for_secs` when given.
 pub(crate) fn stop_token(for_secs: Option<u64>) -> CancellationToken {
     let cancel = CancellationToken::new();
@@ -163,24 +181,16 @@ pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Resu
     let cancel = stop_token(args.for_secs);
     let ticker = {
         let p = Arc::clone(&processor);
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            let mut last = 0;
-            while !c.is_cancelled() {
-                tokio::select! {
-                    () = c.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-                let s = p.snapshot();
-                tracing::info!(
-                    applied = s.applied_events,
-                    per_sec = (s.applied_events - last) / 5,
-                    duplicates = s.duplicates,
-                    rejected = s.rejected,
-                    "progress"
-                );
-                last = s.applied_events;
-            }
+        spawn_progress(cancel.clone(), move |last| {
+            let s = p.snapshot();
+            tracing::info!(
+                applied = s.applied_events,
+                per_sec = (s.applied_events - last) / 5,
+                duplicates = s.duplicates,
+                rejected = s.rejected,
+                "progress"
+            );
+            s.applied_events
         })
     };
     let run = orderstream_consumer::run(cfg, Arc::clone(&processor), cancel)

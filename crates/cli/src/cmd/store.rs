@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use orderstream_consumer::ConsumerConfig;
@@ -78,25 +77,17 @@ pub(crate) async fn consume(
     let cancel = crate::cmd::consume::stop_token(for_secs);
     let ticker = {
         let p = Arc::clone(&processor);
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            let mut last = 0;
-            while !c.is_cancelled() {
-                tokio::select! {
-                    () = c.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-                let n = p.counts();
-                tracing::info!(
-                    applied = n.applied,
-                    per_sec = (n.applied - last) / 5,
-                    duplicates = n.duplicates,
-                    illegal = n.illegal,
-                    store_failures = n.store_failures,
-                    "progress"
-                );
-                last = n.applied;
-            }
+        crate::cmd::consume::spawn_progress(cancel.clone(), move |last| {
+            let n = p.counts();
+            tracing::info!(
+                applied = n.applied,
+                per_sec = (n.applied - last) / 5,
+                duplicates = n.duplicates,
+                illegal = n.illegal,
+                store_failures = n.store_failures,
+                "progress"
+            );
+            n.applied
         })
     };
     let run = orderstream_consumer::run_batched(cfg, Arc::clone(&processor), cancel)

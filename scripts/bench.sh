@@ -5,7 +5,9 @@
 #
 # By default it starts its OWN Kafka + registry on separate ports and run dir (so tests and other
 # engineers' services are not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
-# ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing.
+# ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing. Likewise W6
+# starts its own RabbitMQ and NATS (ports 16572 and 14222) unless ORDERSTREAM_AMQP_URL /
+# ORDERSTREAM_NATS_URL are set.
 #
 # Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (19092),
 # BENCH_REGISTRY_PORT (18081), BENCH_REGISTRY_MANAGEMENT_PORT (18091), BENCH_KEEP_SERVICES=1 to
@@ -42,12 +44,22 @@ export ORDERSTREAM_RUN_DIR="${BENCH_RUN_DIR:-/tmp/orderstream-bench-run}"
 export KAFKA_PORT_BASE="${BENCH_KAFKA_PORT_BASE:-19092}"
 export REGISTRY_PORT="${BENCH_REGISTRY_PORT:-18081}"
 export REGISTRY_MANAGEMENT_PORT="${BENCH_REGISTRY_MANAGEMENT_PORT:-18091}"
+# W6's RabbitMQ and NATS, on ports of their own beside a running test set-up.
+export RABBITMQ_PORT="${BENCH_RABBITMQ_PORT:-16572}"
+export RABBITMQ_DIST_PORT="${BENCH_RABBITMQ_DIST_PORT:-16573}"
+export RABBITMQ_EPMD_PORT="${BENCH_RABBITMQ_EPMD_PORT:-16369}"
+export NATS_PORT="${BENCH_NATS_PORT:-14222}"
+export NATS_MONITOR_PORT="${BENCH_NATS_MONITOR_PORT:-18222}"
 out="${BENCH_OUT:-$ROOT_DIR/BENCHMARKS.md}"
 
 started_kafka=0
 started_registry=0
+started_rabbitmq=0
+started_nats=0
 cleanup() {
   [[ "${BENCH_KEEP_SERVICES:-0}" == 1 ]] && return 0
+  if ((started_nats)); then "$ROOT_DIR/scripts/nats.sh" stop || true; fi
+  if ((started_rabbitmq)); then "$ROOT_DIR/scripts/rabbitmq.sh" stop || true; fi
   if ((started_registry)); then "$ROOT_DIR/scripts/registry.sh" stop || true; fi
   if ((started_kafka)); then "$ROOT_DIR/scripts/kafka.sh" stop || true; fi
 }
@@ -69,6 +81,25 @@ else
   ORDERSTREAM_REGISTRY_URL="$("$ROOT_DIR/scripts/registry.sh" url)"
   export ORDERSTREAM_BOOTSTRAP ORDERSTREAM_REGISTRY_URL
   cluster="dedicated bench cluster ($ORDERSTREAM_RUN_DIR), $(tr ',' '\n' <<<"$ORDERSTREAM_BOOTSTRAP" | wc -l) node(s)"
+fi
+
+# W6 (notifications) needs RabbitMQ and NATS: started here unless given; W6 is reported as not
+# run when they cannot start.
+trap cleanup EXIT
+if [[ -z "${ORDERSTREAM_AMQP_URL:-}" ]]; then
+  if ! "$ROOT_DIR/scripts/rabbitmq.sh" status >/dev/null 2>&1; then
+    if "$ROOT_DIR/scripts/rabbitmq.sh" start; then started_rabbitmq=1; fi
+  fi
+  if url="$("$ROOT_DIR/scripts/rabbitmq.sh" url 2>/dev/null)"; then export ORDERSTREAM_AMQP_URL="$url"; fi
+fi
+if [[ -z "${ORDERSTREAM_NATS_URL:-}" ]]; then
+  if ! "$ROOT_DIR/scripts/nats.sh" status >/dev/null 2>&1; then
+    if "$ROOT_DIR/scripts/nats.sh" start; then started_nats=1; fi
+  fi
+  if "$ROOT_DIR/scripts/nats.sh" status >/dev/null 2>&1; then
+    ORDERSTREAM_NATS_URL="$("$ROOT_DIR/scripts/nats.sh" url)"
+    export ORDERSTREAM_NATS_URL
+  fi
 fi
 
 cd "$ROOT_DIR"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python environment of the interop tests and the bench's Python baseline: a venv under
 # the git-ignored cache with confluent-kafka (its own bundled librdkafka) and its Avro
-# serializer (fastavro, the schema-registry client), made once per pinned version.
+# serializer (fastavro, the schema-registry client), plus the independent notification
+# receivers pika (RabbitMQ) and nats-py, made once per pinned version.
 #
 #   scripts/python.sh path    # make the venv if needed; print its interpreter on stdout
 #   scripts/python.sh reset   # remove it
@@ -14,12 +15,14 @@ LOG_TAG=python
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONFLUENT_KAFKA_VERSION=2.16.1
+PIKA_VERSION=1.4.4
+NATS_PY_VERSION=2.16.0
 readonly VENV="$CACHE_DIR/python/confluent-kafka-avro-$CONFLUENT_KAFKA_VERSION"
 readonly MARKER="$VENV/.installed"
 readonly INSTALL_LOG="$CACHE_DIR/python/install.log"
 
 ready() {
-  [[ -f "$MARKER" ]] && "$VENV/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null
+  [[ -f "$MARKER" ]] && "$VENV/bin/python" -c 'import confluent_kafka, fastavro, pika, nats' 2>/dev/null
 }
 
 make_venv() {
@@ -35,8 +38,11 @@ make_venv() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     --only-binary confluent-kafka "confluent-kafka[avro]==$CONFLUENT_KAFKA_VERSION" >>"$INSTALL_LOG" 2>&1 ||
     die "pip install confluent-kafka[avro]==$CONFLUENT_KAFKA_VERSION failed: $(grep -m 1 -i error "$INSTALL_LOG" || tail -n 1 "$INSTALL_LOG")"
-  "$VENV/bin/python" -c 'import confluent_kafka, fastavro' >>"$INSTALL_LOG" 2>&1 ||
-    die "confluent_kafka or fastavro does not import after install: $(tail -n 1 "$INSTALL_LOG")"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "pika==$PIKA_VERSION" "nats-py==$NATS_PY_VERSION" >>"$INSTALL_LOG" 2>&1 ||
+    die "pip install pika==$PIKA_VERSION nats-py==$NATS_PY_VERSION failed: $(grep -m 1 -i error "$INSTALL_LOG" || tail -n 1 "$INSTALL_LOG")"
+  "$VENV/bin/python" -c 'import confluent_kafka, fastavro, pika, nats' >>"$INSTALL_LOG" 2>&1 ||
+    die "confluent_kafka, fastavro, pika or nats does not import after install: $(tail -n 1 "$INSTALL_LOG")"
   touch "$MARKER"
 }
 

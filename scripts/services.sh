@@ -10,32 +10,47 @@ LOG_TAG=services
 
 readonly KAFKA_SH="$ROOT_DIR/scripts/kafka.sh"
 readonly REGISTRY_SH="$ROOT_DIR/scripts/registry.sh"
-# Opt-in (up --with postgres); down and env handle it whenever it runs.
+# Opt-in (up --with postgres,rabbitmq,nats); down and env handle each whenever it runs.
 readonly POSTGRES_SH="$ROOT_DIR/scripts/postgres.sh"
+readonly RABBITMQ_SH="$ROOT_DIR/scripts/rabbitmq.sh"
+readonly NATS_SH="$ROOT_DIR/scripts/nats.sh"
+readonly OPTIONAL=(postgres rabbitmq nats)
+
+# optional_sh NAME: the script of an opt-in service.
+optional_sh() {
+  case "$1" in
+    postgres) printf '%s\n' "$POSTGRES_SH" ;;
+    rabbitmq) printf '%s\n' "$RABBITMQ_SH" ;;
+    nats) printf '%s\n' "$NATS_SH" ;;
+    *) return 1 ;;
+  esac
+}
 
 usage() {
   cat <<EOF
 Usage: scripts/services.sh COMMAND
 
-  up [--nodes 1|3] [--with postgres]
+  up [--nodes 1|3] [--with postgres,rabbitmq,nats]
                     fetch (once) and start Kafka and the registry; wait until both answer.
                     --nodes as for scripts/kafka.sh start (default: the existing layout, else 1)
-                    --with postgres: PostgreSQL too (scripts/postgres.sh start)
-  down              stop the registry and every Kafka node, and PostgreSQL if it runs;
+                    --with: also PostgreSQL (scripts/postgres.sh), RabbitMQ (scripts/rabbitmq.sh),
+                    NATS with JetStream (scripts/nats.sh); a comma list, or the flag repeated
+  down              stop the registry, every Kafka node, and each opt-in service that runs;
                     no server process is left
   status            both services' status. Exit 0 all up, 3 all stopped, 1 anything between.
   env               print shell exports for the test harness:
                       eval "\$(scripts/services.sh env)"
                     sets ORDERSTREAM_BOOTSTRAP, ORDERSTREAM_REGISTRY_URL, ORDERSTREAM_NODES,
-                    and ORDERSTREAM_DATABASE_URL when PostgreSQL runs
+                    and ORDERSTREAM_DATABASE_URL, ORDERSTREAM_AMQP_URL, ORDERSTREAM_NATS_URL for
+                    the opt-in services that run
 
-The environment variables of scripts/kafka.sh, scripts/registry.sh and scripts/postgres.sh apply
+The environment variables of scripts/kafka.sh, scripts/registry.sh and the opt-in services' scripts apply
 (see their help).
 EOF
 }
 
 cmd_up() {
-  local kafka_args=() t0 kafka_rc=0 registry_rc=0 registry_job postgres="" postgres_rc=0
+  local kafka_args=() t0 kafka_rc=0 registry_rc=0 registry_job with=() names=() name list rc failed=""
   while (($# > 0)); do
     case "$1" in
       --nodes)
@@ -43,15 +58,26 @@ cmd_up() {
         shift
         ;;
       --nodes=*) kafka_args=("$1") ;;
-      --with)
-        [[ "${2:-}" == postgres ]] || die "up: --with takes 'postgres', not '${2:-}'"
-        postgres=1
-        shift
+      --with | --with=*)
+        if [[ "$1" == --with ]]; then
+          list="${2:-}"
+          shift
+        else
+          list="${1#--with=}"
+        fi
+        IFS=, read -r -a names <<<"$list"
+        for name in "${names[@]}"; do
+          optional_sh "$name" >/dev/null || die "up: --with takes ${OPTIONAL[*]} (comma-separated), not '$name'"
+          with+=("$name")
+        done
         ;;
-      --with=postgres) postgres=1 ;;
-      *) die "up: unknown argument '$1' (expected --nodes 1|3, --with postgres)" ;;
+      *) die "up: unknown argument '$1' (expected --nodes 1|3, --with ${OPTIONAL[*]})" ;;
     esac
     shift
+  done
+  local postgres=""
+  for name in "${with[@]}"; do
+    [[ "$name" != postgres ]] || postgres=1
   done
   t0="$(now_ms)"
   # Fetch all before starting any, so a download failure never leaves half a system up.
@@ -63,34 +89,45 @@ cmd_up() {
   registry_job=$!
   "$KAFKA_SH" start "${kafka_args[@]}" || kafka_rc=$?
   wait "$registry_job" || registry_rc=$?
-  # PostgreSQL takes well under a second once fetched: no need to overlap it.
-  [[ -z "$postgres" ]] || "$POSTGRES_SH" start || postgres_rc=$?
-  if ((kafka_rc != 0 || registry_rc != 0 || postgres_rc != 0)); then
-    die "start-up failed (Kafka rc=$kafka_rc, registry rc=$registry_rc${postgres:+, PostgreSQL rc=$postgres_rc}; messages above). What did start keeps running: scripts/services.sh down stops it."
+  # The opt-in services start in seconds once the JVMs are up: no need to overlap them.
+  for name in "${with[@]}"; do
+    rc=0
+    "$(optional_sh "$name")" start || rc=$?
+    ((rc == 0)) || failed+=", $name rc=$rc"
+  done
+  if ((kafka_rc != 0 || registry_rc != 0)) || [[ -n "$failed" ]]; then
+    die "start-up failed (Kafka rc=$kafka_rc, registry rc=$registry_rc$failed; messages above). What did start keeps running: scripts/services.sh down stops it."
   fi
   log "all services up in $(elapsed_s "$t0")s"
   log "Kafka bootstrap: $("$KAFKA_SH" bootstrap)"
   log "Schema registry: $("$REGISTRY_SH" url)"
-  [[ -z "$postgres" ]] || log "PostgreSQL: $("$POSTGRES_SH" status)"
+  for name in "${with[@]}"; do
+    log "$("$(optional_sh "$name")" status)"
+  done
 }
 
-# True when scripts/postgres.sh has a server process (answering or not).
-postgres_running() {
+# running SCRIPT: true when an opt-in service's script has a server process (answering or not).
+running() {
   local rc=0
-  "$POSTGRES_SH" status >/dev/null 2>&1 || rc=$?
+  "$1" status >/dev/null 2>&1 || rc=$?
   ((rc != 3))
 }
 
 cmd_down() {
-  local registry_rc=0 kafka_rc=0 postgres_rc=0 scripts=("$KAFKA_SH" "$REGISTRY_SH")
-  # Each stop escalates to SIGKILL on its own timeout, so neither can hang here for ever.
+  local registry_rc=0 kafka_rc=0 rc failed="" name sh scripts=("$KAFKA_SH" "$REGISTRY_SH")
+  # Each stop escalates to SIGKILL on its own timeout, so none can hang here for ever.
   "$REGISTRY_SH" stop || registry_rc=$?
   "$KAFKA_SH" stop || kafka_rc=$?
-  if postgres_running; then
-    "$POSTGRES_SH" stop || postgres_rc=$?
-    scripts+=("$POSTGRES_SH")
-  fi
-  ((registry_rc == 0 && kafka_rc == 0 && postgres_rc == 0)) || die "stopping failed (registry rc=$registry_rc, Kafka rc=$kafka_rc, PostgreSQL rc=$postgres_rc)"
+  for name in "${OPTIONAL[@]}"; do
+    sh="$(optional_sh "$name")"
+    if running "$sh"; then
+      rc=0
+      "$sh" stop || rc=$?
+      ((rc == 0)) || failed+=", $name rc=$rc"
+      scripts+=("$sh")
+    fi
+  done
+  ((registry_rc == 0 && kafka_rc == 0)) && [[ -z "$failed" ]] || die "stopping failed (registry rc=$registry_rc, Kafka rc=$kafka_rc$failed)"
   # Prove it: each reports "stopped" (exit 3) or "never set up" (also 3).
   local rc script
   for script in "${scripts[@]}"; do
@@ -121,9 +158,13 @@ cmd_env() {
   printf 'export ORDERSTREAM_BOOTSTRAP=%q\n' "$bootstrap"
   printf 'export ORDERSTREAM_REGISTRY_URL=%q\n' "$("$REGISTRY_SH" url)"
   printf 'export ORDERSTREAM_NODES=%q\n' "$nodes"
-  if postgres_running; then
-    "$POSTGRES_SH" env
-  fi
+  local name sh
+  for name in "${OPTIONAL[@]}"; do
+    sh="$(optional_sh "$name")"
+    if running "$sh"; then
+      "$sh" env
+    fi
+  done
 }
 
 main() {

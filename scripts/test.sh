@@ -28,18 +28,25 @@ log "offline checks (no services)"
 "$orderstream" schemas check --mode FULL_TRANSITIVE
 
 # The interop tests run an independent producer and encoder (Python confluent-kafka with its
-# Avro serializer, fastavro): made once under the cache, reused after.
+# Avro serializer, fastavro) and independent notification receivers (pika, nats-py): made once
+# under the cache, reused after.
 log "Python interop environment"
 ORDERSTREAM_PYTHON="$(bash scripts/python.sh path)"
 export ORDERSTREAM_PYTHON
 
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
-  log "starting Kafka (3 nodes), the registry and PostgreSQL"
-  bash scripts/services.sh up --nodes 3 --with postgres
+  log "starting Kafka (3 nodes), the registry, PostgreSQL, RabbitMQ and NATS"
+  bash scripts/services.sh up --nodes 3 --with postgres,rabbitmq,nats
   started=1
 fi
+# Opt-in services this script started beside services that were already running.
+also_started=()
 cleanup() {
+  local name
+  for name in "${also_started[@]}"; do
+    bash "scripts/$name.sh" stop || true
+  done
   if [[ $started == 1 ]]; then
     log "stopping services"
     bash scripts/services.sh down || true
@@ -50,15 +57,20 @@ trap cleanup EXIT
 export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh bootstrap)}"
 export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
 export ORDERSTREAM_NODES="${ORDERSTREAM_NODES:-3}"
-if [[ -z "${ORDERSTREAM_DATABASE_URL:-}" ]]; then
-  # services that were already running may lack PostgreSQL: start it (stopped again on exit)
-  if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
-    bash scripts/postgres.sh start
-    [[ $started == 1 ]] || trap 'bash scripts/postgres.sh stop || true; cleanup' EXIT
+# Services that were already running may lack an opt-in one: start it (stopped again on exit).
+for name in postgres rabbitmq nats; do
+  if ! bash "scripts/$name.sh" status >/dev/null 2>&1; then
+    bash "scripts/$name.sh" start
+    [[ $started == 1 ]] || also_started+=("$name")
   fi
+done
+if [[ -z "${ORDERSTREAM_DATABASE_URL:-}" ]]; then
   ORDERSTREAM_DATABASE_URL="$(bash scripts/postgres.sh url)"
   export ORDERSTREAM_DATABASE_URL
 fi
+ORDERSTREAM_AMQP_URL="${ORDERSTREAM_AMQP_URL:-$(bash scripts/rabbitmq.sh url)}"
+ORDERSTREAM_NATS_URL="${ORDERSTREAM_NATS_URL:-$(bash scripts/nats.sh url)}"
+export ORDERSTREAM_AMQP_URL ORDERSTREAM_NATS_URL
 
 log "layout: apply twice (the second run must change nothing)"
 "$orderstream" topics apply

@@ -3,6 +3,7 @@
 //! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
 
 mod consume;
+mod notify;
 mod procs;
 mod report;
 mod util;
@@ -44,13 +45,19 @@ pub(crate) struct Args {
     /// Rounds per comparison (≥ 3).
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
-    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale.
+    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6.
     #[arg(
         long,
-        default_value = "w0,w1,w2,w3,mem,w5,scale",
+        default_value = "w0,w1,w2,w3,mem,w5,scale,w6",
         value_delimiter = ','
     )]
     pub(crate) only: Vec<String>,
+    /// RabbitMQ of W6 (scripts/bench.sh starts one).
+    #[arg(long, env = "ORDERSTREAM_AMQP_URL", hide_env_values = true)]
+    pub(crate) amqp_url: Option<String>,
+    /// NATS server (JetStream on) of W6.
+    #[arg(long, env = "ORDERSTREAM_NATS_URL")]
+    pub(crate) nats_url: Option<String>,
     /// Path of a built `rdkafka_performance` (scripts/bench.sh builds it under target/).
     #[arg(long, env = "RDKAFKA_PERFORMANCE")]
     pub(crate) rdkafka_performance: Option<PathBuf>,
@@ -103,6 +110,7 @@ pub(crate) struct Results {
     pub(crate) mem: Option<consume::Mem>,
     pub(crate) w5: Vec<consume::W5>,
     pub(crate) scale: Option<procs::Scale>,
+    pub(crate) w6: Option<notify::W6>,
     pub(crate) errors: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) elapsed: Duration,
@@ -136,7 +144,7 @@ async fn main() -> Result<()> {
         python,
     };
     let mut res = Results::default();
-    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale"]
+    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6"]
         .iter()
         .any(|w| wants(&args, w));
     let brokers = if needs_broker {
@@ -275,6 +283,22 @@ async fn main() -> Result<()> {
         {
             Ok(r) => res.scale = Some(r),
             Err(e) => res.errors.push(format!("scale-out: {e:#}")),
+        }
+    }
+    if wants(&args, "w6") {
+        eprintln!("W6 notifications ...");
+        let n = if args.quick { 2_000 } else { 10_000 };
+        match (&args.amqp_url, &args.nats_url) {
+            (Some(amqp), Some(nats)) => {
+                match notify::w6(amqp, nats, &args.bootstrap, n, rounds, &mut topics).await {
+                    Ok(r) => res.w6 = Some(r),
+                    Err(e) => res.errors.push(format!("W6: {e:#}")),
+                }
+            }
+            _ => res.errors.push(
+                "W6: not run: needs --amqp-url and --nats-url (scripts/bench.sh starts RabbitMQ and NATS)"
+                    .to_owned(),
+            ),
         }
     }
     util::delete_topics(&args.bootstrap, &topics).await;

@@ -232,6 +232,15 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             );
         }
     }
+    if let Some(w) = &r.w6 {
+        let m = w.rabbit_vs_baseline();
+        let _ = writeln!(
+            t,
+            "| 9 | RabbitMQ sink (confirmed, persistent, quorum queue) ≥ 10× channel-per-publish without confirms, notifications/s | {}× | {} |",
+            m.fmt(1),
+            verdict(m, |x| x >= 10.0)
+        );
+    }
     let _ = writeln!(s, "## Targets\n\n{t}");
 
     // ---------------- W0
@@ -542,6 +551,49 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             );
         }
         for e in &sc.errors {
+            let _ = writeln!(s, "\n- error: {e}");
+        }
+        let _ = writeln!(s);
+    }
+    if let Some(w) = &r.w6 {
+        let _ = writeln!(
+            s,
+            "## W6 notifications\n\n{} notifications of new orders ({} B JSON bodies) per round, the same messages to each \
+             sink, rounds interleaved. Our sinks publish rounds of {} (one partition's batch) and await every confirm: \
+             RabbitMQ = `RabbitSink` (one connection, confirm-mode channel, persistent messages, durable quorum queue, \
+             `mandatory` with an alternate exchange); NATS = `NatsSink` (JetStream file stream, `Nats-Msg-Id`, publish acks). \
+             Baseline = a new channel per message, no confirms, no persistence flag, classic transient queue (the textbook \
+             example). Kafka forward = the same bodies through an idempotent producer (acks=all, linger 5 ms) to a {}-partition topic.\n\n\
+             | sink | notifications/s | our RabbitMQ sink vs it |\n|---|---|---|",
+            w.messages,
+            w.body_bytes,
+            crate::notify::BATCH,
+            crate::util::PARTITIONS
+        );
+        let _ = writeln!(
+            s,
+            "| RabbitMQ sink (ours) | {} | 1.00× |",
+            crate::notify::W6::m(&w.rabbit).fmt(0)
+        );
+        let _ = writeln!(
+            s,
+            "| channel per publish, no confirms (baseline) | {} | {}× |",
+            crate::notify::W6::m(&w.baseline).fmt(0),
+            w.rabbit_vs_baseline().fmt(1)
+        );
+        let _ = writeln!(
+            s,
+            "| NATS JetStream sink (ours) | {} | {}× |",
+            crate::notify::W6::m(&w.nats).fmt(0),
+            w.rabbit_vs_nats().fmt(2)
+        );
+        let _ = writeln!(
+            s,
+            "| Kafka→Kafka forward | {} | {}× |",
+            crate::notify::W6::m(&w.kafka).fmt(0),
+            w.rabbit_vs_kafka().fmt(2)
+        );
+        for e in &w.errors {
             let _ = writeln!(s, "\n- error: {e}");
         }
         let _ = writeln!(s);

@@ -122,3 +122,52 @@ impl From<Subjects> for SubjectStrategy {
         }
     }
 }
+
+/// `up --with`: an opt-in service beside Kafka and the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Service {
+    /// PostgreSQL (the store of `consume --store`).
+    Postgres,
+    /// RabbitMQ (`notify --to rabbitmq`).
+    Rabbitmq,
+    /// NATS with JetStream (`notify --to nats`).
+    Nats,
+}
+
+impl Service {
+    /// The name scripts/services.sh takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Postgres => "postgres",
+            Service::Rabbitmq => "rabbitmq",
+            Service::Nats => "nats",
+        }
+    }
+}
+
+/// `notify --to`: the broker notifications go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NotifyTo {
+    /// RabbitMQ (AMQP 0-9-1) with publisher confirms.
+    Rabbitmq,
+    /// NATS JetStream, deduplicated by event id.
+    Nats,
+}
+
+/// `notify --on`: which processed events become notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NotifyOn {
+    /// New orders only (CREATED).
+    Created,
+    /// Every state change (CREATED, PAID, SHIPPED, DELIVERED, CANCELLED).
+    StateChanges,
+}
+
+impl From<NotifyOn> for orderstream_notify::NotifyOn {
+    fn from(o: NotifyOn) -> Self {
+        match o {
+            NotifyOn::Created => orderstream_notify::NotifyOn::Created,
+            NotifyOn::StateChanges => orderstream_notify::NotifyOn::StateChanges,
+        }
+    }
+}

@@ -24,6 +24,7 @@ Examples:
   orderstream topics apply --profile cluster
   orderstream produce --count 10000 --services 4
   orderstream consume --group billing --for 60
+  orderstream up --with rabbitmq,nats && orderstream notify --to rabbitmq
   orderstream dlq list
   orderstream watch --group billing
   orderstream schemas check --mode FULL_TRANSITIVE";
@@ -73,6 +74,9 @@ pub(crate) enum Command {
         /// Brokers: 1 (fast) or 3 (RF 3, min ISR 2).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         nodes: u8,
+        /// Also start these services (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        with: Vec<crate::choices::Service>,
     },
     /// Stop the local cluster and registry.
     Down,
@@ -91,6 +95,9 @@ pub(crate) enum Command {
     Produce(crate::cmd::produce::ProduceArgs),
     /// Run one consumer-group member with the sample order processor.
     Consume(crate::cmd::consume::ConsumeArgs),
+    /// Run one consumer-group member that notifies other services of processed order events
+    /// over RabbitMQ or NATS JetStream, committing each offset only once its message is confirmed.
+    Notify(crate::cmd::notify::NotifyArgs),
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(crate::cmd::dlq::DlqCommand),

@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         metrics_endpoint::serve(addr)?;
     }
     match cli.command {
-        Command::Up { nodes } => cmd::services::up(nodes),
+        Command::Up { nodes, with } => cmd::services::up(nodes, &with),
         Command::Down => cmd::services::down(),
         Command::Status => cmd::services::status(),
         Command::Bench { args } => cmd::services::bench(&args),
@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(a) => cmd::demo::run(&settings, a).await,
         Command::Produce(a) => cmd::produce::run(&settings, a).await,
         Command::Consume(a) => cmd::consume::run(&settings, a).await,
+        Command::Notify(a) => cmd::notify::run(&settings, a).await,
         Command::Dlq(c) => cmd::dlq::run(&settings, c).await,
         Command::Watch(a) => cmd::watch::run(&settings, a).await,
         Command::Config(cli::ConfigCommand::Show) => {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use orderstream_consumer::{ConsumerConfig, Topics};
+use orderstream_notify::{NatsConfig, RabbitConfig};
 use orderstream_producer::ProducerConfig;
 use orderstream_schema::RegistryConfig;
 
@@ -106,6 +107,14 @@ fn configuration_reference_covers_every_struct_field() {
         ("RegistryConfig", format!("{:?}", RegistryConfig::default())),
         ("ConsumerConfig", format!("{consumer:?}")),
         ("BackoffConfig", format!("{:?}", consumer.backoff)),
+        (
+            "RabbitConfig",
+            format!("{:?}", RabbitConfig::new("amqp://127.0.0.1/%2f")),
+        ),
+        (
+            "NatsConfig",
+            format!("{:?}", NatsConfig::new("nats://127.0.0.1:4222")),
+        ),
     ];
     for (name, debug) in structs {
         let fields = debug_fields(&debug);
@@ -131,6 +140,7 @@ fn configuration_reference_covers_every_flag() {
         vec!["schemas", "diff"],
         vec!["produce"],
         vec!["consume"],
+        vec!["notify"],
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["demo"],

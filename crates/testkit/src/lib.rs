@@ -13,4 +13,7 @@ mod scripts;
 
 pub use describe::partitions_per_member;
 pub use env::{TestEnv, TestTopics, init_tracing};
-pub use scripts::{fresh_database, kafka_script, python, registry_script, repo_root};
+pub use scripts::{
+    amqp_url, fresh_database, kafka_script, nats_script, nats_url, python, rabbitmq_script,
+    registry_script, repo_root,
+};

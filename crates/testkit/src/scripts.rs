@@ -103,3 +103,40 @@ pub fn fresh_database(name: &str) -> String {
         .unwrap_or_else(|| panic!("no database in the URL"));
     format!("{server}/{db}")
 }
+
+/// Runs `scripts/rabbitmq.sh <args>` (`restart`, `stop`, `start`...) and returns stdout.
+///
+/// # Panics
+/// When the script fails.
+pub fn rabbitmq_script(args: &[&str]) -> String {
+    run("rabbitmq.sh", args)
+}
+
+/// Runs `scripts/nats.sh <args>` (`restart`, `kill`, `start`...) and returns stdout.
+///
+/// # Panics
+/// When the script fails.
+pub fn nats_script(args: &[&str]) -> String {
+    run("nats.sh", args)
+}
+
+/// The AMQP URL of the RabbitMQ `scripts/rabbitmq.sh` runs: `ORDERSTREAM_AMQP_URL` when set,
+/// else the script's URL (with its generated password).
+///
+/// # Panics
+/// When RabbitMQ was never started (the message says how).
+pub fn amqp_url() -> String {
+    match std::env::var("ORDERSTREAM_AMQP_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => run("rabbitmq.sh", &["url"]).trim().to_owned(),
+    }
+}
+
+/// The URL of the NATS server `scripts/nats.sh` runs: `ORDERSTREAM_NATS_URL` when set, else
+/// the script's.
+pub fn nats_url() -> String {
+    match std::env::var("ORDERSTREAM_NATS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => run("nats.sh", &["url"]).trim().to_owned(),
+    }
+}

@@ -53,16 +53,43 @@ pub(crate) fn consumer_config(
     settings: &Effective,
     args: &ConsumeArgs,
 ) -> anyhow::Result<ConsumerConfig> {
+    member_config(
+        settings,
+        &args.group,
+        &MemberTuning {
+            ordering: args.ordering,
+            protocol: args.protocol,
+            max_concurrency: args.max_concurrency,
+            memory_budget_mib: args.memory_budget_mib,
+        },
+    )
+}
+
+/// The flags every group member takes besides its group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemberTuning {
+    pub(crate) ordering: Ordering,
+    pub(crate) protocol: Protocol,
+    pub(crate) max_concurrency: usize,
+    pub(crate) memory_budget_mib: usize,
+}
+
+/// A member of `group` on the layout's topics, validated.
+pub(crate) fn member_config(
+    settings: &Effective,
+    group: &str,
+    tuning: &MemberTuning,
+) -> anyhow::Result<ConsumerConfig> {
     let topology = settings.topology()?;
     let mut cfg = ConsumerConfig::new(
         settings.bootstrap.clone(),
-        args.group.clone(),
+        group.to_owned(),
         Topics::from(&topology.names()),
     );
-    cfg.ordering = args.ordering.into();
-    cfg.group_protocol = args.protocol.into();
-    cfg.max_concurrency = args.max_concurrency;
-    cfg.memory_budget = args.memory_budget_mib.saturating_mul(1 << 20);
+    cfg.ordering = tuning.ordering.into();
+    cfg.group_protocol = tuning.protocol.into();
+    cfg.max_concurrency = tuning.max_concurrency;
+    cfg.memory_budget = tuning.memory_budget_mib.saturating_mul(1 << 20);
     cfg.extra_consumer = settings.kafka.clone().into_iter().collect();
     cfg.extra_producer = cfg.extra_consumer.clone();
     cfg.validate()

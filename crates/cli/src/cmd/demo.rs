@@ -83,7 +83,7 @@ async fn ensure_services(settings: &Effective, nodes: u8) -> anyhow::Result<()> 
         );
     }
     println!("starting the local cluster ({nodes} node(s)) and the registry...");
-    crate::cmd::services::up(nodes)?;
+    crate::cmd::services::up(nodes, &[])?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod consume;
 pub(crate) mod demo;
 pub(crate) mod dlq;
+pub(crate) mod notify;
 pub(crate) mod produce;
 pub(crate) mod schemas;
 pub(crate) mod services;

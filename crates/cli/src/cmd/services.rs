@@ -39,8 +39,15 @@ fn run_script(name: &str, args: &[&str]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn up(nodes: u8) -> anyhow::Result<ExitCode> {
-    run(&["up", "--nodes", &nodes.to_string()])
+pub(crate) fn up(nodes: u8, with: &[crate::choices::Service]) -> anyhow::Result<ExitCode> {
+    let nodes = nodes.to_string();
+    let with: Vec<&str> = with.iter().map(|s| s.name()).collect();
+    let with = with.join(",");
+    let mut args = vec!["up", "--nodes", &nodes];
+    if !with.is_empty() {
+        args.extend(["--with", &with]);
+    }
+    run(&args)
 }
 
 pub(crate) fn down() -> anyhow::Result<ExitCode> {

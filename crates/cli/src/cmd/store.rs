@@ -17,13 +17,12 @@ pub(crate) fn url(args: &ConsumeArgs) -> anyhow::Result<Option<String>> {
     let Some(url) = args.store.clone() else {
         return Ok(None);
     };
-    let from_env = std::env::var("ORDERSTREAM_STORE").ok().as_deref() == Some(url.as_str());
-    if !from_env && redact(&url) != url {
-        return Err(exit::UsageError(
-            "--store: a password on the command line is visible to every user (ps); put the whole URL in ORDERSTREAM_STORE or the password in --store-password-file".to_owned(),
-        )
-        .into());
-    }
+    refuse_flag_password(
+        &url,
+        "ORDERSTREAM_STORE",
+        "--store",
+        "or the password in --store-password-file",
+    )?;
     let Some(file) = &args.store_password_file else {
         return Ok(Some(url));
     };
@@ -47,6 +46,25 @@ pub(crate) fn url(args: &ConsumeArgs) -> anyhow::Result<Option<String>> {
         "{scheme}://{user}:{}@{host}",
         percent_encode(password)
     )))
+}
+
+/// Refuses a URL with a password given as a flag (`ps` shows flags to every user of the
+/// machine); the same URL from the environment variable `env` is fine.
+pub(crate) fn refuse_flag_password(
+    url: &str,
+    env: &str,
+    flag: &str,
+    alternative: &str,
+) -> anyhow::Result<()> {
+    let from_env = std::env::var(env).ok().as_deref() == Some(url);
+    if !from_env && redact(url) != url {
+        return Err(exit::UsageError(format!(
+            "{flag}: a password on the command line is visible to every user (ps); put the whole URL in {env}{}",
+            if alternative.is_empty() { String::new() } else { format!(" {alternative}") }
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn percent_encode(s: &str) -> String {

@@ -454,20 +454,20 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
     assert_eq!(flow.await.expect("producer task"), 1_800);
     rig.caught_up(Duration::from_secs(120)).await;
     // A backlog of 30,000 keeps the next member publishing without pause; the server crashes
-    // (SIGKILL) as soon as the member's first commit shows it under way, with publishes
-    // awaiting their acknowledgement.
+    // (SIGKILL) while the stream fills (asked of the server's monitoring endpoint), with
+    // publishes awaiting their acknowledgement.
     member.kill().expect("SIGKILL");
     let _ = member.wait();
-    let before = rig.committed_total().await;
+    let before = stream_messages(&stream).await;
     rig.produce(2_000..32_000, 0).await;
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rig.committed_total().await <= before {
+    while stream_messages(&stream).await < before + 1_000 {
         assert!(
             Instant::now() < deadline,
             "the backlog did not start moving"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     nats_script(&["kill"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -514,5 +514,68 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
         .and_then(|n| n.parse().ok())
         .expect("reconnects in the summary");
     assert!(reconnects >= 1, "the member saw the server crash: {stdout}");
+    receiver(&["nats-delete-stream", &nats_url(), &stream]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_notifies_every_new_order_and_the_stream_holds_them() {
+    let env = TestEnv::connect().await;
+    let (layout, _) = env.topology_file("demo-notify");
+    let layout = layout.to_str().expect("utf-8");
+    let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        .args([
+            "--topology",
+            layout,
+            "demo",
+            "--events",
+            "3000",
+            "--rate",
+            "0",
+        ])
+        .args(["--members", "2", "--services", "2", "--notify", "nats"])
+        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+        .env("ORDERSTREAM_NATS_URL", nats_url())
+        .env_remove("ORDERSTREAM_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run orderstream demo");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("every new order notified"), "{stdout}");
+    let figure = |label: &str| -> u64 {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{label}` figure: {stdout}"))
+    };
+    let created = figure("orders created in this run");
+    assert!(created > 0, "{stdout}");
+    assert_eq!(figure("new-order notifications confirmed"), created);
+    // What the stream holds, read by an independent receiver.
+    let stream = stdout
+        .split(" stream ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no stream named: {stdout}"))
+        .to_owned();
+    let subjects = format!(
+        "orderstream.demo.{}.>",
+        stream
+            .trim_start_matches("ORDERSTREAM_DEMO_")
+            .to_ascii_lowercase()
+    );
+    let stored = ids(&messages(
+        &receiver(&["nats", &nats_url(), &stream, &subjects]),
+        "received",
+    ));
+    let unique: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(
+        (stored.len() as u64, unique.len() as u64),
+        (created, created),
+        "one stored notification per order created"
+    );
     receiver(&["nats-delete-stream", &nats_url(), &stream]);
 }

@@ -51,6 +51,11 @@ pub(crate) struct DemoArgs {
     /// through ORDERSTREAM_DEMO_STORE). Default: a fresh SQLite file under the temp directory.
     #[arg(long, env = "ORDERSTREAM_DEMO_STORE", hide_env_values = true)]
     pub(crate) store: Option<String>,
+    /// Also notify other services of every new order over RabbitMQ or NATS JetStream (a
+    /// notifier member in its own group; the server is started when ORDERSTREAM_AMQP_URL /
+    /// ORDERSTREAM_NATS_URL is not set), and check every new order was confirmed.
+    #[arg(long, env = "ORDERSTREAM_DEMO_NOTIFY", value_enum)]
+    pub(crate) notify: Option<crate::choices::NotifyTo>,
 }
 
 fn kafka_up(settings: &Effective) -> bool {
@@ -239,6 +244,29 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         );
         members.spawn(async move { orderstream_consumer::run_batched(cfg, a, c).await });
     }
+    let notifier = match args.notify {
+        Some(to) => {
+            let notify_group = format!("orderstream-demo-notify-{tag}");
+            start_group_at_end(settings, &notify_group, &orders.name)?;
+            start_group_at_end(
+                settings,
+                &format!("{notify_group}.retry"),
+                &cfg.topics.retry,
+            )?;
+            let n = crate::cmd::notify::demo_member(
+                settings,
+                to,
+                &notify_group,
+                &tag,
+                stop_consumers.child_token(),
+            )
+            .await?;
+            wait_for_group(settings, &notify_group, 1).await;
+            println!("notifier: group {notify_group} -> {}", n.label);
+            Some(n)
+        }
+        None => None,
+    };
     wait_for_group(settings, &group, args.members).await;
     println!(
         "consumer group {group}: {} member(s); producing {} events from {} services at {} events/s",
@@ -330,7 +358,27 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every order of this run was created once: its notification must be confirmed.
+    let order_prefix = format!("ord-{}-", stats.run_tag);
+    let created = store
+        .orders(&order_prefix)
+        .await
+        .map_or(0, |o| o.len() as u64);
+    if let Some(n) = &notifier {
+        while n.counts().0 < created && Instant::now() < deadline && !cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     stop_consumers.cancel();
+    let notified = match notifier {
+        Some(n) => {
+            let (confirmed, sink) = n.counts();
+            let label = n.label.clone();
+            n.finish().await.context("notifier failed")?;
+            Some((label, confirmed, sink))
+        }
+        None => None,
+    };
     let mut summaries: Vec<RunSummary> = Vec::new();
     while let Some(r) = members.join_next().await {
         summaries.push(
@@ -377,6 +425,17 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     );
     println!("{:<38} {:>10}", "final lag (offsets)", final_lag);
     println!("{:<38} {:>10}", "orders in the store", counts.orders);
+    if let Some((label, confirmed, sink)) = &notified {
+        println!("{:<38} {:>10}", "orders created in this run", created);
+        println!(
+            "{:<38} {:>10}",
+            "new-order notifications confirmed", confirmed
+        );
+        println!(
+            "notifications: {label} (published {}, confirmed {}, reconnects {})",
+            sink.published, sink.confirmed, sink.reconnects
+        );
+    }
     for (i, s) in summaries.iter().enumerate() {
         let parts: Vec<String> = s
             .committed
@@ -392,7 +451,11 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
             parts.join(",")
         );
     }
+    let notify_ok = notified
+        .as_ref()
+        .is_none_or(|(_, confirmed, _)| *confirmed == created);
     let ok = lost == 0
+        && notify_ok
         && applied_twice == 0
         && seen.illegal == 0
         && flush.complete
@@ -401,7 +464,11 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     println!(
         "result: {}",
         if ok {
-            "OK — every acknowledged event applied exactly once, checked in the store"
+            if notified.is_some() {
+                "OK — every acknowledged event applied exactly once, checked in the store; every new order notified"
+            } else {
+                "OK — every acknowledged event applied exactly once, checked in the store"
+            }
         } else {
             "PROBLEM — see the figures above"
         }

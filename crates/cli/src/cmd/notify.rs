@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use orderstream_consumer::{ConsumerError, RunSummary};
 use orderstream_notify::{
-    NatsConfig, NatsSink, NotifyProcessor, RabbitConfig, RabbitSink, Sink, endpoint,
+    NatsConfig, NatsSink, NotifyCounts, NotifyProcessor, RabbitConfig, RabbitSink, Sink, endpoint,
 };
 
 use crate::choices::{NotifyOn, NotifyTo, Ordering, Protocol};
@@ -226,4 +227,120 @@ async fn member<S: Sink>(
     } else {
         ExitCode::from(exit::INCOMPLETE)
     })
+}
+
+/// The demo's notifier: one member of its own group, in this process, publishing new orders to
+/// a queue or stream named after the demo run.
+pub(crate) struct DemoNotifier {
+    /// Where the notifications go, for the summary (no credentials).
+    pub(crate) label: String,
+    counts: Box<dyn Fn() -> (u64, NotifyCounts) + Send + Sync>,
+    task: tokio::task::JoinHandle<Result<RunSummary, ConsumerError>>,
+}
+
+impl std::fmt::Debug for DemoNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoNotifier")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DemoNotifier {
+    /// Records whose notification was confirmed, and the sink's counts.
+    pub(crate) fn counts(&self) -> (u64, NotifyCounts) {
+        (self.counts)()
+    }
+
+    /// Waits for the member (cancelled through the token given to [`demo_member`]).
+    pub(crate) async fn finish(self) -> anyhow::Result<RunSummary> {
+        Ok(self.task.await.context("notifier task")??)
+    }
+}
+
+/// The broker's URL: the environment's, else the one of the server `scripts/` runs (started
+/// when it is not running, like the demo's Kafka).
+fn demo_url(to: NotifyTo) -> anyhow::Result<String> {
+    let (env, script) = match to {
+        NotifyTo::Rabbitmq => ("ORDERSTREAM_AMQP_URL", "rabbitmq.sh"),
+        NotifyTo::Nats => ("ORDERSTREAM_NATS_URL", "nats.sh"),
+    };
+    if let Ok(url) = std::env::var(env) {
+        return Ok(url);
+    }
+    crate::cmd::services::script_output(script, &["start"])?;
+    crate::cmd::services::script_output(script, &["url"])
+}
+
+/// Starts the demo's notifier in `group` (whose start offsets the caller set).
+pub(crate) async fn demo_member(
+    settings: &Effective,
+    to: NotifyTo,
+    group: &str,
+    tag: &str,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<DemoNotifier> {
+    let cfg = member_config(
+        settings,
+        group,
+        &MemberTuning {
+            ordering: Ordering::Key,
+            protocol: Protocol::Classic,
+            max_concurrency: 256,
+            memory_budget_mib: 64,
+        },
+    )?;
+    let url = demo_url(to)?;
+    let codec = codec(settings)?;
+    let on = orderstream_notify::NotifyOn::Created;
+    match to {
+        NotifyTo::Rabbitmq => {
+            let name = format!("orderstream-demo-{tag}");
+            let mut rabbit = RabbitConfig::new(url.clone());
+            rabbit.exchange.clone_from(&name);
+            rabbit.queue.clone_from(&name);
+            rabbit.alternate_exchange = format!("{name}.unroutable");
+            rabbit.dead_letter_exchange = format!("{name}.dead");
+            let sink = Arc::new(
+                RabbitSink::connect(rabbit, cancel.clone())
+                    .await
+                    .map_err(|e| exit::UsageError(e.to_string()))?,
+            );
+            let p = Arc::new(NotifyProcessor::new(codec, Arc::clone(&sink), on));
+            Ok(spawn_demo(
+                format!("rabbitmq {} queue {name}", endpoint(&url)),
+                cfg,
+                p,
+                cancel,
+            ))
+        }
+        NotifyTo::Nats => {
+            let mut nats = NatsConfig::new(url.clone());
+            nats.stream = format!("ORDERSTREAM_DEMO_{}", tag.to_ascii_uppercase());
+            nats.subject_prefix = format!("orderstream.demo.{tag}");
+            let label = format!("nats {} stream {}", endpoint(&url), nats.stream);
+            let sink = Arc::new(
+                NatsSink::connect(nats, cancel.clone())
+                    .await
+                    .map_err(|e| exit::UsageError(e.to_string()))?,
+            );
+            let p = Arc::new(NotifyProcessor::new(codec, Arc::clone(&sink), on));
+            Ok(spawn_demo(label, cfg, p, cancel))
+        }
+    }
+}
+
+fn spawn_demo<S: Sink>(
+    label: String,
+    cfg: orderstream_consumer::ConsumerConfig,
+    processor: Arc<NotifyProcessor<S>>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> DemoNotifier {
+    let p = Arc::clone(&processor);
+    let task = tokio::spawn(orderstream_consumer::run_batched(cfg, processor, cancel));
+    DemoNotifier {
+        label,
+        counts: Box::new(move || (p.counts().notified, p.sink().counts())),
+        task,
+    }
 }

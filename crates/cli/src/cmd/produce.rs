@@ -170,6 +170,8 @@ pub(crate) async fn build_producer(
 pub(crate) struct Simulation {
     pub(crate) stats: ProduceStats,
     pub(crate) outcomes: Vec<(String, DeliveryOutcome)>,
+    /// Every order id of this run starts with `ord-<run_tag>-`.
+    pub(crate) run_tag: String,
 }
 
 /// [`simulate`], keeping every event id with its delivery outcome (for end-to-end checks).
@@ -263,6 +265,7 @@ pub(crate) async fn simulate(
     Simulation {
         stats,
         outcomes: unwrap_shared(outcomes).unwrap_or_default(),
+        run_tag,
     }
 }
 

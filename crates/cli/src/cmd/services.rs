@@ -39,6 +39,26 @@ fn run_script(name: &str, args: &[&str]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs `scripts/<name> <args>` and returns its stdout (trimmed); its stderr goes to ours.
+pub(crate) fn script_output(name: &str, args: &[&str]) -> anyhow::Result<String> {
+    let script = script(name)?;
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed ({})",
+            script.display(),
+            args.join(" "),
+            out.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 pub(crate) fn up(nodes: u8, with: &[crate::choices::Service]) -> anyhow::Result<ExitCode> {
     let nodes = nodes.to_string();
     let with: Vec<&str> = with.iter().map(|s| s.name()).collect();

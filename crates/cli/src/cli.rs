@@ -98,6 +98,9 @@ pub(crate) enum Command {
     /// Run one consumer-group member that notifies other services of processed order events
     /// over RabbitMQ or NATS JetStream, committing each offset only once its message is confirmed.
     Notify(crate::cmd::notify::NotifyArgs),
+    /// Publish the store's outbox (events services recorded in their own transactions) through
+    /// the idempotent producer, in order per order; each row marked sent after Kafka acknowledged it.
+    Relay(crate::cmd::relay::RelayArgs),
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(crate::cmd::dlq::DlqCommand),

@@ -77,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Produce(a) => cmd::produce::run(&settings, a).await,
         Command::Consume(a) => cmd::consume::run(&settings, a).await,
         Command::Notify(a) => cmd::notify::run(&settings, a).await,
+        Command::Relay(a) => cmd::relay::run(&settings, a).await,
         Command::Dlq(c) => cmd::dlq::run(&settings, c).await,
         Command::Watch(a) => cmd::watch::run(&settings, a).await,
         Command::Config(cli::ConfigCommand::Show) => {

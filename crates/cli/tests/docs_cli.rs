@@ -141,6 +141,7 @@ fn configuration_reference_covers_every_flag() {
         vec!["produce"],
         vec!["consume"],
         vec!["notify"],
+        vec!["relay"],
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["demo"],

@@ -53,6 +53,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// An outbox operation failed (nothing of it was applied).
+    #[error("store outbox: {what} failed: {source}")]
+    Outbox {
+        /// What was being done, with the event or rows it concerns.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
     /// A read query failed.
     #[error("store query failed: {source}")]
     Query {

@@ -12,6 +12,10 @@
 //!   inbox absorbs it. A database outage is a transient error (retried, never dead-lettered
 //!   at once, never committed past).
 //!
+//! * The outbox ([`record`], [`OrderStore::pending`], [`OrderStore::mark_sent`]): a service
+//!   records an order event in the same transaction as its own change; `orderstream relay`
+//!   publishes unsent rows in order per order and marks them sent after Kafka acknowledged them.
+//!
 //! The schema lives in `crates/store/migrations/` and is applied at connect
 //! ([`OrderStore::connect`]), idempotently, in one transaction per migration.
 
@@ -19,11 +23,13 @@
 
 mod error;
 mod migrate;
+mod outbox;
 mod processor;
 mod store;
 mod url;
 
 pub use error::StoreError;
+pub use outbox::{OutboxCounts, OutboxRow, StoreTx, record};
 pub use processor::{ProcessorCounts, StoreProcessor};
 pub use store::{Effect, Input, OrderRow, OrderStore, StoreConfig, StoreCounts};
 pub use url::redact;

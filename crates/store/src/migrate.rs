@@ -7,12 +7,30 @@ use sqlx::{AnyPool, Row};
 use crate::StoreError;
 use crate::url::Backend;
 
-/// (version, file name, SQL), in order. A new migration is a new file and a new line here.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_order_projection.sql",
-    include_str!("../migrations/0001_order_projection.sql"),
-)];
+/// One migration: the same SQL for both backends unless a backend needs its own dialect
+/// (e.g. how a table numbers its rows).
+struct Migration {
+    version: i64,
+    name: &'static str,
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+/// In order. A new migration is a new file (or one per backend) and a new entry here.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_order_projection.sql",
+        postgres: include_str!("../migrations/0001_order_projection.sql"),
+        sqlite: include_str!("../migrations/0001_order_projection.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_outbox",
+        postgres: include_str!("../migrations/0002_outbox.postgres.sql"),
+        sqlite: include_str!("../migrations/0002_outbox.sqlite.sql"),
+    },
+];
 
 /// Key of the advisory lock migrations hold on PostgreSQL ("orderstr" in ASCII).
 const LOCK_KEY: i64 = 0x6f72_6465_7273_7472;
@@ -50,7 +68,12 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, url: &str) -> Result<(
     .execute(&mut *tx)
     .await
     .map_err(|e| fail(0, "orderstream_migrations", e))?;
-    for (version, name, sql) in MIGRATIONS {
+    for m in MIGRATIONS {
+        let (version, name) = (&m.version, m.name);
+        let sql = match backend {
+            Backend::Postgres => m.postgres,
+            Backend::Sqlite => m.sqlite,
+        };
         let done = sqlx::query("SELECT version FROM orderstream_migrations WHERE version = $1")
             .bind(*version)
             .fetch_optional(&mut *tx)
@@ -70,7 +93,7 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, url: &str) -> Result<(
         }
         sqlx::query("INSERT INTO orderstream_migrations (version, name) VALUES ($1, $2)")
             .bind(*version)
-            .bind(*name)
+            .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(|e| fail(*version, name, e))?;
@@ -85,11 +108,19 @@ mod tests {
 
     #[test]
     fn statements_split_without_comments() {
-        let all: Vec<String> = statements(MIGRATIONS[0].2).collect();
+        let all: Vec<String> = statements(MIGRATIONS[0].postgres).collect();
         assert_eq!(all.len(), 3);
         assert!(
             all.iter()
                 .all(|s| s.trim_start().starts_with("CREATE TABLE"))
         );
+        for m in &MIGRATIONS[1..] {
+            assert_eq!(
+                statements(m.postgres).count(),
+                statements(m.sqlite).count(),
+                "{}: both dialects make the same objects",
+                m.name
+            );
+        }
     }
 }

@@ -172,6 +172,10 @@ impl OrderStore {
         })
     }
 
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// The URL, password redacted.
     pub fn url(&self) -> &str {
         &self.url

@@ -140,3 +140,50 @@ async fn bad_urls_are_refused_clearly() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn outbox_keeps_committed_rows_only_and_hands_out_one_per_order_in_order() {
+    let store = OrderStore::connect(&StoreConfig::new(db("outbox")))
+        .await
+        .unwrap();
+    let a: Vec<OrderEvent> = (0..3)
+        .map(|s| event("aa-1", s, EventType::Created))
+        .collect();
+    let b = event("bb-1", 0, EventType::Created);
+    for e in a.iter().chain([&b]) {
+        let mut tx = store.begin().await.unwrap();
+        orderstream_store::record(&mut tx, e).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut tx = store.begin().await.unwrap();
+    orderstream_store::record(&mut tx, &event("cc-1", 0, EventType::Created))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // A second record of the same event id is refused, naming the event.
+    let mut tx = store.begin().await.unwrap();
+    let err = orderstream_store::record(&mut tx, &b).await.unwrap_err();
+    assert!(err.to_string().contains(&b.event_id), "{err}");
+    drop(tx);
+
+    let counts = store.outbox_counts("").await.unwrap();
+    assert_eq!(
+        (counts.recorded, counts.unsent),
+        (4, 4),
+        "the rolled-back row is not there"
+    );
+    for want_seq in 0..3 {
+        let rows = store.pending(10).await.unwrap();
+        let orders: Vec<(&str, i64)> = rows
+            .iter()
+            .map(|r| (r.event.order_id.as_str(), r.event.sequence))
+            .collect();
+        // One row per order, the oldest unsent one.
+        assert!(orders.contains(&("aa-1", want_seq)), "{orders:?}");
+        assert_eq!(orders.iter().filter(|(o, _)| *o == "aa-1").count(), 1);
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        assert_eq!(store.mark_sent(&ids).await.unwrap(), ids.len() as u64);
+    }
+    assert!(store.pending(10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_counts("aa-").await.unwrap().unsent, 0);
+}

@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod notify;
 pub(crate) mod produce;
+pub(crate) mod relay;
 pub(crate) mod schemas;
 pub(crate) mod services;
 pub(crate) mod store;

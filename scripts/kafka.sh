@@ -58,6 +58,7 @@ Runs Apache Kafka $KAFKA_VERSION (KRaft, combined broker+controller nodes) on 12
   stop                  stop all nodes (SIGTERM, SIGKILL after \$KAFKA_STOP_TIMEOUT s); keeps data
   stop N                cleanly stop node N
   kill N                SIGKILL node N (crash simulation)
+  pause N / resume N    SIGSTOP / SIGCONT node N (a paused "zombie" broker, and its return)
   status                per node: pid, ports; plus the brokers the cluster has registered.
                         Exit 0 all up, 1 partly up, 3 stopped or never started.
   logs [N] [-f]         without N: log paths; with N: tail (-f follows) node N's server.log
@@ -655,6 +656,17 @@ cmd_kill() {
   stop_nodes KILL "$layout" "$node"
 }
 
+# pause N / resume N: SIGSTOP / SIGCONT a node (a zombie: alive, holding its sockets, silent).
+cmd_signal_node() {
+  local signal="$1" node="${2:-}" layout pid
+  [[ -n "$node" ]] || die "which node? usage: scripts/kafka.sh pause|resume N"
+  layout="$(require_layout)"
+  validate_node "$node" "$layout"
+  pid="$(node_pid "$node")" || die "node $node is not running"
+  kill -"$signal" "$pid"
+  log "node $node (pid $pid): sent SIG$signal"
+}
+
 port_state() {
   if port_listening "$1"; then
     echo open
@@ -780,6 +792,8 @@ main() {
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     kill) cmd_kill "$@" ;;
+    pause) cmd_signal_node STOP "$@" ;;
+    resume) cmd_signal_node CONT "$@" ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     reset) cmd_reset ;;

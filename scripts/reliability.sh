@@ -95,7 +95,10 @@ rows = []
 if os.path.exists(results):
     with open(results) as f:
         rows = [json.loads(l) for l in f if l.strip()]
-rows.sort(key=lambda r: r["scenario"])
+def number(r):
+    head = r["scenario"].split()[0]
+    return (int(head), r["scenario"]) if head.isdigit() else (10**6, r["scenario"])
+rows.sort(key=number)
 def cell(v):
     return "–" if v is None else str(v)
 lines = [

@@ -13,6 +13,9 @@ mod checker;
 mod producer_support;
 #[path = "reliability/support.rs"]
 mod support;
+// New scenarios get a file of their own.
+#[path = "reliability/s10_paused_leader.rs"]
+mod s10_paused_leader;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::process::{Child, Command, Stdio};

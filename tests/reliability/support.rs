@@ -392,9 +392,26 @@ pub async fn kafka(args: &[&str]) {
 #[derive(Debug, Default)]
 pub struct NodesGuard {
     down: Mutex<Vec<i32>>,
+    paused: Mutex<Vec<i32>>,
 }
 
 impl NodesGuard {
+    /// SIGSTOPs `node` (resumed on drop if the scenario does not).
+    pub async fn pause(&self, node: i32) {
+        if let Ok(mut p) = self.paused.lock() {
+            p.push(node);
+        }
+        kafka(&["pause", &node.to_string()]).await;
+    }
+
+    /// SIGCONTs `node`.
+    pub async fn resume(&self, node: i32) {
+        kafka(&["resume", &node.to_string()]).await;
+        if let Ok(mut p) = self.paused.lock() {
+            p.retain(|n| *n != node);
+        }
+    }
+
     pub async fn kill(&self, node: i32) {
         self.mark(node);
         kafka(&["kill", &node.to_string()]).await;
@@ -422,6 +439,12 @@ impl NodesGuard {
 
 impl Drop for NodesGuard {
     fn drop(&mut self) {
+        let paused = self.paused.lock().map(|p| p.clone()).unwrap_or_default();
+        for n in paused {
+            let n = n.to_string();
+            let r = std::panic::catch_unwind(|| orderstream_testkit::kafka_script(&["resume", &n]));
+            eprintln!("guard: resumed Kafka node {n}: ok={}", r.is_ok());
+        }
         let down = self.down.lock().map(|d| d.clone()).unwrap_or_default();
         for n in down {
             let n = n.to_string();
@@ -469,6 +492,24 @@ fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, 
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
         .collect())
+}
+
+/// In-sync replica count of each partition of `topic`, asked off the async workers.
+pub async fn isr_sizes(env: &TestEnv, topic: &str) -> BTreeMap<i32, usize> {
+    let (cfg, topic) = (env.client_config(), topic.to_owned());
+    blocking(move || {
+        let c: BaseConsumer = cfg
+            .create()
+            .unwrap_or_else(|e| panic!("metadata client: {e}"));
+        let md = c
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+        md.topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.isr().len())))
+            .collect()
+    })
+    .await
 }
 
 /// Leader broker id of each partition of `topic`, asked off the async workers.

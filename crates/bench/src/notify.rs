@@ -131,11 +131,8 @@ pub(crate) async fn w6(
 ) -> Result<W6> {
     let run = format!("bench-w6-{}", std::process::id());
     let cancel = CancellationToken::new();
-    let mut rabbit_cfg = RabbitConfig::new(amqp_url);
-    rabbit_cfg.exchange = format!("{run}.notifications");
-    rabbit_cfg.queue = format!("{run}.notifications");
-    rabbit_cfg.alternate_exchange = format!("{run}.notifications.unroutable");
-    rabbit_cfg.dead_letter_exchange = format!("{run}.notifications.dead");
+    let name = format!("{run}.notifications");
+    let rabbit_cfg = RabbitConfig::named(amqp_url, &name, &name);
     let rabbit = RabbitSink::connect(rabbit_cfg.clone(), cancel.clone())
         .await
         .with_context(|| format!("RabbitMQ at {}", endpoint(amqp_url)))?;

@@ -55,15 +55,21 @@ pub struct RabbitConfig {
 }
 
 impl RabbitConfig {
-    /// Settings for `url` with the default names.
+    /// Settings for `url` with the default names (exchange and queue `orders.notifications`).
     pub fn new(url: impl Into<String>) -> Self {
+        Self::named(url, "orders.notifications", "orders.notifications")
+    }
+
+    /// Settings for `url` publishing to `exchange`, bound to `queue`; the alternate and
+    /// dead-letter exchanges are `<exchange>.unroutable` and `<exchange>.dead`.
+    pub fn named(url: impl Into<String>, exchange: &str, queue: &str) -> Self {
         RabbitConfig {
             url: url.into(),
-            exchange: "orders.notifications".to_owned(),
-            queue: "orders.notifications".to_owned(),
+            exchange: exchange.to_owned(),
+            queue: queue.to_owned(),
             binding: "order.#".to_owned(),
-            alternate_exchange: "orders.notifications.unroutable".to_owned(),
-            dead_letter_exchange: "orders.notifications.dead".to_owned(),
+            alternate_exchange: format!("{exchange}.unroutable"),
+            dead_letter_exchange: format!("{exchange}.dead"),
             quorum: true,
             publish_timeout: Duration::from_secs(30),
         }

@@ -126,11 +126,7 @@ pub(crate) async fn run(settings: &Effective, args: NotifyArgs) -> anyhow::Resul
                 "--amqp-url",
                 "",
             )?;
-            let mut rabbit = RabbitConfig::new(args.amqp_url.clone());
-            rabbit.exchange.clone_from(&args.exchange);
-            rabbit.queue.clone_from(&args.queue);
-            rabbit.alternate_exchange = format!("{}.unroutable", args.exchange);
-            rabbit.dead_letter_exchange = format!("{}.dead", args.exchange);
+            let mut rabbit = RabbitConfig::named(&args.amqp_url, &args.exchange, &args.queue);
             rabbit.quorum = !args.classic_queues;
             rabbit.publish_timeout = publish_timeout;
             let sink = RabbitSink::connect(rabbit, cancel.clone())
@@ -296,11 +292,7 @@ pub(crate) async fn demo_member(
     match to {
         NotifyTo::Rabbitmq => {
             let name = format!("orderstream-demo-{tag}");
-            let mut rabbit = RabbitConfig::new(url.clone());
-            rabbit.exchange.clone_from(&name);
-            rabbit.queue.clone_from(&name);
-            rabbit.alternate_exchange = format!("{name}.unroutable");
-            rabbit.dead_letter_exchange = format!("{name}.dead");
+            let rabbit = RabbitConfig::named(&url, &name, &name);
             let sink = Arc::new(
                 RabbitSink::connect(rabbit, cancel.clone())
                     .await

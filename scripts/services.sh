@@ -14,7 +14,9 @@ readonly REGISTRY_SH="$ROOT_DIR/scripts/registry.sh"
 readonly POSTGRES_SH="$ROOT_DIR/scripts/postgres.sh"
 readonly RABBITMQ_SH="$ROOT_DIR/scripts/rabbitmq.sh"
 readonly NATS_SH="$ROOT_DIR/scripts/nats.sh"
-readonly OPTIONAL=(postgres rabbitmq nats)
+# The secured Kafka node and the registry with basic auth (scripts/secure.sh runs both).
+readonly SECURE_SH="$ROOT_DIR/scripts/secure.sh"
+readonly OPTIONAL=(postgres rabbitmq nats secure)
 
 # optional_sh NAME: the script of an opt-in service.
 optional_sh() {
@@ -22,6 +24,7 @@ optional_sh() {
     postgres) printf '%s\n' "$POSTGRES_SH" ;;
     rabbitmq) printf '%s\n' "$RABBITMQ_SH" ;;
     nats) printf '%s\n' "$NATS_SH" ;;
+    secure) printf '%s\n' "$SECURE_SH" ;;
     *) return 1 ;;
   esac
 }
@@ -30,11 +33,12 @@ usage() {
   cat <<EOF
 Usage: scripts/services.sh COMMAND
 
-  up [--nodes 1|3] [--with postgres,rabbitmq,nats]
+  up [--nodes 1|3] [--with postgres,rabbitmq,nats,secure] [--secure]
                     fetch (once) and start Kafka and the registry; wait until both answer.
                     --nodes as for scripts/kafka.sh start (default: the existing layout, else 1)
                     --with: also PostgreSQL (scripts/postgres.sh), RabbitMQ (scripts/rabbitmq.sh),
-                    NATS with JetStream (scripts/nats.sh); a comma list, or the flag repeated
+                    NATS with JetStream (scripts/nats.sh), the secured Kafka node and registry
+                    (scripts/secure.sh); a comma list, or the flag repeated. --secure = --with secure
   down              stop the registry, every Kafka node, and each opt-in service that runs;
                     no server process is left
   status            both services' status. Exit 0 all up, 3 all stopped, 1 anything between.
@@ -42,7 +46,7 @@ Usage: scripts/services.sh COMMAND
                       eval "\$(scripts/services.sh env)"
                     sets ORDERSTREAM_BOOTSTRAP, ORDERSTREAM_REGISTRY_URL, ORDERSTREAM_NODES,
                     and ORDERSTREAM_DATABASE_URL, ORDERSTREAM_AMQP_URL, ORDERSTREAM_NATS_URL for
-                    the opt-in services that run
+                    the opt-in services that run (ORDERSTREAM_SECURE_* for the secured stack)
 
 The environment variables of scripts/kafka.sh, scripts/registry.sh and the opt-in services' scripts apply
 (see their help).
@@ -58,6 +62,7 @@ cmd_up() {
         shift
         ;;
       --nodes=*) kafka_args=("$1") ;;
+      --secure) with+=(secure) ;;
       --with | --with=*)
         if [[ "$1" == --with ]]; then
           list="${2:-}"
@@ -75,15 +80,17 @@ cmd_up() {
     esac
     shift
   done
-  local postgres=""
+  local postgres="" secure=""
   for name in "${with[@]}"; do
     [[ "$name" != postgres ]] || postgres=1
+    [[ "$name" != secure ]] || secure=1
   done
   t0="$(now_ms)"
   # Fetch all before starting any, so a download failure never leaves half a system up.
   "$KAFKA_SH" fetch
   "$REGISTRY_SH" fetch
   [[ -z "$postgres" ]] || "$POSTGRES_SH" fetch
+  [[ -z "$secure" ]] || "$SECURE_SH" fetch
   # Both start-ups are mostly JVM warm-up and waiting; overlapping them saves wall time.
   "$REGISTRY_SH" start &
   registry_job=$!

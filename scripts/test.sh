@@ -36,8 +36,8 @@ export ORDERSTREAM_PYTHON
 
 started=0
 if ! bash scripts/services.sh status >/dev/null 2>&1; then
-  log "starting Kafka (3 nodes), the registry, PostgreSQL, RabbitMQ and NATS"
-  bash scripts/services.sh up --nodes 3 --with postgres,rabbitmq,nats
+  log "starting Kafka (3 nodes), the registry, PostgreSQL, RabbitMQ, NATS and the secured Kafka node and registry"
+  bash scripts/services.sh up --nodes 3 --with postgres,rabbitmq,nats,secure
   started=1
 fi
 # Opt-in services this script started beside services that were already running.
@@ -58,7 +58,7 @@ export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh b
 export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
 export ORDERSTREAM_NODES="${ORDERSTREAM_NODES:-3}"
 # Services that were already running may lack an opt-in one: start it (stopped again on exit).
-for name in postgres rabbitmq nats; do
+for name in postgres rabbitmq nats secure; do
   if ! bash "scripts/$name.sh" status >/dev/null 2>&1; then
     bash "scripts/$name.sh" start
     [[ $started == 1 ]] || also_started+=("$name")
@@ -71,6 +71,8 @@ fi
 ORDERSTREAM_AMQP_URL="${ORDERSTREAM_AMQP_URL:-$(bash scripts/rabbitmq.sh url)}"
 ORDERSTREAM_NATS_URL="${ORDERSTREAM_NATS_URL:-$(bash scripts/nats.sh url)}"
 export ORDERSTREAM_AMQP_URL ORDERSTREAM_NATS_URL
+# The secured Kafka node and registry: addresses, CA and client files (ORDERSTREAM_SECURE_*).
+eval "$(bash scripts/secure.sh env)"
 
 log "layout: apply twice (the second run must change nothing)"
 "$orderstream" topics apply

@@ -53,6 +53,8 @@ pub(crate) struct Global {
     /// Check the command line and exit (used by the docs test to keep documented commands valid).
     #[arg(long, global = true, hide = true)]
     pub(crate) parse_only: bool,
+    #[command(flatten)]
+    pub(crate) security: crate::security::SecurityFlags,
     /// Log format.
     #[arg(long, global = true, env = "ORDERSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -77,6 +79,10 @@ pub(crate) enum Command {
         /// Also start these services (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',')]
         with: Vec<crate::choices::Service>,
+        /// Also start a secured Kafka node (SASL_SSL with SCRAM and PLAIN, mutual TLS, ACLs) and a
+        /// registry that requires basic auth; `scripts/services.sh env` prints how to reach them.
+        #[arg(long)]
+        secure: bool,
     },
     /// Stop the local cluster and registry.
     Down,

@@ -24,7 +24,22 @@ pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {
                         | orderstream_topology::TopologyError::TopicAdmin { .. }
                 )
             )
-    }) || e.chain().any(|c| c.is::<crate::exit::UsageError>());
+    }) || e.chain().any(|c| {
+        c.is::<crate::exit::UsageError>()
+            // Refused credentials or certificates: the settings are wrong, not the moment.
+            || matches!(
+                c.downcast_ref::<orderstream_producer::ProducerError>(),
+                Some(orderstream_producer::ProducerError::Refused { .. })
+            )
+            || matches!(
+                c.downcast_ref::<orderstream_consumer::ConsumerError>(),
+                Some(orderstream_consumer::ConsumerError::Refused { .. })
+            )
+            || matches!(
+                c.downcast_ref::<orderstream_schema::registry_admin::AdminError>(),
+                Some(orderstream_schema::registry_admin::AdminError::Unauthorized { .. })
+            )
+    });
     if config {
         ExitCode::from(CONFIG)
     } else {

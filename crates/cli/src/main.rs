@@ -6,6 +6,7 @@ mod cmd;
 mod exit;
 mod metrics_endpoint;
 mod progress;
+mod security;
 mod settings;
 mod signals;
 mod sim;
@@ -67,7 +68,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         metrics_endpoint::serve(addr)?;
     }
     match cli.command {
-        Command::Up { nodes, with } => cmd::services::up(nodes, &with),
+        Command::Up {
+            nodes,
+            with,
+            secure,
+        } => cmd::services::up(nodes, &with, secure),
         Command::Down => cmd::services::down(),
         Command::Status => cmd::services::status(),
         Command::Bench { args } => cmd::services::bench(&args),

@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::security::{
+    KafkaSecurity, OWNED_PROPERTIES, RegistryFile, RegistrySecurity, SecurityFile,
+};
+
 /// Settings shared by every command.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     /// Kafka bootstrap servers. Default `127.0.0.1:9092`.
@@ -27,6 +31,12 @@ pub(crate) struct FileConfig {
     /// containing `password`, `secret` or `key` are masked by `config show`.
     #[serde(default)]
     pub(crate) kafka: std::collections::BTreeMap<String, String>,
+    /// TLS and SASL for every Kafka client.
+    #[serde(default)]
+    pub(crate) security: SecurityFile,
+    /// Credentials and CA for the schema registry.
+    #[serde(default)]
+    pub(crate) registry: RegistryFile,
 }
 
 pub(crate) const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -54,7 +64,7 @@ impl FileConfig {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             crate::exit::UsageError(format!(
-                "config file {} is invalid (known keys: bootstrap, registry_url, topology, profile, metrics_addr, [kafka]): {e}",
+                "config file {} is invalid (known keys: bootstrap, registry_url, topology, profile, metrics_addr, [kafka], [security], [registry]): {e}",
                 path.display()
             ))
             .into()
@@ -71,6 +81,8 @@ pub(crate) struct Effective {
     pub(crate) profile: String,
     pub(crate) metrics_addr: Option<String>,
     pub(crate) kafka: std::collections::BTreeMap<String, String>,
+    pub(crate) security: KafkaSecurity,
+    pub(crate) registry: RegistrySecurity,
 }
 
 impl Effective {
@@ -102,6 +114,19 @@ impl Effective {
             ))
             .into());
         }
+        if let Some(key) = file
+            .kafka
+            .keys()
+            .find(|k| OWNED_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(crate::exit::UsageError(format!(
+                "[kafka] {key}: set it in [security] (or its flags), which checks it and keeps passwords out of the config file"
+            ))
+            .into());
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let security = KafkaSecurity::resolve(&flags.security, file.security, &env)?;
+        let registry = RegistrySecurity::resolve(&flags.security, file.registry, &env)?;
         let topology = flags.topology.clone().or(file.topology).or_else(|| {
             let local = PathBuf::from("topology.toml");
             local.exists().then_some(local)
@@ -117,6 +142,8 @@ impl Effective {
                 .unwrap_or_else(|| "auto".to_owned()),
             metrics_addr: flags.metrics_addr.clone().or(file.metrics_addr),
             kafka: file.kafka,
+            security,
+            registry,
         })
     }
 
@@ -128,14 +155,34 @@ impl Effective {
         }
     }
 
-    /// A librdkafka config with the bootstrap servers and the extra `[kafka]` properties.
+    /// A librdkafka config with the bootstrap servers, the security settings and the extra
+    /// `[kafka]` properties.
     pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
-        for (k, v) in &self.kafka {
+        for (k, v) in self.kafka_properties() {
             c.set(k, v);
         }
         c
+    }
+
+    /// The librdkafka properties every client gets besides the bootstrap servers: security
+    /// first, then `[kafka]` (which cannot set the security keys). Holds secrets: hand it to
+    /// client configs only, never to a log line.
+    pub(crate) fn kafka_properties(&self) -> std::collections::BTreeMap<String, String> {
+        let mut props: std::collections::BTreeMap<String, String> = self
+            .security
+            .properties()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        props.extend(self.kafka.clone());
+        props
+    }
+
+    /// The registry settings for a codec, with the configured credentials and CA.
+    pub(crate) fn registry_access(&self) -> orderstream_schema::RegistryAccess {
+        self.registry.access()
     }
 
     /// The settings as TOML, secrets masked.

@@ -86,11 +86,14 @@ pub enum ProducerError {
     },
     /// No broker answered within the start-up bound.
     #[error(
-        "Kafka bootstrap servers `{bootstrap}` unreachable: no metadata for topic `{topic}` within {timeout:?}: {source}"
+        "Kafka bootstrap servers `{bootstrap}` unreachable: no metadata for topic `{topic}` within {timeout:?}: {source}{}",
+        .last_error.as_deref().map(|e| format!(" (last broker error: {e})")).unwrap_or_default()
     )]
     Unreachable {
         /// `bootstrap.servers`.
         bootstrap: String,
+        /// What librdkafka last reported about the connection, if anything.
+        last_error: Option<String>,
         /// The topic whose metadata was requested.
         topic: String,
         /// The bound that expired.
@@ -98,6 +101,17 @@ pub enum ProducerError {
         /// The librdkafka error.
         #[source]
         source: KafkaError,
+    },
+    /// A broker refused the client: wrong credentials, an untrusted certificate, or TLS
+    /// settings that do not match the listener. Retrying with the same settings cannot help.
+    #[error("Kafka at `{bootstrap}` {}: {reason}", crate::diagnosis::refusal_verb(*.code))]
+    Refused {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// `Authentication` or `SSL`.
+        code: RDKafkaErrorCode,
+        /// librdkafka's explanation, naming the broker.
+        reason: String,
     },
     /// The topic does not exist (the producer never auto-creates topics).
     #[error("topic `{topic}` does not exist on the cluster (create it from topology.toml first)")]
@@ -178,7 +192,9 @@ impl ProducerError {
     /// The librdkafka error code, when there is one.
     pub fn code(&self) -> Option<RDKafkaErrorCode> {
         match self {
-            ProducerError::Delivery { code, .. } | ProducerError::Fatal { code, .. } => Some(*code),
+            ProducerError::Delivery { code, .. }
+            | ProducerError::Fatal { code, .. }
+            | ProducerError::Refused { code, .. } => Some(*code),
             ProducerError::Client { source } | ProducerError::Unreachable { source, .. } => {
                 source.rdkafka_error_code()
             }

@@ -25,6 +25,7 @@
 
 mod completion;
 mod config;
+pub mod diagnosis;
 mod error;
 mod orders;
 mod partition;

@@ -17,6 +17,7 @@ use tracing::{Span, field};
 
 use crate::completion::{Batch, Report, Slot};
 use crate::config::ProducerConfig;
+use crate::diagnosis::LastBrokerError;
 use crate::error::{ProducerError, is_possibly_persisted_code, is_retriable_code};
 use crate::partition::partition_for_key;
 
@@ -146,6 +147,8 @@ struct HandleState {
     req_timeouts: AtomicU64,
     tx_errors: AtomicU64,
     tx_msgs: AtomicU64,
+    /// Why connections failed, for start-up errors that say why.
+    last_error: LastBrokerError,
 }
 
 /// Client context: records fatal errors (the handle must then be rebuilt) and logs through tracing.
@@ -172,7 +175,15 @@ impl ClientContext for Ctx {
         self.state.req_timeouts.store(timeouts, Ordering::Relaxed);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.state.last_error.record_log(fac, log_message);
+        rdkafka::client::DefaultClientContext.log(level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        self.state
+            .last_error
+            .record(error.rdkafka_error_code(), reason);
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.state.fatal.store(true, Ordering::SeqCst);
             self.fatal_notify.notify_one();
@@ -996,7 +1007,12 @@ async fn check_topic(
         let fetched = tokio::task::spawn_blocking(move || {
             producer
                 .client()
-                .fetch_metadata(Some(&name), remaining.max(Duration::from_millis(100)))
+                // Short attempts: a refused login only shows in the context's error callback,
+                // which is read between attempts.
+                .fetch_metadata(
+                    Some(&name),
+                    remaining.clamp(Duration::from_millis(100), Duration::from_secs(1)),
+                )
                 .map(|md| {
                     md.topics()
                         .first()
@@ -1007,14 +1023,34 @@ async fn check_topic(
         .map_err(|_join| ProducerError::Client {
             source: KafkaError::MetadataFetch(RDKafkaErrorCode::Fail),
         })?;
+        if let Some(refusal) = handle.state.last_error.refusal() {
+            return Err(ProducerError::Refused {
+                bootstrap: config.bootstrap_servers.clone(),
+                code: refusal.code,
+                reason: refusal.reason,
+            });
+        }
         let transient = match fetched {
             Err(source) => {
                 let code = source
                     .rdkafka_error_code()
                     .unwrap_or(RDKafkaErrorCode::Fail);
-                if is_unreachable(code) || Instant::now() >= deadline {
+                // An attempt timing out before the deadline is just a short attempt.
+                let early_timeout =
+                    code == RDKafkaErrorCode::OperationTimedOut && Instant::now() < deadline;
+                if !early_timeout && (is_unreachable(code) || Instant::now() >= deadline) {
+                    // The callback that says why may still be queued behind this answer.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if let Some(refusal) = handle.state.last_error.refusal() {
+                        return Err(ProducerError::Refused {
+                            bootstrap: config.bootstrap_servers.clone(),
+                            code: refusal.code,
+                            reason: refusal.reason,
+                        });
+                    }
                     return Err(ProducerError::Unreachable {
                         bootstrap: config.bootstrap_servers.clone(),
+                        last_error: handle.state.last_error.reason(),
                         topic: topic.name.clone(),
                         timeout: config.startup_timeout,
                         source,
@@ -1032,6 +1068,17 @@ async fn check_topic(
                     });
                 }
                 true
+            }
+            // ACLs do not change while we wait: refuse now, naming the topic.
+            Ok(Some((Some(code @ RDKafkaErrorCode::TopicAuthorizationFailed), _))) => {
+                return Err(ProducerError::Refused {
+                    bootstrap: config.bootstrap_servers.clone(),
+                    code,
+                    reason: format!(
+                        "this principal may not use topic `{}` (it needs DESCRIBE and WRITE)",
+                        topic.name
+                    ),
+                });
             }
             Ok(Some((Some(_), _))) | Ok(Some((None, 0))) => true,
             Ok(Some((None, n))) => {
@@ -1053,6 +1100,7 @@ async fn check_topic(
         if transient && Instant::now() >= deadline {
             return Err(ProducerError::Unreachable {
                 bootstrap: config.bootstrap_servers.clone(),
+                last_error: handle.state.last_error.reason(),
                 topic: topic.name.clone(),
                 timeout: config.startup_timeout,
                 source: KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut),

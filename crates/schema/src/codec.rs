@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::access::RegistryAccess;
+
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
@@ -91,6 +93,8 @@ pub struct RegistryConfig {
     /// is not registered (production setting when schemas are registered by CI with
     /// `orderstream schemas register`).
     pub auto_register: bool,
+    /// Credentials and extra CA certificates for the registry. Default: anonymous.
+    pub access: RegistryAccess,
 }
 
 impl Default for RegistryConfig {
@@ -101,6 +105,7 @@ impl Default for RegistryConfig {
             request_timeout: Duration::from_secs(5),
             negative_cache_ttl: Duration::from_secs(10),
             auto_register: true,
+            access: RegistryAccess::default(),
         }
     }
 }
@@ -369,9 +374,13 @@ impl OrderCodec {
     /// [`SchemaError::InvalidConfig`] or [`SchemaError::Client`].
     pub fn new(cfg: RegistryConfig) -> Result<Self, SchemaError> {
         cfg.validate()?;
-        let sr = SrSettings::new_builder(cfg.url.clone())
-            .set_timeout(cfg.request_timeout)
-            .build()
+        let mut sr = SrSettings::new_builder(cfg.url.clone());
+        sr.set_timeout(cfg.request_timeout);
+        if let Some(auth) = &cfg.access.basic_auth {
+            sr.set_basic_authorization(&auth.username, Some(auth.password()));
+        }
+        let sr = sr
+            .build_with(cfg.access.client_builder(cfg.request_timeout)?)
             .map_err(|e| SchemaError::Client {
                 url: cfg.url.clone(),
                 message: e.to_string(),
@@ -533,17 +542,29 @@ impl OrderCodec {
         schema_id: Option<u32>,
     ) -> CodecError {
         let status = status_of(e);
-        let retriable = e.retriable || matches!(status, Some(408 | 429 | 500..=599));
+        // Refused credentials do not heal by retrying: say so, and whose they were.
+        let refused = matches!(status, Some(401 | 403));
+        let retriable = !refused && (e.retriable || matches!(status, Some(408 | 429 | 500..=599)));
+        let detail = match &e.cause {
+            Some(c) => format!("{}: {c}", e.error),
+            None => e.error.clone(),
+        };
+        let message = if refused {
+            let who = self.inner.cfg.access.basic_auth.as_ref().map_or_else(
+                || "anonymous access".to_owned(),
+                |a| format!("user \"{}\"", a.username),
+            );
+            format!("the registry refused {who}: {detail}")
+        } else {
+            detail
+        };
         CodecError::Registry {
             url: self.inner.cfg.url.clone(),
             subject: subject.map(str::to_owned),
             schema_id,
             status,
             retriable,
-            message: match &e.cause {
-                Some(c) => format!("{}: {c}", e.error),
-                None => e.error.clone(),
-            },
+            message,
         }
     }
 

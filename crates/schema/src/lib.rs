@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 pub mod catalog;
 mod codec;
 pub mod compat;
@@ -42,6 +43,7 @@ pub mod resolve;
 mod versions;
 pub mod wire;
 
+pub use access::{BasicAuth, RegistryAccess};
 pub use codec::{Decoded, Encoded, OrderCodec, RegistryConfig, SubjectStrategy, encode_body};
 pub use compat::{CompatReport, check_versions};
 pub use error::{CodecError, SchemaError};
@@ -50,6 +52,9 @@ pub use versions::{
     ORDER_EVENT_FULL_NAME, SchemaVersion, TYPES_VERSION, parsed_versions, types_schema,
     types_version, versions,
 };
+
+/// Re-export of the secrecy crate whose `SecretString` holds registry passwords.
+pub use secrecy;
 
 /// Re-export of the apache-avro crate this crate is built on (same version as `Schema`s here).
 pub use apache_avro;

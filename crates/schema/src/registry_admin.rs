@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::access::{BasicAuth, RegistryAccess};
 use crate::compat::Mode;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -55,6 +56,18 @@ pub enum AdminError {
         /// The registry's message.
         message: String,
     },
+    /// HTTP 401 or 403: the credentials were refused, or lack the permission asked for.
+    #[error("schema registry {url} refused {who} (HTTP {status}): {message}")]
+    Unauthorized {
+        /// The request URL.
+        url: String,
+        /// `user "<name>"`, or `anonymous access` when no credentials were configured.
+        who: String,
+        /// 401 (not authenticated) or 403 (not permitted).
+        status: u16,
+        /// The registry's message or body.
+        message: String,
+    },
     /// Any other non-success status.
     #[error("schema registry {url} answered HTTP {status}: {message}")]
     Http {
@@ -93,6 +106,7 @@ impl AdminError {
 pub struct RegistryAdmin {
     client: reqwest::Client,
     base: String,
+    auth: Option<BasicAuth>,
 }
 
 fn enc(subject: &str) -> String {
@@ -112,16 +126,31 @@ impl RegistryAdmin {
     /// # Errors
     /// [`AdminError::Unreachable`] if the HTTP client cannot be built.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, AdminError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
+        Self::with_access(base_url, timeout, &RegistryAccess::default())
+    }
+
+    /// As [`RegistryAdmin::new`], authenticating and trusting CAs as `access` says.
+    ///
+    /// # Errors
+    /// [`AdminError::Unreachable`] if the HTTP client cannot be built (an unreadable CA file).
+    pub fn with_access(
+        base_url: &str,
+        timeout: Duration,
+        access: &RegistryAccess,
+    ) -> Result<Self, AdminError> {
+        let unbuildable = |message: String| AdminError::Unreachable {
+            url: base_url.to_owned(),
+            message,
+        };
+        let client = access
+            .client_builder(timeout)
+            .map_err(|e| unbuildable(e.to_string()))?
             .build()
-            .map_err(|e| AdminError::Unreachable {
-                url: base_url.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| unbuildable(e.to_string()))?;
         Ok(RegistryAdmin {
             client,
             base: base_url.trim_end_matches('/').to_owned(),
+            auth: access.basic_auth.clone(),
         })
     }
 
@@ -142,6 +171,9 @@ impl RegistryAdmin {
             .client
             .request(method, &url)
             .header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        if let Some(auth) = &self.auth {
+            req = req.basic_auth(&auth.username, Some(auth.password()));
+        }
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
@@ -175,6 +207,15 @@ impl RegistryAdmin {
         Err(match status {
             StatusCode::CONFLICT => AdminError::Incompatible {
                 subject: subject.unwrap_or_default().to_owned(),
+                message,
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => AdminError::Unauthorized {
+                url,
+                who: self.auth.as_ref().map_or_else(
+                    || "anonymous access".to_owned(),
+                    |a| format!("user \"{}\"", a.username),
+                ),
+                status: status.as_u16(),
                 message,
             },
             StatusCode::NOT_FOUND => AdminError::NotFound {

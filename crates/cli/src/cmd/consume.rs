@@ -90,7 +90,7 @@ pub(crate) fn member_config(
     cfg.group_protocol = tuning.protocol.into();
     cfg.max_concurrency = tuning.max_concurrency;
     cfg.memory_budget = tuning.memory_budget_mib.saturating_mul(1 << 20);
-    cfg.extra_consumer = settings.kafka.clone().into_iter().collect();
+    cfg.extra_consumer = settings.kafka_properties().into_iter().collect();
     cfg.extra_producer = cfg.extra_consumer.clone();
     cfg.validate()
         .map_err(|e| exit::UsageError(format!("invalid consumer settings: {e}")))?;
@@ -101,6 +101,7 @@ pub(crate) fn member_config(
 pub(crate) fn codec(settings: &Effective) -> anyhow::Result<OrderCodec> {
     Ok(OrderCodec::new(RegistryConfig {
         url: settings.registry_url.clone(),
+        access: settings.registry_access(),
         ..RegistryConfig::default()
     })?)
 }
@@ -201,6 +202,7 @@ pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Resu
     let cfg = consumer_config(settings, &args)?;
     // Fail fast with a clear message instead of polling a cluster that is not there.
     crate::cmd::topics::connect_admin(settings)?;
+    crate::cmd::schemas::check_registry(settings).await?;
     if let Some(url) = crate::cmd::store::url(&args)? {
         return crate::cmd::store::consume(settings, cfg, &url, args.for_secs).await;
     }

@@ -63,9 +63,10 @@ fn kafka_up(settings: &Effective) -> bool {
 }
 
 async fn registry_up(settings: &Effective) -> bool {
-    let admin = orderstream_schema::registry_admin::RegistryAdmin::new(
+    let admin = orderstream_schema::registry_admin::RegistryAdmin::with_access(
         &settings.registry_url,
         Duration::from_secs(3),
+        &settings.registry_access(),
     );
     match admin {
         Ok(a) => a.list_subjects().await.is_ok(),
@@ -88,7 +89,7 @@ async fn ensure_services(settings: &Effective, nodes: u8) -> anyhow::Result<()> 
         );
     }
     println!("starting the local cluster ({nodes} node(s)) and the registry...");
-    crate::cmd::services::up(nodes, &[])?;
+    crate::cmd::services::up(nodes, &[], false)?;
     Ok(())
 }
 

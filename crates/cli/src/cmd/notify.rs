@@ -116,6 +116,7 @@ pub(crate) async fn run(settings: &Effective, args: NotifyArgs) -> anyhow::Resul
         },
     )?;
     crate::cmd::topics::connect_admin(settings)?;
+    crate::cmd::schemas::check_registry(settings).await?;
     let cancel = stop_token(args.for_secs);
     let publish_timeout = Duration::from_secs(args.publish_timeout);
     match args.to {

@@ -147,13 +147,15 @@ pub(crate) async fn build_producer(
         bootstrap_servers: settings.bootstrap.clone(),
         linger: Duration::from_millis(args.linger_ms),
         compression,
-        extra: settings.kafka.clone(),
+        extra: settings.kafka_properties(),
         ..ProducerConfig::default()
     };
     let codec = OrderCodec::new(RegistryConfig {
         url: settings.registry_url.clone(),
+        access: settings.registry_access(),
         ..RegistryConfig::default()
     })?;
+    crate::cmd::schemas::check_registry(settings).await?;
     let topology = settings.topology()?;
     let spec = topology.topic(orderstream_topology::TopicRole::Orders);
     OrderProducer::new(

@@ -161,10 +161,24 @@ fn print_versions(catalog: &Catalog, source: &Source) {
     }
 }
 
+/// Fails fast when the registry is unreachable or refuses the configured credentials, before a
+/// producer encodes (every event would fail) or a consumer decodes (every record would be
+/// retried).
+pub(crate) async fn check_registry(settings: &Effective) -> anyhow::Result<()> {
+    admin(settings)?.list_subjects().await.with_context(|| {
+        format!(
+            "the schema registry at {} cannot be used",
+            settings.registry_url
+        )
+    })?;
+    Ok(())
+}
+
 fn admin(settings: &Effective) -> anyhow::Result<RegistryAdmin> {
-    Ok(RegistryAdmin::new(
+    Ok(RegistryAdmin::with_access(
         &settings.registry_url,
         Duration::from_secs(10),
+        &settings.registry_access(),
     )?)
 }
 

@@ -59,9 +59,16 @@ pub(crate) fn script_output(name: &str, args: &[&str]) -> anyhow::Result<String>
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-pub(crate) fn up(nodes: u8, with: &[crate::choices::Service]) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(
+    nodes: u8,
+    with: &[crate::choices::Service],
+    secure: bool,
+) -> anyhow::Result<ExitCode> {
     let nodes = nodes.to_string();
-    let with: Vec<&str> = with.iter().map(|s| s.name()).collect();
+    let mut with: Vec<&str> = with.iter().map(|s| s.name()).collect();
+    if secure {
+        with.push("secure");
+    }
     let with = with.join(",");
     let mut args = vec!["up", "--nodes", &nodes];
     if !with.is_empty() {

@@ -105,9 +105,22 @@ async fn start<H: Handler>(
     info!(group = %config.group_id, retry_group = %config.retry_group(), source = %config.topics.source, with_retry, ?budget, "consumer member started");
     let mut outs: Vec<SideSummary> = Vec::new();
     let mut failure = None;
-    for rx in sides {
+    for (rx, (topic, group)) in sides.into_iter().zip([
+        (config.topics.source.clone(), config.group_id.clone()),
+        (config.topics.retry.clone(), config.retry_group()),
+    ]) {
         match rx.await {
-            Ok(s) => outs.push(s),
+            Ok(mut s) => {
+                if let Some((code, reason)) = s.refused.take() {
+                    failure.get_or_insert(ConsumerError::Refused {
+                        group,
+                        topic,
+                        code,
+                        reason,
+                    });
+                }
+                outs.push(s);
+            }
             Err(_) => {
                 // one consumer failed: stop the other one too, then report
                 stop.cancel();

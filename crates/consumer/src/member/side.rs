@@ -41,6 +41,21 @@ pub(crate) struct SideSummary {
     pub(crate) committed: BTreeMap<(String, i32), i64>,
     pub(crate) uncommitted: BTreeMap<(String, i32), Range<i64>>,
     pub(crate) forced_close: bool,
+    /// Set when the brokers refused the member (it stopped because of it).
+    pub(crate) refused: Option<(RDKafkaErrorCode, String)>,
+}
+
+/// Errors that no retry heals: the member stops instead of polling into them forever.
+fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SSL
+    )
 }
 
 /// The consumer context: the partition table and everything the callbacks need.
@@ -448,6 +463,7 @@ pub(crate) fn poll_loop<H: Handler>(
     // While a partition is paused the loop comes back often to resume it: a poll that blocks
     // (every fetchable partition paused) would otherwise let the owners run dry.
     let mut any_paused = false;
+    let mut refused = None;
     while !stop.is_cancelled() {
         let (timeout, housekeeping) = if any_paused {
             (Duration::from_millis(2), Duration::from_millis(2))
@@ -460,7 +476,15 @@ pub(crate) fn poll_loop<H: Handler>(
             let full = match res {
                 Ok(msg) => side.dispatch(&msg),
                 Err(e) => {
-                    warn!(topic = %side.topic, error = %e, "consumer error");
+                    match e.rdkafka_error_code().filter(|c| is_refusal(*c)) {
+                        Some(code) => {
+                            error!(topic = %side.topic, error = %e, "refused by Kafka: stopping the member");
+                            refused = Some((code, e.to_string()));
+                            // Both consumers of the member stop: drain, commit, leave.
+                            stop.cancel();
+                        }
+                        None => warn!(topic = %side.topic, error = %e, "consumer error"),
+                    }
                     false
                 }
             };
@@ -482,7 +506,10 @@ pub(crate) fn poll_loop<H: Handler>(
             }
         }
     }
-    shutdown(consumer)
+    SideSummary {
+        refused,
+        ..shutdown(consumer)
+    }
 }
 
 fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
@@ -559,5 +586,6 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
             .collect(),
         uncommitted,
         forced_close: forced,
+        refused: None,
     }
 }

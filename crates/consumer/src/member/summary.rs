@@ -24,6 +24,20 @@ pub enum ConsumerError {
         #[source]
         source: KafkaError,
     },
+    /// The brokers refused this member: no permission on the group or topic (ACLs), or
+    /// credentials / certificates they do not accept. Retrying cannot help; the member drained,
+    /// committed what it finished, and stopped.
+    #[error("Kafka refused consumer group `{group}` on topic `{topic}` ({code:?}): {reason}")]
+    Refused {
+        /// The group.
+        group: String,
+        /// The topic the member subscribed to.
+        topic: String,
+        /// e.g. `GroupAuthorizationFailed`, `TopicAuthorizationFailed`, `Authentication`.
+        code: rdkafka::error::RDKafkaErrorCode,
+        /// librdkafka's explanation.
+        reason: String,
+    },
     /// A poll thread ended without a summary (it panicked).
     #[error("consumer poll thread failed: {0}")]
     PollThread(String),

@@ -1,0 +1,431 @@
+//! The CLI against a real secured Kafka node (SASL_SSL with SCRAM and PLAIN, mutual TLS, the
+//! `StandardAuthorizer` with ACLs; scripts/kafka-secure.sh) and a real registry that enforces
+//! HTTP basic auth (scripts/registry-secure.sh). What is proven: events go through over SCRAM and
+//! over mTLS; wrong passwords, untrusted CAs, plaintext clients and principals without ACLs are
+//! turned away quickly with a message that says why (exit 2); nothing is produced when they are;
+//! and no password or private key appears in any output, even at debug level.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::text;
+
+/// The secured services' addresses and files (`scripts/services.sh env` exports them while
+/// `up --secure` runs).
+struct Secure {
+    sasl_bootstrap: String,
+    mtls_bootstrap: String,
+    ca: PathBuf,
+    untrusted_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    dir: PathBuf,
+    registry_url: String,
+    registry_user: String,
+    registry_password: PathBuf,
+    registry_reader_password: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the secured services with `scripts/services.sh up --secure` and `eval \"$(scripts/services.sh env)\"`")
+    })
+}
+
+impl Secure {
+    fn from_env() -> Secure {
+        Secure {
+            sasl_bootstrap: var("ORDERSTREAM_SECURE_SASL_BOOTSTRAP"),
+            mtls_bootstrap: var("ORDERSTREAM_SECURE_MTLS_BOOTSTRAP"),
+            ca: var("ORDERSTREAM_SECURE_CA_FILE").into(),
+            untrusted_ca: var("ORDERSTREAM_SECURE_UNTRUSTED_CA_FILE").into(),
+            cert: var("ORDERSTREAM_SECURE_CLIENT_CERT_FILE").into(),
+            key: var("ORDERSTREAM_SECURE_CLIENT_KEY_FILE").into(),
+            dir: var("ORDERSTREAM_SECURE_DIR").into(),
+            registry_url: var("ORDERSTREAM_SECURE_REGISTRY_URL"),
+            registry_user: var("ORDERSTREAM_SECURE_REGISTRY_USERNAME"),
+            registry_password: var("ORDERSTREAM_SECURE_REGISTRY_PASSWORD_FILE").into(),
+            registry_reader_password: var("ORDERSTREAM_SECURE_REGISTRY_READER_PASSWORD_FILE")
+                .into(),
+        }
+    }
+
+    fn password_file(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("{user}.password"))
+    }
+
+    fn password(&self, user: &str) -> String {
+        read(&self.password_file(user)).trim_end().to_owned()
+    }
+
+    /// Everything that must never be printed: every password, and the private key's body.
+    fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = ["admin", "orders-producer", "orders-consumer"]
+            .iter()
+            .map(|u| self.password(u))
+            .collect();
+        out.push(read(&self.registry_password).trim_end().to_owned());
+        out.push(read(&self.registry_reader_password).trim_end().to_owned());
+        out.extend(
+            read(&self.key)
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                .map(str::to_owned),
+        );
+        out.retain(|s| s.len() >= 6);
+        assert!(out.len() >= 6, "secrets to look for: {}", out.len());
+        out
+    }
+
+    /// A SCRAM-SHA-512 identity over SASL_SSL.
+    fn scram(&self, user: &str) -> Identity {
+        Identity {
+            bootstrap: self.sasl_bootstrap.clone(),
+            env: vec![
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "sasl_ssl".into()),
+                ("ORDERSTREAM_SSL_CA_FILE", path(&self.ca)),
+                ("ORDERSTREAM_SASL_MECHANISM", "SCRAM-SHA-512".into()),
+                ("ORDERSTREAM_SASL_USERNAME", user.into()),
+                (
+                    "ORDERSTREAM_SASL_PASSWORD_FILE",
+                    path(&self.password_file(user)),
+                ),
+            ],
+        }
+    }
+
+    /// The `orders-mtls` principal: a client certificate over SSL.
+    fn mtls(&self) -> Identity {
+        Identity {
+            bootstrap: self.mtls_bootstrap.clone(),
+            env: vec![
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "ssl".into()),
+                ("ORDERSTREAM_SSL_CA_FILE", path(&self.ca)),
+                ("ORDERSTREAM_SSL_CERT_FILE", path(&self.cert)),
+                ("ORDERSTREAM_SSL_KEY_FILE", path(&self.key)),
+            ],
+        }
+    }
+
+    /// Runs `orderstream <args>` as `who`, with the registry's writer credentials, at debug
+    /// level; fails the test if any secret shows in the output.
+    fn run(&self, who: &Identity, extra_env: &[(&str, String)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderstream"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ORDERSTREAM_") && !k.starts_with("ORDERSTREAM_SECURE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(args)
+            .env("ORDERSTREAM_BOOTSTRAP", &who.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &self.registry_url)
+            .env("ORDERSTREAM_REGISTRY_USERNAME", &self.registry_user)
+            .env(
+                "ORDERSTREAM_REGISTRY_PASSWORD_FILE",
+                &self.registry_password,
+            )
+            .env("RUST_LOG", "debug");
+        for (k, v) in who.env.iter().chain(extra_env) {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run orderstream");
+        let (stdout, stderr) = text(&out);
+        for secret in self.secrets() {
+            assert!(
+                !stdout.contains(&secret) && !stderr.contains(&secret),
+                "a secret appeared in the output of {args:?}"
+            );
+        }
+        assert!(
+            !stderr.contains("PRIVATE KEY-----") && !stdout.contains("PRIVATE KEY-----"),
+            "a private key appeared in the output of {args:?}"
+        );
+        out
+    }
+
+    /// A layout whose topic names start with `prefix` (ACLs are granted by prefix).
+    fn layout(&self, prefix: &str) -> (PathBuf, String) {
+        let unique = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+        let text = read(&orderstream_testkit::repo_root().join("topology.toml"))
+            .replace("name = \"", &format!("name = \"{unique}-"));
+        let dir = std::env::temp_dir().join("orderstream-tests");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join(format!("{unique}-topology.toml"));
+        std::fs::write(&file, text).expect("write layout");
+        (file, format!("{unique}-orders.events"))
+    }
+
+    /// Creates the layout's topics as the admin principal.
+    fn apply(&self, layout: &Path) {
+        let out = self.run(
+            &self.scram("admin"),
+            &[],
+            &[
+                "--topology",
+                &path(layout),
+                "--profile",
+                "local",
+                "topics",
+                "apply",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "topics apply as admin: {:?}",
+            text(&out)
+        );
+    }
+
+    /// Records in `topic`, read as the admin (high watermarks summed).
+    fn records_in(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.sasl_bootstrap)
+            .set("security.protocol", "sasl_ssl")
+            .set("ssl.ca.location", path(&self.ca))
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", "admin")
+            .set("sasl.password", self.password("admin"))
+            .create()
+            .expect("admin consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        md.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
+    }
+}
+
+struct Identity {
+    bootstrap: String,
+    env: Vec<(&'static str, String)>,
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_owned()
+}
+
+/// A number after `label` in the CLI's summary, e.g. `acked 300`.
+fn figure(out: &str, label: &str) -> u64 {
+    let at = out
+        .find(label)
+        .unwrap_or_else(|| panic!("`{label}` not in {out}"));
+    out[at + label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `{label}` in {out}"))
+}
+
+/// Produces `count` events as `producer`, consumes them as `consumer` in a fresh group: every
+/// one acknowledged and applied once.
+fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64) {
+    let (layout, topic) = s.layout("orders.");
+    let layout = path(&layout);
+    s.apply(Path::new(&layout));
+    let out = s.run(
+        producer,
+        &[],
+        &[
+            "--topology",
+            &layout,
+            "produce",
+            "--count",
+            &count.to_string(),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "produce: {stdout}\n{stderr}");
+    assert_eq!(figure(&stdout, "acked "), count, "{stdout}");
+    assert_eq!(s.records_in(&topic), i64::try_from(count).expect("fits"));
+    let group = format!("orders.{}", uuid::Uuid::new_v4().simple());
+    let out = s.run(
+        consumer,
+        &[],
+        &[
+            "--topology",
+            &layout,
+            "consume",
+            "--group",
+            &group,
+            "--for",
+            "25",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "consume: {stdout}\n{stderr}");
+    assert_eq!(figure(&stdout, "applied "), count, "{stdout}");
+    assert_eq!(figure(&stdout, "dead-lettered "), 0, "{stdout}");
+}
+
+#[test]
+fn scram_sha_512_over_tls_produces_and_consumes_every_event() {
+    let s = Secure::from_env();
+    round_trip(
+        &s,
+        &s.scram("orders-producer"),
+        &s.scram("orders-consumer"),
+        300,
+    );
+}
+
+#[test]
+fn mutual_tls_produces_and_consumes_every_event() {
+    let s = Secure::from_env();
+    round_trip(&s, &s.mtls(), &s.mtls(), 200);
+}
+
+/// Runs a produce that must be refused: exit 2 within `within`, stderr containing every one of
+/// `said`, and nothing written to the topic.
+fn refused_produce(
+    s: &Secure,
+    who: &Identity,
+    extra_env: &[(&str, String)],
+    prefix: &str,
+    said: &[&str],
+    within: Duration,
+) {
+    let (layout, topic) = s.layout(prefix);
+    s.apply(&layout);
+    let started = Instant::now();
+    let out = s.run(
+        who,
+        extra_env,
+        &["--topology", &path(&layout), "produce", "--count", "50"],
+    );
+    let took = started.elapsed();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "exit 2: {stdout}\n{stderr}");
+    for want in said {
+        assert!(stderr.contains(want), "stderr names `{want}`: {stderr}");
+    }
+    assert!(
+        took < within,
+        "refused after {took:?}, not within {within:?}"
+    );
+    assert_eq!(s.records_in(&topic), 0, "nothing produced");
+}
+
+#[test]
+fn a_wrong_password_is_refused_quickly_and_nothing_is_produced() {
+    let s = Secure::from_env();
+    let wrong = std::env::temp_dir().join(format!("wrong-{}.pw", uuid::Uuid::new_v4()));
+    std::fs::write(&wrong, "not-the-password\n").expect("write");
+    refused_produce(
+        &s,
+        &s.scram("orders-producer"),
+        &[("ORDERSTREAM_SASL_PASSWORD_FILE", path(&wrong))],
+        "orders.",
+        &["refused the credentials", "Authentication"],
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn an_untrusted_ca_is_a_tls_error_naming_the_broker() {
+    let s = Secure::from_env();
+    refused_produce(
+        &s,
+        &s.scram("orders-producer"),
+        &[("ORDERSTREAM_SSL_CA_FILE", path(&s.untrusted_ca))],
+        "orders.",
+        &["TLS", "certificate verify failed", &s.sasl_bootstrap],
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn a_producer_without_write_permission_is_refused_naming_the_topic() {
+    let s = Secure::from_env();
+    refused_produce(
+        &s,
+        &s.scram("orders-producer"),
+        &[],
+        "unlisted.",
+        &["TopicAuthorizationFailed", "unlisted."],
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn wrong_registry_credentials_are_refused_and_nothing_is_produced() {
+    let s = Secure::from_env();
+    refused_produce(
+        &s,
+        &s.scram("orders-producer"),
+        &[(
+            "ORDERSTREAM_REGISTRY_PASSWORD_FILE",
+            path(&s.password_file("orders-consumer")),
+        )],
+        "orders.",
+        &["refused user", "401"],
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn a_plaintext_client_against_the_tls_listener_fails_clearly() {
+    let s = Secure::from_env();
+    let started = Instant::now();
+    let out = s.run(
+        &Identity {
+            bootstrap: s.sasl_bootstrap.clone(),
+            env: vec![],
+        },
+        &[],
+        &["topics", "describe"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("security.protocol"),
+        "the error points at the protocol setting: {stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "no hang");
+}
+
+#[test]
+fn a_consumer_without_group_permission_is_refused_naming_the_group() {
+    let s = Secure::from_env();
+    let (layout, _) = s.layout("orders.");
+    s.apply(&layout);
+    let group = format!("unlisted.{}", uuid::Uuid::new_v4().simple());
+    let started = Instant::now();
+    let out = s.run(
+        &s.scram("orders-consumer"),
+        &[],
+        &[
+            "--topology",
+            &path(&layout),
+            "consume",
+            "--group",
+            &group,
+            "--for",
+            "60",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "exit 2: {stdout}\n{stderr}");
+    assert!(stderr.contains("GroupAuthorizationFailed"), "{stderr}");
+    assert!(stderr.contains(&group), "names the group: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "stopped on the refusal, not at --for"
+    );
+}

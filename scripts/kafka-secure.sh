@@ -83,6 +83,7 @@ Listeners (B = \$SECURE_PORT_BASE, default 19092, fixed when the node is formatt
   SASL_SSL://127.0.0.1:B     SCRAM-SHA-256, SCRAM-SHA-512, PLAIN; also the inter-broker listener
   SSL://127.0.0.1:B+1        mutual TLS; a client certificate CN=NAME,... is principal User:NAME
   CONTROLLER://127.0.0.1:B+2 mutual TLS, for the broker itself only
+  MISNAMED://127.0.0.2:B+3   TLS on an address the broker certificate does not name
 Users: ${SASL_USERS[*]} (SASL, passwords in ${SECURE_RUN#"$ROOT_DIR"/}/USER.password),
 $MTLS_USER (client certificate $MTLS_USER.pem / $MTLS_USER.key). Super users: admin, $BROKER_PRINCIPAL.
 Standing ACLs (topics and groups PREFIXED "orders."):
@@ -129,6 +130,10 @@ port_base() {
 sasl_port() { printf '%s\n' "$(port_base)"; }
 mtls_port() { printf '%s\n' "$(($(port_base) + 1))"; }
 controller_port() { printf '%s\n' "$(($(port_base) + 2))"; }
+misnamed_port() { printf '%s\n' "$(($(port_base) + 3))"; }
+# The broker certificate names localhost and 127.0.0.1 only: a listener on another loopback
+# address is what a client meets when it dials a name the certificate does not carry.
+readonly MISNAMED_HOST=127.0.0.2
 
 # ---------------------------------------------------------------------------------------------
 # TLS material and passwords, generated once per run dir.
@@ -226,6 +231,9 @@ generate_material() {
     make_leaf "$scratch" broker "/O=orderstream tests/CN=$BROKER_PRINCIPAL" serverAuth,clientAuth \
       "DNS:localhost,IP:127.0.0.1"
     make_leaf "$scratch" "$MTLS_USER" "/O=orderstream tests/CN=$MTLS_USER" clientAuth
+    # The secured registry's HTTPS certificate, from the same CA (scripts/secure.sh hands it over).
+    make_leaf "$scratch" registry "/O=orderstream tests/CN=orderstream registry" serverAuth \
+      "DNS:localhost,IP:127.0.0.1"
     make_keystore "$scratch" broker
     make_keystore "$scratch" "$MTLS_USER"
     for user in "${SASL_USERS[@]}"; do
@@ -254,7 +262,8 @@ password_of() {
 
 # Rewritten on every start (as in scripts/kafka.sh) so edits here apply to an existing node.
 write_server_config() {
-  local sasl mtls ctrl plain_users="" user admin_pw
+  local sasl mtls ctrl misnamed plain_users="" user admin_pw
+  misnamed="$(misnamed_port)"
   sasl="$(sasl_port)"
   mtls="$(mtls_port)"
   ctrl="$(controller_port)"
@@ -278,9 +287,11 @@ log.dirs=$DATA_DIR
 # controller listener would need User:ANONYMOUS as super user, and since Kafka 4.0 the admin
 # tools can talk to controllers directly (--bootstrap-controller), so any local process could
 # then rewrite ACLs through that port. The broker presents its own certificate instead.
-listeners=SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$mtls,CONTROLLER://127.0.0.1:$ctrl
-advertised.listeners=SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$mtls
-listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:SSL
+# MISNAMED: TLS on $MISNAMED_HOST, which the broker certificate does not name (the wrong-host-name
+# test); no client certificate asked, and the anonymous principal it yields has no ACL.
+listeners=SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$mtls,CONTROLLER://127.0.0.1:$ctrl,MISNAMED://$MISNAMED_HOST:$misnamed
+advertised.listeners=SASL_SSL://127.0.0.1:$sasl,SSL://127.0.0.1:$mtls,MISNAMED://$MISNAMED_HOST:$misnamed
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:SSL,MISNAMED:SSL
 controller.listener.names=CONTROLLER
 # A combined single node barely talks to itself over this listener, but it must name one:
 # SASL_SSL authenticated as admin keeps the clients' listener the only SASL path to test.
@@ -385,6 +396,9 @@ formatted() {
 
 # SCRAM credentials can only be bootstrapped here, before the first start: with the authorizer
 # on, nobody could create them afterwards without already having a SCRAM (or mTLS) identity.
+# kafka-storage takes them only as arguments, so the generated test passwords are visible in
+# this machine's process list for the few seconds the format runs: acceptable for throw-away
+# test credentials on loopback, not a pattern for real ones.
 format_storage() {
   formatted && return 0
   local user pw scram=()
@@ -515,6 +529,7 @@ cmd_start() {
   require_port_free "$(sasl_port)" "secured Kafka SASL_SSL listener"
   require_port_free "$(mtls_port)" "secured Kafka SSL (mTLS) listener"
   require_port_free "$(controller_port)" "secured Kafka CONTROLLER listener"
+  require_port_free "$(misnamed_port)" "secured Kafka MISNAMED listener"
   t0="$(now_ms)"
   mkdir -p "$SECURE_RUN"
   chmod 700 "$SECURE_RUN"
@@ -582,7 +597,8 @@ cmd_reset() {
   log "deleted $SECURE_RUN"
 }
 
-# Only a running node has values worth exporting: tests skip themselves when this prints nothing.
+# Only a running node has values worth exporting; the tests fail naming the missing variable when
+# this prints nothing.
 cmd_env() {
   node_pid >/dev/null || return 0
   local name value
@@ -591,6 +607,8 @@ cmd_env() {
   done <<EOF
 ORDERSTREAM_SECURE_SASL_BOOTSTRAP 127.0.0.1:$(sasl_port)
 ORDERSTREAM_SECURE_MTLS_BOOTSTRAP 127.0.0.1:$(mtls_port)
+ORDERSTREAM_SECURE_MISNAMED_BOOTSTRAP $MISNAMED_HOST:$(misnamed_port)
+ORDERSTREAM_SECURE_REGISTRY_CERT_FILE $SECURE_RUN/registry.pem
 ORDERSTREAM_SECURE_CA_FILE $SECURE_RUN/ca.pem
 ORDERSTREAM_SECURE_UNTRUSTED_CA_FILE $SECURE_RUN/untrusted-ca.pem
 ORDERSTREAM_SECURE_CLIENT_CERT_FILE $SECURE_RUN/$MTLS_USER.pem

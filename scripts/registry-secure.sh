@@ -60,6 +60,11 @@ SECURE_REGISTRY_DEFAULT_COMPATIBILITY="${SECURE_REGISTRY_DEFAULT_COMPATIBILITY:-
 SECURE_REGISTRY_HEAP="${SECURE_REGISTRY_HEAP:--Xmx384m}"
 SECURE_REGISTRY_START_TIMEOUT="${SECURE_REGISTRY_START_TIMEOUT:-120}"
 SECURE_REGISTRY_STOP_TIMEOUT="${SECURE_REGISTRY_STOP_TIMEOUT:-30}"
+# HTTPS beside HTTP when both PEM files are given (scripts/secure.sh passes a certificate of the
+# secured Kafka node's CA): what clients with a private CA meet.
+SECURE_REGISTRY_TLS_CERT_FILE="${SECURE_REGISTRY_TLS_CERT_FILE:-}"
+SECURE_REGISTRY_TLS_KEY_FILE="${SECURE_REGISTRY_TLS_KEY_FILE:-}"
+SECURE_REGISTRY_TLS_PORT="${SECURE_REGISTRY_TLS_PORT:-18443}"
 
 usage() {
   cat <<EOF
@@ -91,6 +96,9 @@ Kafka for the schema storage: SECURE_REGISTRY_BOOTSTRAP ($SECURE_REGISTRY_BOOTST
 SECURE_REGISTRY_KAFKA_CA_FILE (PEM) set it connects with SASL_SSL as SECURE_REGISTRY_KAFKA_USERNAME,
 password read from SECURE_REGISTRY_KAFKA_PASSWORD_FILE, mechanism SECURE_REGISTRY_KAFKA_MECHANISM
 ($SECURE_REGISTRY_KAFKA_MECHANISM); otherwise PLAINTEXT.
+
+HTTPS on SECURE_REGISTRY_TLS_PORT ($SECURE_REGISTRY_TLS_PORT) beside HTTP when SECURE_REGISTRY_TLS_CERT_FILE
+and SECURE_REGISTRY_TLS_KEY_FILE (PEM) are set; env then also exports ORDERSTREAM_SECURE_REGISTRY_HTTPS_URL.
 
 Other environment: SECURE_REGISTRY_PORT ($SECURE_REGISTRY_PORT), SECURE_REGISTRY_MANAGEMENT_PORT
 ($SECURE_REGISTRY_MANAGEMENT_PORT), SECURE_REGISTRY_TOPIC ($SECURE_REGISTRY_TOPIC),
@@ -224,13 +232,22 @@ apicurio.kafka.common.ssl.truststore.location=$ca_file
 EOF
 }
 
+# The HTTPS listener's settings, or nothing when no certificate was given.
+tls_properties() {
+  [[ -n "$SECURE_REGISTRY_TLS_CERT_FILE" && -n "$SECURE_REGISTRY_TLS_KEY_FILE" ]] || return 0
+  printf 'quarkus.http.ssl-port=%s\n' "$SECURE_REGISTRY_TLS_PORT"
+  printf 'quarkus.http.ssl.certificate.files=%s\n' "$(cd "$(dirname "$SECURE_REGISTRY_TLS_CERT_FILE")" && pwd)/$(basename "$SECURE_REGISTRY_TLS_CERT_FILE")"
+  printf 'quarkus.http.ssl.certificate.key-files=%s\n' "$(cd "$(dirname "$SECURE_REGISTRY_TLS_KEY_FILE")" && pwd)/$(basename "$SECURE_REGISTRY_TLS_KEY_FILE")"
+}
+
 # Rewritten on every start (passwords and hashes stay the same), so a changed environment
 # (another bootstrap, SASL settings) takes effect without a reset.
 write_config() {
   mkdir -p "$(dirname "$CONFIG_FILE")"
-  local tmp="$CONFIG_FILE.tmp" kafka_props writer_hash reader_hash
+  local tmp="$CONFIG_FILE.tmp" kafka_props writer_hash reader_hash tls_props
   # Computed before the heredoc: a failure inside a heredoc's $(...) would not stop the script.
   kafka_props="$(kafka_client_properties)"
+  tls_props="$(tls_properties)"
   writer_hash="$(user_hash "$WRITER_USER" "$WRITER_PASSWORD_FILE")"
   reader_hash="$(user_hash "$READER_USER" "$READER_PASSWORD_FILE")"
   (
@@ -241,6 +258,7 @@ quarkus.http.host=127.0.0.1
 quarkus.http.port=$SECURE_REGISTRY_PORT
 quarkus.management.host=127.0.0.1
 quarkus.management.port=$SECURE_REGISTRY_MANAGEMENT_PORT
+$tls_props
 
 # HTTP basic authentication against Quarkus' embedded users; no OIDC server involved.
 # Quarkus logs "Build time property cannot be changed at runtime: quarkus.http.auth.basic";
@@ -334,6 +352,9 @@ cmd_start() {
   jar="$(runner_jar "$version")"
   require_port_free "$SECURE_REGISTRY_PORT" "the secure registry's HTTP API (SECURE_REGISTRY_PORT)"
   require_port_free "$SECURE_REGISTRY_MANAGEMENT_PORT" "the secure registry's management interface (SECURE_REGISTRY_MANAGEMENT_PORT)"
+  if [[ -n "$SECURE_REGISTRY_TLS_CERT_FILE" ]]; then
+    require_port_free "$SECURE_REGISTRY_TLS_PORT" "the secure registry's HTTPS API (SECURE_REGISTRY_TLS_PORT)"
+  fi
   require_kafka_reachable
   mkdir -p "$SECURE_RUN/snapshots"
   chmod 700 "$SECURE_RUN"
@@ -401,6 +422,11 @@ cmd_env() {
   printf 'export ORDERSTREAM_SECURE_REGISTRY_USERNAME=%q\n' "$WRITER_USER"
   printf 'export ORDERSTREAM_SECURE_REGISTRY_PASSWORD_FILE=%q\n' "$WRITER_PASSWORD_FILE"
   printf 'export ORDERSTREAM_SECURE_REGISTRY_READER_PASSWORD_FILE=%q\n' "$READER_PASSWORD_FILE"
+  local tls_port
+  tls_port="$(sed -n 's/^quarkus\.http\.ssl-port=//p' "$CONFIG_FILE" 2>/dev/null)"
+  if [[ -n "$tls_port" ]]; then
+    printf 'export ORDERSTREAM_SECURE_REGISTRY_HTTPS_URL=%q\n' "https://127.0.0.1:$tls_port/apis/ccompat/v7"
+  fi
 }
 
 cmd_reset() {

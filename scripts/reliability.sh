@@ -69,6 +69,11 @@ export ORDERSTREAM_BOOTSTRAP="${ORDERSTREAM_BOOTSTRAP:-$(bash scripts/kafka.sh b
 export ORDERSTREAM_REGISTRY_URL="${ORDERSTREAM_REGISTRY_URL:-$(bash scripts/registry.sh url)}"
 export ORDERSTREAM_NODES=3
 
+# One seed for every random choice of the run (kill points, handler latencies, which member
+# leaves): recorded in RELIABILITY.md; RELIABILITY_SEED=N replays a run's choices.
+RELIABILITY_SEED="${RELIABILITY_SEED:-$(python3 -c 'import secrets; print(secrets.randbits(63))')}"
+export RELIABILITY_SEED
+log "seed $RELIABILITY_SEED (replay with RELIABILITY_SEED=$RELIABILITY_SEED scripts/reliability.sh)"
 mkdir -p "$RESULTS_DIR"
 rm -f "$RESULTS"
 log "reliability suite against $ORDERSTREAM_BOOTSTRAP (registry $ORDERSTREAM_REGISTRY_URL)"
@@ -81,8 +86,8 @@ elapsed=$(($(date +%s) - t0))
 log "suite finished in ${elapsed}s (exit $rc)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git diff --quiet HEAD 2>/dev/null || commit="$commit+uncommitted changes"
-python3 -c 'import json, sys; json.dump({"rc": int(sys.argv[1]), "elapsed_s": int(sys.argv[2]), "commit": sys.argv[3], "command": sys.argv[4]}, open(sys.argv[5], "w"))' \
-  "$rc" "$elapsed" "$commit" "scripts/reliability.sh${*:+ $*}" "$RUN_INFO"
+python3 -c 'import json, sys; json.dump({"rc": int(sys.argv[1]), "elapsed_s": int(sys.argv[2]), "commit": sys.argv[3], "command": sys.argv[4], "seed": sys.argv[6]}, open(sys.argv[5], "w"))' \
+  "$rc" "$elapsed" "$commit" "RELIABILITY_SEED=$RELIABILITY_SEED scripts/reliability.sh${*:+ $*}" "$RUN_INFO" "$RELIABILITY_SEED"
 fi
 
 if [[ $write_table == 1 ]]; then
@@ -105,7 +110,7 @@ lines = [
     "# Reliability figures",
     "",
     f"Run: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} on {os.cpu_count()} cores "
-    f"({platform.system()} {platform.machine()}); `{run['command']}` at commit {run['commit']}; suite wall time {elapsed} s; "
+    f"({platform.system()} {platform.machine()}); `{run['command']}` at commit {run['commit']} (seed {run.get('seed', 'not recorded')}); suite wall time {elapsed} s; "
     + ("all scenarios passed." if rc == "0" else f"**the suite failed (exit {rc})**: see target/reliability/run.log."),
     "",
     *[f"- **{r['scenario']} failed its checks**: `failures` = {r['extra']['failures']} (see its figures below)."
@@ -122,16 +127,20 @@ lines = [
     "applied twice, counted from the product's durable store (– where a scenario has none: its handler is "
     "the test's recorder, whose own dedup would make the figure 0 by construction; effects exactly once "
     "in PostgreSQL under 20 member SIGKILLs are proven by crates/cli/tests/store_cli.rs); **reorder** = per key, a sequence going backwards in first-consumed order of its partition; "
+    "**rewinds** = per partition, consumed offset going backwards (redeliveries after a restart or rebalance: reported, expected after faults); "
+    "**gaps** = per key, sequences missing between the lowest and highest consumed one; **unexpl.** = gaps whose send the producer never reported failed (must be 0); "
+    "**phantoms** = consumed events never sent (must be 0); "
     "**poss. pers.** = sends reported possibly persisted (timed out / in doubt); **recover** = per "
     "scenario, see its `recover` note.",
     "",
-    "| scenario | acked | consumed (distinct) | lost | misplaced | dup raw | dup after dedup | reorder | poss. pers. | recover (ms) | time (s) |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | acked | consumed (distinct) | lost | misplaced | dup raw | dup after dedup | reorder | rewinds | gaps | unexpl. | phantoms | poss. pers. | recover (ms) | time (s) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for r in rows:
     lines.append("| " + " | ".join(cell(r.get(k)) for k in [
         "scenario", "acked", "consumed_distinct", "lost", "misplaced", "dup_raw",
-        "dup_after_dedup", "reorderings", "possibly_persisted", "recover_ms", "elapsed_s"]) + " |")
+        "dup_after_dedup", "reorderings", "rewinds", "sequence_gaps", "unexplained_gaps", "phantoms",
+        "possibly_persisted", "recover_ms", "elapsed_s"]) + " |")
 lines += ["", "## Scenario figures", ""]
 for r in rows:
     lines.append(f"### {r['scenario']}")

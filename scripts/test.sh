@@ -72,6 +72,7 @@ ORDERSTREAM_AMQP_URL="${ORDERSTREAM_AMQP_URL:-$(bash scripts/rabbitmq.sh url)}"
 ORDERSTREAM_NATS_URL="${ORDERSTREAM_NATS_URL:-$(bash scripts/nats.sh url)}"
 export ORDERSTREAM_AMQP_URL ORDERSTREAM_NATS_URL
 # The secured Kafka node and registry: addresses, CA and client files (ORDERSTREAM_SECURE_*).
+bash scripts/secure.sh status >/dev/null || { log "the secured Kafka node or registry is not healthy: bash scripts/secure.sh status"; exit 1; }
 eval "$(bash scripts/secure.sh env)"
 
 log "layout: apply twice (the second run must change nothing)"

@@ -13,6 +13,16 @@
 //!   hold every record, is 0 by construction and measures nothing.
 //! * `reorderings`: per (partition, key), a sequence lower than the previous one in the order
 //!   records were first consumed (redeliveries of already-seen event ids are skipped).
+//! * `rewinds`: per partition, times the consumed offset went backwards in consumption order
+//!   (a redelivery after a restart or rebalance). Reported, not a failure: the frontier replays
+//!   unfinished work by design. Figures below ignore redeliveries; this one makes them visible.
+//! * `sequence_gaps`: per key, sequences missing between the lowest and highest consumed one
+//!   (scenarios send each key's sequences 0, 1, 2, … in order).
+//! * `unexplained_gaps`: gaps whose event the producer was never told failed: the missing
+//!   sequence was acked (then it is also `lost`) or never attempted. Must be 0. `None` when the
+//!   scenario did not record its unacknowledged attempts.
+//! * `phantoms`: consumed event ids that were never sent (neither acked nor an unacknowledged
+//!   attempt). Must be 0. `None` as for `unexplained_gaps`.
 //! * `possibly_persisted`: timed-out / in-doubt sends; settled downstream by dedup.
 //! * `recover_ms`: the scenario's time to recover (defined per scenario in `extra`).
 //!
@@ -39,6 +49,9 @@ pub struct Ev {
 #[derive(Debug, Default)]
 pub struct Observed {
     pub acked: Vec<Ev>,
+    /// Every send that was not acknowledged (failed, possibly persisted, not sent), with its key
+    /// and sequence; `None` when the scenario did not record them.
+    pub unacked: Option<Vec<Ev>>,
     pub possibly_persisted: usize,
     /// In consumption order, redeliveries included.
     pub consumed: Vec<Ev>,
@@ -59,10 +72,17 @@ pub struct Figures {
     pub dup_raw: usize,
     pub dup_after_dedup: Option<usize>,
     pub reorderings: usize,
+    pub rewinds: usize,
+    pub sequence_gaps: usize,
+    pub unexplained_gaps: Option<usize>,
+    pub phantoms: Option<usize>,
     pub possibly_persisted: usize,
     pub recover_ms: Option<u128>,
     pub elapsed_s: f64,
     pub extra: BTreeMap<String, Value>,
+    /// `false` for a scenario that sends and reads no events (its figures are its `extra`):
+    /// the delivery columns then render `–` rather than zeros that measured nothing.
+    pub delivery: bool,
 }
 
 /// Computes the figures.
@@ -70,9 +90,18 @@ pub fn check(scenario: &str, obs: &Observed) -> Figures {
     let mut distinct: HashSet<&str> = HashSet::with_capacity(obs.consumed.len());
     let mut at: HashMap<(i32, i64), &str> = HashMap::with_capacity(obs.consumed.len());
     let mut last_seq: HashMap<(i32, &str), i64> = HashMap::new();
+    let mut last_offset: HashMap<i32, i64> = HashMap::new();
+    let mut seqs: HashMap<&str, std::collections::BTreeSet<i64>> = HashMap::new();
     let mut reorderings = 0;
+    let mut rewinds = 0;
     for e in &obs.consumed {
         at.entry((e.partition, e.offset)).or_insert(&e.event_id);
+        if let Some(prev) = last_offset.insert(e.partition, e.offset)
+            && e.offset < prev
+        {
+            rewinds += 1;
+        }
+        seqs.entry(&e.key).or_default().insert(e.sequence);
         if !distinct.insert(&e.event_id) {
             continue; // a redelivery: not an ordering event
         }
@@ -95,6 +124,36 @@ pub fn check(scenario: &str, obs: &Observed) -> Figures {
                 .is_some_and(|id| *id != a.event_id)
         })
         .count();
+    // Per key, the sequences missing between the lowest and highest consumed one.
+    let missing: Vec<(&str, i64)> = seqs
+        .iter()
+        .flat_map(|(key, s)| {
+            let (lo, hi) = (
+                s.first().copied().unwrap_or(0),
+                s.last().copied().unwrap_or(0),
+            );
+            (lo..hi).filter(|q| !s.contains(q)).map(move |q| (*key, q))
+        })
+        .collect();
+    let (unexplained_gaps, phantoms) = match &obs.unacked {
+        None => (None, None),
+        Some(unacked) => {
+            let told: HashSet<(&str, i64)> = unacked
+                .iter()
+                .map(|e| (e.key.as_str(), e.sequence))
+                .collect();
+            let sent: HashSet<&str> = obs
+                .acked
+                .iter()
+                .chain(unacked)
+                .map(|e| e.event_id.as_str())
+                .collect();
+            (
+                Some(missing.iter().filter(|m| !told.contains(*m)).count()),
+                Some(distinct.iter().filter(|id| !sent.contains(*id)).count()),
+            )
+        }
+    };
     let dup_after_dedup = obs.effects.as_ref().map(|effects| {
         let unique: HashSet<&str> = effects.iter().map(String::as_str).collect();
         effects.len() - unique.len()
@@ -109,10 +168,24 @@ pub fn check(scenario: &str, obs: &Observed) -> Figures {
         dup_raw: obs.consumed.len() - distinct.len(),
         dup_after_dedup,
         reorderings,
+        rewinds,
+        sequence_gaps: missing.len(),
+        unexplained_gaps,
+        phantoms,
         possibly_persisted: obs.possibly_persisted,
         recover_ms: obs.recover.map(|d| d.as_millis()),
         elapsed_s: 0.0,
         extra: BTreeMap::new(),
+        delivery: true,
+    }
+}
+
+/// The row of a scenario that checks something other than delivery (e.g. refusals of bad
+/// input): no delivery figure, only its `extra` ones.
+pub fn without_delivery(scenario: &str) -> Figures {
+    Figures {
+        delivery: false,
+        ..check(scenario, &Observed::default())
     }
 }
 
@@ -125,6 +198,13 @@ impl Figures {
 
     /// The JSON row written to `results.jsonl`.
     pub fn to_json(&self) -> Value {
+        if !self.delivery {
+            return json!({
+                "scenario": self.scenario,
+                "elapsed_s": (self.elapsed_s * 10.0).round() / 10.0,
+                "extra": self.extra,
+            });
+        }
         json!({
             "scenario": self.scenario,
             "acked": self.acked,
@@ -135,6 +215,10 @@ impl Figures {
             "dup_raw": self.dup_raw,
             "dup_after_dedup": self.dup_after_dedup,
             "reorderings": self.reorderings,
+            "rewinds": self.rewinds,
+            "sequence_gaps": self.sequence_gaps,
+            "unexplained_gaps": self.unexplained_gaps,
+            "phantoms": self.phantoms,
             "possibly_persisted": self.possibly_persisted,
             "recover_ms": self.recover_ms,
             "elapsed_s": (self.elapsed_s * 10.0).round() / 10.0,
@@ -194,6 +278,16 @@ impl Figures {
             "{}: per-key reorderings: {self:?}",
             self.scenario
         );
+        assert!(
+            self.unexplained_gaps.is_none_or(|g| g == 0),
+            "{}: per-key sequence gaps the producer was not told about: {self:?}",
+            self.scenario
+        );
+        assert!(
+            self.phantoms.is_none_or(|p| p == 0),
+            "{}: consumed events that were never sent: {self:?}",
+            self.scenario
+        );
     }
 }
 
@@ -241,5 +335,40 @@ mod tests {
         assert_eq!(f.dup_after_dedup, None, "no effect list: not measured");
         assert_eq!(f.reorderings, 1);
         assert_eq!(f.misplaced, 0);
+        assert_eq!(f.rewinds, 1, "the redelivery of offset 0 after offset 1");
+        assert_eq!(
+            f.unexplained_gaps, None,
+            "attempts not recorded: not measured"
+        );
+    }
+
+    #[test]
+    fn gaps_must_be_failed_sends_and_nothing_appears_unsent() {
+        let obs = Observed {
+            acked: vec![
+                ev("a", "k", 0, 0, 0),
+                ev("c", "k", 2, 0, 1),
+                ev("e", "k", 4, 0, 2),
+            ],
+            // seq 1 failed and the producer said so; seq 3 nobody reported
+            unacked: Some(vec![ev("b", "k", 1, -1, -1)]),
+            consumed: vec![
+                ev("a", "k", 0, 0, 0),
+                ev("c", "k", 2, 0, 1),
+                ev("e", "k", 4, 0, 2),
+                ev("x", "other", 0, 1, 0), // never sent
+            ],
+            ..Observed::default()
+        };
+        let f = check("t", &obs);
+        assert_eq!(f.sequence_gaps, 2);
+        assert_eq!(f.unexplained_gaps, Some(1), "seq 3");
+        assert_eq!(f.phantoms, Some(1), "x");
+        assert_eq!(f.lost, 0);
+        let promise = std::panic::catch_unwind(|| f.assert_promise());
+        assert!(
+            promise.is_err(),
+            "an unexplained gap and a phantom break the promise"
+        );
     }
 }

@@ -76,6 +76,7 @@ async fn s10_paused_leader_zombie() {
         "10 paused leader (zombie)",
         &Observed {
             acked: log.acked,
+            unacked: Some(log.unacked.clone()),
             possibly_persisted: log.possibly_persisted,
             consumed,
             effects: None,

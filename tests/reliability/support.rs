@@ -13,13 +13,43 @@ use orderstream_consumer::{ConsumerConfig, Dedup, ProcessError, Processor, Recor
 use orderstream_producer::{DeliveryOutcome, OrderProducer};
 use orderstream_schema::OrderCodec;
 use orderstream_testkit::{TestEnv, TestTopics};
-use rand::Rng;
+use rand::SeedableRng;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
 use super::checker::Ev;
 use crate::producer_support;
+
+/// The seed of every random choice of this run: `RELIABILITY_SEED` (scripts/reliability.sh sets
+/// it and records it in RELIABILITY.md; child processes inherit it), else one drawn now. Printed
+/// once, so a failing run can be replayed with the same choices.
+pub fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let seed = match std::env::var("RELIABILITY_SEED") {
+            Ok(v) => v
+                .parse()
+                .unwrap_or_else(|e| panic!("RELIABILITY_SEED={v:?} is not a u64: {e}")),
+            Err(_) => rand::random(),
+        };
+        eprintln!("reliability seed: {seed} (replay with RELIABILITY_SEED={seed})");
+        seed
+    })
+}
+
+/// A generator for one scenario's choices, derived from [`seed`] and the scenario's name so
+/// that scenarios do not shift each other's draws.
+pub fn rng(scenario: &str) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed() ^ fnv(scenario.as_bytes()))
+}
+
+/// FNV-1a: a stable hash (std's hasher is randomly keyed per process).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// Fails the test unless the 3-node cluster is running.
 pub fn require_cluster(env: &TestEnv) {
@@ -127,7 +157,9 @@ impl Processor for Recorder {
             }
         };
         if self.max_latency_ms > 0 {
-            let ms = rand::rng().random_range(0..=self.max_latency_ms);
+            // Derived from the seed and the event, not drawn: the same record gets the same
+            // latency in a replay, whichever thread handles it.
+            let ms = (seed() ^ fnv(decoded.event.event_id.as_bytes())) % (self.max_latency_ms + 1);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let e = decoded.event;
@@ -195,6 +227,9 @@ pub fn read_log(path: &Path) -> Vec<(Ev, bool)> {
 #[derive(Debug, Default)]
 pub struct ProduceLog {
     pub acked: Vec<Ev>,
+    /// Every send that was not acknowledged, with its key and sequence (partition and offset
+    /// -1): the checker tells a gap the producer reported from one it hid.
+    pub unacked: Vec<Ev>,
     /// Lower bound of each acked record's ack instant (batch start + ack latency), same order.
     pub acked_at: Vec<Instant>,
     pub latencies: Vec<Duration>,
@@ -231,6 +266,13 @@ impl ProduceLog {
                     self.latencies.push(latency);
                 }
                 other => {
+                    self.unacked.push(Ev {
+                        event_id: e.event_id.clone(),
+                        key: e.order_id.clone(),
+                        sequence: e.sequence,
+                        partition: -1,
+                        offset: -1,
+                    });
                     if matches!(other, DeliveryOutcome::PossiblyPersisted { .. }) {
                         self.possibly_persisted += 1;
                     }

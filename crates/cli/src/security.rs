@@ -170,13 +170,21 @@ pub(crate) struct Password {
 }
 
 impl Password {
-    /// From `env` when set, else from `file`; both is ambiguous and refused.
+    /// From `env` when set, else from `file`; both is ambiguous and refused. `file` is the
+    /// flag's (or its `*_FILE` variable's), else the config file's, which `env` overrides.
     fn resolve(
         env: &str,
         env_value: Option<String>,
-        file: Option<&Path>,
+        flag_file: Option<&Path>,
+        config_file: Option<&Path>,
     ) -> anyhow::Result<Option<Password>> {
-        match (env_value.filter(|v| !v.is_empty()), file) {
+        let env_value = env_value.filter(|v| !v.is_empty());
+        let file = match (&env_value, flag_file) {
+            (_, Some(f)) => Some(f),
+            (Some(_), None) => None,
+            (None, None) => config_file,
+        };
+        match (env_value, file) {
             (Some(_), Some(f)) => Err(usage(format!(
                 "the password is given twice, by {env} and by the file {}: keep one",
                 f.display()
@@ -281,20 +289,16 @@ impl KafkaSecurity {
         let key_password = Password::resolve(
             "ORDERSTREAM_SSL_KEY_PASSWORD",
             env("ORDERSTREAM_SSL_KEY_PASSWORD"),
-            flags
-                .ssl_key_password_file
-                .as_deref()
-                .or(file.key_password_file.as_deref()),
+            flags.ssl_key_password_file.as_deref(),
+            file.key_password_file.as_deref(),
         )?;
         let mechanism = flags.sasl_mechanism.or(file.mechanism);
         let username = flags.sasl_username.clone().or(file.username);
         let password = Password::resolve(
             "ORDERSTREAM_SASL_PASSWORD",
             env("ORDERSTREAM_SASL_PASSWORD"),
-            flags
-                .sasl_password_file
-                .as_deref()
-                .or(file.password_file.as_deref()),
+            flags.sasl_password_file.as_deref(),
+            file.password_file.as_deref(),
         )?;
         let name = protocol.librdkafka();
 
@@ -475,10 +479,8 @@ impl RegistrySecurity {
         let password = Password::resolve(
             "ORDERSTREAM_REGISTRY_PASSWORD",
             env("ORDERSTREAM_REGISTRY_PASSWORD"),
-            flags
-                .registry_password_file
-                .as_deref()
-                .or(file.password_file.as_deref()),
+            flags.registry_password_file.as_deref(),
+            file.password_file.as_deref(),
         )?;
         let ca_file = flags.registry_ca_file.clone().or(file.ca_file);
         match (&username, &password) {
@@ -714,6 +716,19 @@ mod tests {
             err.to_string().contains("ORDERSTREAM_REGISTRY_PASSWORD"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_config_files_password_file() {
+        let file = RegistryFile {
+            username: Some("u".into()),
+            password_file: Some("/nonexistent/pw".into()),
+            ..RegistryFile::default()
+        };
+        let env = |k: &str| (k == "ORDERSTREAM_REGISTRY_PASSWORD").then(|| "from-env".to_owned());
+        let r = RegistrySecurity::resolve(&SecurityFlags::default(), file, &env).expect("env wins");
+        let auth = r.access().basic_auth.expect("auth");
+        assert_eq!(auth.password.expose_secret(), "from-env");
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn unknown_config_key_is_refused() {
 fn config_show_masks_secrets_and_honours_precedence() {
     let cfg = temp_file(
         "precedence.toml",
-        "bootstrap = \"file:1\"\nprofile = \"local\"\n[kafka]\n\"sasl.password\" = \"hunter2\"\n",
+        "bootstrap = \"file:1\"\nprofile = \"local\"\n[kafka]\n\"ssl.keystore.password\" = \"hunter2\"\n[security]\nprotocol = \"sasl_ssl\"\nmechanism = \"SCRAM-SHA-512\"\nusername = \"svc\"\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))
         .args([
@@ -154,6 +154,7 @@ fn config_show_masks_secrets_and_honours_precedence() {
             "show",
         ])
         .env("ORDERSTREAM_BOOTSTRAP", "env:2")
+        .env("ORDERSTREAM_SASL_PASSWORD", "correct-horse-battery")
         .output()
         .expect("run");
     let (stdout, stderr) = text(&out);
@@ -170,6 +171,22 @@ fn config_show_masks_secrets_and_honours_precedence() {
         !stdout.contains("hunter2") && stdout.contains("******"),
         "{stdout}"
     );
+    assert!(
+        !stdout.contains("correct-horse-battery")
+            && stdout.contains("from environment variable ORDERSTREAM_SASL_PASSWORD"),
+        "the SASL password is masked, its source named: {stdout}"
+    );
+}
+
+#[test]
+fn a_password_in_the_kafka_section_is_refused() {
+    let cfg = temp_file(
+        "kafka-password.toml",
+        "[kafka]\n\"sasl.password\" = \"hunter2\"\n",
+    );
+    let out = offline(&["--config", cfg.to_str().expect("utf-8"), "config", "show"]);
+    assert_fails(&out, 2, "set it in [security]");
+    assert!(!text(&out).1.contains("hunter2"), "{:?}", text(&out));
 }
 
 #[test]

@@ -20,12 +20,14 @@ use support::text;
 struct Secure {
     sasl_bootstrap: String,
     mtls_bootstrap: String,
+    misnamed_bootstrap: String,
     ca: PathBuf,
     untrusted_ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
     dir: PathBuf,
     registry_url: String,
+    registry_https_url: String,
     registry_user: String,
     registry_password: PathBuf,
     registry_reader_password: PathBuf,
@@ -42,12 +44,14 @@ impl Secure {
         Secure {
             sasl_bootstrap: var("ORDERSTREAM_SECURE_SASL_BOOTSTRAP"),
             mtls_bootstrap: var("ORDERSTREAM_SECURE_MTLS_BOOTSTRAP"),
+            misnamed_bootstrap: var("ORDERSTREAM_SECURE_MISNAMED_BOOTSTRAP"),
             ca: var("ORDERSTREAM_SECURE_CA_FILE").into(),
             untrusted_ca: var("ORDERSTREAM_SECURE_UNTRUSTED_CA_FILE").into(),
             cert: var("ORDERSTREAM_SECURE_CLIENT_CERT_FILE").into(),
             key: var("ORDERSTREAM_SECURE_CLIENT_KEY_FILE").into(),
             dir: var("ORDERSTREAM_SECURE_DIR").into(),
             registry_url: var("ORDERSTREAM_SECURE_REGISTRY_URL"),
+            registry_https_url: var("ORDERSTREAM_SECURE_REGISTRY_HTTPS_URL"),
             registry_user: var("ORDERSTREAM_SECURE_REGISTRY_USERNAME"),
             registry_password: var("ORDERSTREAM_SECURE_REGISTRY_PASSWORD_FILE").into(),
             registry_reader_password: var("ORDERSTREAM_SECURE_REGISTRY_READER_PASSWORD_FILE")
@@ -265,7 +269,7 @@ fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64) 
             "--group",
             &group,
             "--for",
-            "25",
+            "40",
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -392,10 +396,15 @@ fn a_plaintext_client_against_the_tls_listener_fails_clearly() {
         &["topics", "describe"],
     );
     let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The final error line, not librdkafka's debug chatter, must say it.
+    let last = stderr
+        .lines()
+        .rfind(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(
-        stderr.contains("security.protocol"),
-        "the error points at the protocol setting: {stderr}"
+        last.contains("security.protocol") && last.contains(&s.sasl_bootstrap),
+        "the error names the broker and points at the protocol setting: {last}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "no hang");
 }
@@ -428,4 +437,54 @@ fn a_consumer_without_group_permission_is_refused_naming_the_group() {
         started.elapsed() < Duration::from_secs(40),
         "stopped on the refusal, not at --for"
     );
+}
+
+#[test]
+fn a_host_name_the_certificate_does_not_carry_is_a_tls_error_naming_the_broker() {
+    let s = Secure::from_env();
+    let misnamed = Identity {
+        bootstrap: s.misnamed_bootstrap.clone(),
+        env: vec![
+            ("ORDERSTREAM_SECURITY_PROTOCOL", "ssl".into()),
+            ("ORDERSTREAM_SSL_CA_FILE", path(&s.ca)),
+        ],
+    };
+    refused_produce(
+        &s,
+        &misnamed,
+        &[],
+        "orders.",
+        &["failed the TLS handshake", &s.misnamed_bootstrap],
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn a_registry_behind_a_private_ca_needs_that_ca() {
+    let s = Secure::from_env();
+    let https = [("ORDERSTREAM_REGISTRY_URL", s.registry_https_url.clone())];
+    let (layout, topic) = s.layout("orders.");
+    s.apply(&layout);
+    let produce = ["--topology", &path(&layout), "produce", "--count", "40"];
+    let out = s.run(&s.scram("orders-producer"), &https, &produce);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        !out.status.success(),
+        "untrusted registry certificate: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot be used") && stderr.contains("certificate"),
+        "says the registry's certificate is the problem: {stderr}"
+    );
+    assert_eq!(s.records_in(&topic), 0, "nothing produced");
+
+    let with_ca = [
+        https[0].clone(),
+        ("ORDERSTREAM_REGISTRY_CA_FILE", path(&s.ca)),
+    ];
+    let out = s.run(&s.scram("orders-producer"), &with_ca, &produce);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "with the CA: {stdout}\n{stderr}");
+    assert_eq!(figure(&stdout, "acked "), 40, "{stdout}");
+    assert_eq!(s.records_in(&topic), 40);
 }

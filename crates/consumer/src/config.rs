@@ -161,7 +161,9 @@ impl BackoffConfig {
 }
 
 /// Configuration of one group member. Build with `ConsumerConfig::new(..)` and struct update.
-#[derive(Debug, Clone)]
+/// `Debug` shows the keys of the extra librdkafka properties, never their values (they hold
+/// `sasl.password` when the cluster is secured).
+#[derive(Clone)]
 pub struct ConsumerConfig {
     /// `bootstrap.servers`. No default.
     pub bootstrap: String,
@@ -236,6 +238,46 @@ pub struct ConsumerConfig {
     pub extra_consumer: Vec<(String, String)>,
     /// Extra librdkafka properties applied last to the producer. Default empty.
     pub extra_producer: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys =
+            |extra: &[(String, String)]| extra.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        f.debug_struct("ConsumerConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("group_protocol", &self.group_protocol)
+            .field("session_timeout", &self.session_timeout)
+            .field("max_poll_interval", &self.max_poll_interval)
+            .field("ordering", &self.ordering)
+            .field("max_concurrency", &self.max_concurrency)
+            .field(
+                "max_in_flight_per_partition",
+                &self.max_in_flight_per_partition,
+            )
+            .field("memory_budget", &self.memory_budget)
+            .field("max_batch_records", &self.max_batch_records)
+            .field("retry_group_id", &self.retry_group_id)
+            .field("commit_interval", &self.commit_interval)
+            .field("commit_every", &self.commit_every)
+            .field("revoke_drain_timeout", &self.revoke_drain_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("backoff", &self.backoff)
+            .field("retry_topic_enabled", &self.retry_topic_enabled)
+            .field("max_retry_topic_attempts", &self.max_retry_topic_attempts)
+            .field("retry_topic_delay", &self.retry_topic_delay)
+            .field("retry_topic_max_delay", &self.retry_topic_max_delay)
+            .field("consume_retry_topic", &self.consume_retry_topic)
+            .field("produce_timeout", &self.produce_timeout)
+            .field("fetch_wait_max", &self.fetch_wait_max)
+            .field("statistics_interval", &self.statistics_interval)
+            .field("extra_consumer", &keys(&self.extra_consumer))
+            .field("extra_producer", &keys(&self.extra_producer))
+            .finish()
+    }
 }
 
 impl ConsumerConfig {
@@ -445,6 +487,20 @@ mod tests {
     #[test]
     fn defaults_validate() {
         cfg().validate().unwrap();
+    }
+
+    #[test]
+    fn debug_shows_extra_keys_not_values() {
+        let cfg = ConsumerConfig {
+            extra_consumer: vec![("sasl.password".to_owned(), "hunter2".to_owned())],
+            extra_producer: vec![("sasl.password".to_owned(), "hunter2".to_owned())],
+            ..ConsumerConfig::new("b:9092", "g", Topics::new("t", "t.retry", "t.dlq"))
+        };
+        let shown = format!("{cfg:?}");
+        assert!(
+            shown.contains("sasl.password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

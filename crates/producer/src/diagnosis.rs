@@ -103,7 +103,9 @@ fn protocol_hint(reason: &str) -> Option<&'static str> {
 fn is_refusal(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
-        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
+        RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL
     )
 }
 

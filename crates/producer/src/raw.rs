@@ -765,17 +765,6 @@ impl std::fmt::Debug for RawProducer {
     }
 }
 
-fn is_unreachable(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::OperationTimedOut
-            | RDKafkaErrorCode::BrokerTransportFailure
-            | RDKafkaErrorCode::AllBrokersDown
-            | RDKafkaErrorCode::Resolve
-            | RDKafkaErrorCode::RequestTimedOut
-    )
-}
-
 impl RawProducer {
     /// Validates the config, creates the librdkafka producer and checks the topic: refuses to
     /// start when it is missing or its live partition count differs from
@@ -1032,13 +1021,9 @@ async fn check_topic(
         }
         let transient = match fetched {
             Err(source) => {
-                let code = source
-                    .rdkafka_error_code()
-                    .unwrap_or(RDKafkaErrorCode::Fail);
-                // An attempt timing out before the deadline is just a short attempt.
-                let early_timeout =
-                    code == RDKafkaErrorCode::OperationTimedOut && Instant::now() < deadline;
-                if !early_timeout && (is_unreachable(code) || Instant::now() >= deadline) {
+                // Before the deadline a failed attempt is just a short one: TCP, TLS and SASL to
+                // a remote cluster can take longer than one attempt. Only a refusal ends early.
+                if Instant::now() >= deadline {
                     // The callback that says why may still be queued behind this answer.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     if let Some(refusal) = handle.state.last_error.refusal() {

@@ -542,9 +542,11 @@ impl OrderCodec {
         schema_id: Option<u32>,
     ) -> CodecError {
         let status = status_of(e);
-        // Refused credentials do not heal by retrying: say so, and whose they were.
+        // Refused credentials: say whose. Retriable, because credentials get rotated: a consumer
+        // then parks the record for a later retry instead of dead-lettering a good one (start-up
+        // checks catch wrong credentials before anything runs).
         let refused = matches!(status, Some(401 | 403));
-        let retriable = !refused && (e.retriable || matches!(status, Some(408 | 429 | 500..=599)));
+        let retriable = refused || e.retriable || matches!(status, Some(408 | 429 | 500..=599));
         let detail = match &e.cause {
             Some(c) => format!("{}: {c}", e.error),
             None => e.error.clone(),

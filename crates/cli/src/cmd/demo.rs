@@ -109,9 +109,31 @@ fn start_group_at_end(settings: &Effective, group: &str, topic: &str) -> anyhow:
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(high))?;
         }
     }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .with_context(|| format!("position group {group} at the end of {topic}"))?;
+    // A freshly started cluster may still be electing or loading the group coordinator: those
+    // answers are retried for a while, anything else fails at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => break,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            rdkafka::types::RDKafkaErrorCode::NotCoordinator
+                                | rdkafka::types::RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | rdkafka::types::RDKafkaErrorCode::CoordinatorNotAvailable
+                        )
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("position group {group} at the end of {topic}")));
+            }
+        }
+    }
     Ok(())
 }
 

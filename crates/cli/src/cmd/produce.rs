@@ -155,16 +155,18 @@ pub(crate) async fn build_producer(
         access: settings.registry_access(),
         ..RegistryConfig::default()
     })?;
-    crate::cmd::schemas::check_registry(settings).await?;
     let topology = settings.topology()?;
     let spec = topology.topic(orderstream_topology::TopicRole::Orders);
-    OrderProducer::new(
+    let producer = OrderProducer::new(
         config,
         codec,
         orderstream_producer::ProducerTopic::new(spec.name.clone(), spec.partitions),
     )
     .await
-    .with_context(|| format!("cannot start the producer for topic {}", spec.name))
+    .with_context(|| format!("cannot start the producer for topic {}", spec.name))?;
+    // After Kafka: an unreachable cluster is the first thing to say. Before any event.
+    crate::cmd::schemas::check_registry(settings).await?;
+    Ok(producer)
 }
 
 /// A simulation's figures and, when asked for, every event id with its outcome.

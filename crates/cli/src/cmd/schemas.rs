@@ -161,17 +161,29 @@ fn print_versions(catalog: &Catalog, source: &Source) {
     }
 }
 
-/// Fails fast when the registry is unreachable or refuses the configured credentials, before a
-/// producer encodes (every event would fail) or a consumer decodes (every record would be
-/// retried).
+/// Fails fast when the registry refuses the configured credentials or its certificate is not
+/// trusted, before a producer encodes (every event would fail) or a consumer decodes (every
+/// record would be retried). A registry that does not answer is only warned about: that may
+/// heal, and the producer reports each event it could not send, the consumer retries.
 pub(crate) async fn check_registry(settings: &Effective) -> anyhow::Result<()> {
-    admin(settings)?.list_subjects().await.with_context(|| {
-        format!(
+    let refused = |e: AdminError| {
+        anyhow::Error::new(e).context(format!(
             "the schema registry at {} cannot be used",
             settings.registry_url
-        )
-    })?;
-    Ok(())
+        ))
+    };
+    match admin(settings)?.list_subjects().await {
+        Ok(_) => Ok(()),
+        Err(e @ AdminError::Unauthorized { .. }) => Err(refused(e)),
+        // rustls says "invalid peer certificate": a trust problem does not heal by waiting.
+        Err(e @ AdminError::Unreachable { .. }) if e.to_string().contains("certificate") => {
+            Err(refused(e))
+        }
+        Err(e) => {
+            tracing::warn!(registry = %settings.registry_url, error = %e, "the schema registry does not answer yet");
+            Ok(())
+        }
+    }
 }
 
 fn admin(settings: &Effective) -> anyhow::Result<RegistryAdmin> {

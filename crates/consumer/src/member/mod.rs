@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use summary::{ConsumerError, RunSummary};
 
@@ -128,9 +128,6 @@ async fn start<H: Handler>(
             }
         }
     }
-    if let Some(e) = failure {
-        return Err(e);
-    }
     let mut summary = shared.counters.summary();
     for s in outs {
         summary.committed.extend(s.committed);
@@ -141,6 +138,11 @@ async fn start<H: Handler>(
     // flush anything the producer still holds (all sends were awaited, so normally none)
     let sh = Arc::clone(&shared);
     let _ = tokio::task::spawn_blocking(move || sh.producer.flush(Duration::from_secs(5))).await;
+    if let Some(e) = failure {
+        // Drained, committed and flushed like a normal stop; the summary says what was kept.
+        warn!(error = %e, processed = summary.processed, committed = ?summary.committed, uncommitted = ?summary.uncommitted, "member stopped on an error");
+        return Err(e);
+    }
     Ok(summary)
 }
 

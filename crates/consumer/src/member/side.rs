@@ -464,7 +464,11 @@ pub(crate) fn poll_loop<H: Handler>(
     // (every fetchable partition paused) would otherwise let the owners run dry.
     let mut any_paused = false;
     let mut refused = None;
+    // A refusal before the first assignment is a configuration error: stop and say so. Once
+    // the member has worked, the same error may be ACLs being changed: log it, keep polling.
+    let mut ever_assigned = false;
     while !stop.is_cancelled() {
+        ever_assigned = ever_assigned || lock(&side.table).len() > 0;
         let (timeout, housekeeping) = if any_paused {
             (Duration::from_millis(2), Duration::from_millis(2))
         } else {
@@ -477,6 +481,9 @@ pub(crate) fn poll_loop<H: Handler>(
                 Ok(msg) => side.dispatch(&msg),
                 Err(e) => {
                     match e.rdkafka_error_code().filter(|c| is_refusal(*c)) {
+                        Some(_) if ever_assigned => {
+                            error!(topic = %side.topic, error = %e, "refused by Kafka after working: ACLs or credentials changed? still polling");
+                        }
                         Some(code) => {
                             error!(topic = %side.topic, error = %e, "refused by Kafka: stopping the member");
                             refused = Some((code, e.to_string()));

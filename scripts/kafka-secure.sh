@@ -115,14 +115,7 @@ ensure_jars() {
 PORT_BASE=""
 port_base() {
   if [[ -z "$PORT_BASE" ]]; then
-    if [[ -s "$PORT_BASE_FILE" ]]; then
-      PORT_BASE="$(<"$PORT_BASE_FILE")"
-    else
-      PORT_BASE="${SECURE_PORT_BASE:-19092}"
-    fi
-    if ! [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65530)); then
-      die "port base '$PORT_BASE' is not a port number between 1024 and 65530"
-    fi
+    PORT_BASE="$(read_port_base "$PORT_BASE_FILE" "${SECURE_PORT_BASE:-19092}")"
   fi
   printf '%s\n' "$PORT_BASE"
 }

@@ -252,3 +252,60 @@ elapsed_s() {
   local ms=$(($(now_ms) - $1))
   printf '%d.%d\n' "$((ms / 1000))" "$(((ms % 1000) / 100))"
 }
+
+# ---------------------------------------------------------------------------------------------
+# Java for Apicurio (scripts/registry.sh and scripts/registry-secure.sh): its classes are Java 21
+# bytecode, while Kafka is happy with 17, so the two may use different JVMs.
+
+java_major() {
+  local version major
+  version="$("$1" -version 2>&1 | awk -F'"' '/version/ { print $2; exit }')"
+  major="${version%%.*}"
+  if [[ "$major" == "1" ]]; then
+    major="$(cut -d. -f2 <<<"$version")"
+  fi
+  [[ "$major" =~ ^[0-9]+$ ]] || return 1
+  printf '%s\n' "$major"
+}
+
+# Prints the first Java 21+ found, in order of how explicitly the user chose it.
+find_registry_java() {
+  local candidate major candidates=()
+  if [[ -n "${REGISTRY_JAVA_HOME:-}" ]]; then
+    candidate="$REGISTRY_JAVA_HOME/bin/java"
+    major="$(java_major "$candidate" 2>/dev/null)" || die "REGISTRY_JAVA_HOME=$REGISTRY_JAVA_HOME has no working bin/java"
+    ((major >= 21)) || die "REGISTRY_JAVA_HOME points at Java $major; Apicurio Registry ${APICURIO_VERSION:-3.x} needs 21+"
+    printf '%s\n' "$candidate"
+    return 0
+  fi
+  [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
+  command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
+  # Newest first: version-sorted directory names, reversed.
+  while IFS= read -r candidate; do
+    candidates+=("$candidate")
+  done < <(compgen -G '/usr/lib/jvm/*/bin/java' | sort -rV)
+  for candidate in "${candidates[@]}"; do
+    [[ -x "$candidate" ]] || continue
+    major="$(java_major "$candidate" 2>/dev/null)" || continue
+    if ((major >= 21)); then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  die "Apicurio Registry ${APICURIO_VERSION:-3.x} needs Java 21 or newer (its classes are Java 21 bytecode), but only older Java was found. Install a JDK 21+ (e.g. Temurin 21/25, or openjdk-21-jdk-headless where your distribution has it) and set REGISTRY_JAVA_HOME to it."
+}
+
+# read_port_base FILE DEFAULT: the port base stored in FILE when a cluster was created there,
+# else DEFAULT; refused unless it is a port with room above it.
+read_port_base() {
+  local base
+  if [[ -s "$1" ]]; then
+    base="$(<"$1")"
+  else
+    base="$2"
+  fi
+  if ! [[ "$base" =~ ^[0-9]+$ ]] || ((base < 1024 || base > 65530)); then
+    die "port base '$base' is not a port number between 1024 and 65530"
+  fi
+  printf '%s\n' "$base"
+}

@@ -114,40 +114,9 @@ base_url() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Java: Apicurio 3.3 is Java 21 bytecode. Same search order as scripts/registry.sh (which cannot
-# be sourced: it runs its own main).
+# Java: Apicurio 3.3 is Java 21 bytecode; scripts/lib.sh's find_registry_java picks the JVM.
 
-java_major() {
-  local version major
-  version="$("$1" -version 2>&1 | awk -F'"' '/version/ { print $2; exit }')"
-  major="${version%%.*}"
-  if [[ "$major" == "1" ]]; then
-    major="$(cut -d. -f2 <<<"$version")"
-  fi
-  [[ "$major" =~ ^[0-9]+$ ]] || return 1
-  printf '%s\n' "$major"
-}
 
-find_java21() {
-  local candidate major candidates=()
-  if [[ -n "${REGISTRY_JAVA_HOME:-}" ]]; then
-    candidates+=("$REGISTRY_JAVA_HOME/bin/java")
-  fi
-  [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
-  command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
-  while IFS= read -r candidate; do
-    candidates+=("$candidate")
-  done < <(compgen -G '/usr/lib/jvm/*/bin/java' | sort -rV)
-  for candidate in "${candidates[@]}"; do
-    [[ -x "$candidate" ]] || continue
-    major="$(java_major "$candidate" 2>/dev/null)" || continue
-    if ((major >= 21)); then
-      printf '%s\n' "$candidate"
-      return 0
-    fi
-  done
-  die "Apicurio Registry needs Java 21 or newer, but none was found (REGISTRY_JAVA_HOME, JAVA_HOME, PATH, /usr/lib/jvm/*). Install a JDK 21+ and set REGISTRY_JAVA_HOME to it."
-}
 
 # ---------------------------------------------------------------------------------------------
 # The app (cached by scripts/registry.sh).
@@ -347,7 +316,7 @@ cmd_start() {
   require_cmd curl "The readiness check uses it (Debian/Ubuntu: apt-get install curl)."
   require_cmd sha512sum "It hashes the users' passwords (coreutils)."
   local java version jar heap t0 rc=0
-  java="$(find_java21)"
+  java="$(find_registry_java)"
   version="$(fetched_version)" || die "the Apicurio app is not cached (scripts/registry.sh fetch)"
   jar="$(runner_jar "$version")"
   require_port_free "$SECURE_REGISTRY_PORT" "the secure registry's HTTP API (SECURE_REGISTRY_PORT)"

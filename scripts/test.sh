@@ -86,6 +86,7 @@ cargo test --workspace --locked -- --test-threads=2
 if [[ $SUITE == all ]]; then
   log "fault-injection suites on the 3-node cluster"
   cargo test --workspace --locked --test producer_idempotence -- --ignored --test-threads=1 --nocapture
+  cargo test --workspace --locked --test stage_cli -- --ignored --test-threads=1 --nocapture
   bash scripts/reliability.sh
 fi
 log "all suites passed"

@@ -107,6 +107,10 @@ pub(crate) enum Command {
     /// Publish the store's outbox (events services recorded in their own transactions) through
     /// the idempotent producer, in order per order; each row marked sent after Kafka acknowledged it.
     Relay(crate::cmd::relay::RelayArgs),
+    /// Run one member of the transactional stage: order events become each order's latest
+    /// status in the compacted status topic, exactly once (Kafka transactions: outputs, dead
+    /// letters and source offsets commit together; read with isolation.level=read_committed).
+    Stage(crate::cmd::stage::StageArgs),
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(crate::cmd::dlq::DlqCommand),

@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Consume(a) => cmd::consume::run(&settings, a).await,
         Command::Notify(a) => cmd::notify::run(&settings, a).await,
         Command::Relay(a) => cmd::relay::run(&settings, a).await,
+        Command::Stage(a) => cmd::stage::run(&settings, a).await,
         Command::Dlq(c) => cmd::dlq::run(&settings, c).await,
         Command::Watch(a) => cmd::watch::run(&settings, a).await,
         Command::Config(cli::ConfigCommand::Show) => {

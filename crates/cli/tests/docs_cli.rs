@@ -115,6 +115,13 @@ fn configuration_reference_covers_every_struct_field() {
             "NatsConfig",
             format!("{:?}", NatsConfig::new("nats://127.0.0.1:4222")),
         ),
+        (
+            "StageConfig",
+            format!(
+                "{:?}",
+                orderstream_consumer::StageConfig::new("b", "g", "in", "out", "dlq", "t")
+            ),
+        ),
     ];
     for (name, debug) in structs {
         let fields = debug_fields(&debug);
@@ -142,6 +149,7 @@ fn configuration_reference_covers_every_flag() {
         vec!["consume"],
         vec!["notify"],
         vec!["relay"],
+        vec!["stage"],
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["demo"],

@@ -425,8 +425,13 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
     receiver(&["rabbitmq-delete", &amqp, &exchange]);
 }
 
+/// The NATS test crashes the one shared server; the demo test needs it up from start to end,
+/// so the two never overlap (the RabbitMQ test touches neither).
+static NATS_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_kill() {
+    let _server = NATS_SERVER.lock().await;
     let rig = Rig::new("notify-nats").await;
     let stream = rig.env.unique("NOTIFY").replace(['.', '-'], "_");
     let subjects = rig.env.unique("notify").replace('.', "_");
@@ -519,6 +524,7 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_notifies_every_new_order_and_the_stream_holds_them() {
+    let _server = NATS_SERVER.lock().await;
     let env = TestEnv::connect().await;
     let (layout, _) = env.topology_file("demo-notify");
     let layout = layout.to_str().expect("utf-8");

@@ -69,6 +69,7 @@ pub mod metric;
 mod record;
 mod replay;
 mod scheduler;
+mod stage;
 pub mod trace_context;
 
 pub mod sample;
@@ -84,6 +85,9 @@ pub use member::{ConsumerError, RunSummary, run, run_batched};
 pub use record::{HeaderIter, Record};
 pub use replay::{
     DeadLetter, ReplayError, ReplaySelection, ReplaySummary, read_dead_letters, replay,
+};
+pub use stage::{
+    Output, StageConfig, StageConfigError, StageError, StageSummary, Transform, run_transactional,
 };
 
 use std::future::Future;

@@ -27,6 +27,8 @@ use tracing::debug;
 
 use crate::{Dedup, ProcessError, Processor, Record};
 
+pub mod status;
+
 /// State of one order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -40,11 +40,18 @@ pub enum TopicRole {
     Retry,
     /// Records that cannot be processed.
     DeadLetter,
+    /// The latest status of every order (compacted), written by the transactional stage.
+    Status,
 }
 
 impl TopicRole {
     /// Every role the pipeline needs, in pipeline order.
-    pub const ALL: [TopicRole; 3] = [TopicRole::Orders, TopicRole::Retry, TopicRole::DeadLetter];
+    pub const ALL: [TopicRole; 4] = [
+        TopicRole::Orders,
+        TopicRole::Retry,
+        TopicRole::DeadLetter,
+        TopicRole::Status,
+    ];
 
     /// The key used in `[topics.<key>]`.
     pub fn as_str(self) -> &'static str {
@@ -52,6 +59,7 @@ impl TopicRole {
             TopicRole::Orders => "orders",
             TopicRole::Retry => "retry",
             TopicRole::DeadLetter => "dead_letter",
+            TopicRole::Status => "status",
         }
     }
 }
@@ -87,7 +95,7 @@ impl TopicSpec {
     }
 }
 
-/// The three topic names the pipeline uses, resolved from the layout.
+/// The topic names the pipeline uses, resolved from the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicNames {
     /// The order-event topic.
@@ -96,6 +104,8 @@ pub struct TopicNames {
     pub retry: String,
     /// The dead-letter topic.
     pub dead_letter: String,
+    /// The compacted order-status topic.
+    pub status: String,
 }
 
 impl TopicNames {
@@ -105,6 +115,7 @@ impl TopicNames {
             orders: format!("{prefix}{}", self.orders),
             retry: format!("{prefix}{}", self.retry),
             dead_letter: format!("{prefix}{}", self.dead_letter),
+            status: format!("{prefix}{}", self.status),
         }
     }
 
@@ -114,6 +125,7 @@ impl TopicNames {
             TopicRole::Orders => &self.orders,
             TopicRole::Retry => &self.retry,
             TopicRole::DeadLetter => &self.dead_letter,
+            TopicRole::Status => &self.status,
         }
     }
 }
@@ -245,6 +257,7 @@ impl Topology {
             orders: self.topic(TopicRole::Orders).name.clone(),
             retry: self.topic(TopicRole::Retry).name.clone(),
             dead_letter: self.topic(TopicRole::DeadLetter).name.clone(),
+            status: self.topic(TopicRole::Status).name.clone(),
         }
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod produce;
 pub(crate) mod relay;
 pub(crate) mod schemas;
 pub(crate) mod services;
+pub(crate) mod stage;
 pub(crate) mod store;
 pub(crate) mod topics;
 pub(crate) mod watch;

@@ -1,0 +1,463 @@
+//! The member loop: poll a batch, then commit it in one transaction, or abort and rewind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::batch::Batch;
+use super::outcome::{Reaction, react};
+use super::{StageConfig, StageError, StageSummary, Transform};
+use crate::member::forward::{Origin, dead_letter_headers};
+use crate::{ProcessError, Record};
+
+/// Fenced replacements tolerated within [`FENCED_WINDOW`] before the member stops: more means
+/// another live member shares its transactional id and the two would fence each other forever.
+const FENCED_LIMIT: usize = 3;
+const FENCED_WINDOW: Duration = Duration::from_secs(60);
+/// Threaded: its delivery reports are served on librdkafka's side, which `abort_transaction`
+/// needs to purge what the aborted transaction had in flight.
+type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// Longest single poll while a batch fills (bounds how late cancellation is seen).
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// Runs one member of a transactional stage until `cancel`; the batch in hand at cancellation
+/// is committed before the member leaves its group.
+///
+/// # Errors
+/// Invalid settings, clients that cannot be created or started, or a transactional id that
+/// another live producer keeps taking over ([`StageError::Fenced`]).
+pub async fn run_transactional<T: Transform>(
+    cfg: StageConfig,
+    transform: Arc<T>,
+    cancel: CancellationToken,
+) -> Result<StageSummary, StageError> {
+    cfg.validate()?;
+    let rt = Handle::current();
+    tokio::task::spawn_blocking(move || Member::start(cfg, rt, &cancel)?.run(&*transform, &cancel))
+        .await
+        .map_err(|e| StageError::Thread(e.to_string()))?
+}
+
+/// Rebalance bookkeeping shared with librdkafka's callbacks (which run inside `poll`).
+#[derive(Default)]
+struct StageContext {
+    /// Per partition: bumped on every assign and revoke, so records polled before a
+    /// rebalance are recognised as stale.
+    epochs: Mutex<HashMap<i32, u64>>,
+    rebalances: AtomicU64,
+}
+
+impl StageContext {
+    fn epoch(&self, partition: i32) -> u64 {
+        let epochs = self.epochs.lock().unwrap_or_else(PoisonError::into_inner);
+        epochs.get(&partition).copied().unwrap_or(0)
+    }
+
+    fn bump(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        let mut epochs = self.epochs.lock().unwrap_or_else(PoisonError::into_inner);
+        let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        for p in &parts {
+            *epochs.entry(*p).or_default() += 1;
+        }
+        parts
+    }
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts = self.bump(tpl);
+                info!(partitions = ?parts, "stage partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                let parts = self.bump(tpl);
+                let lost = consumer.assignment_lost();
+                info!(partitions = ?parts, lost, "stage partitions revoked");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "stage rebalance error"),
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+struct Failed {
+    /// What to do about it.
+    reaction: Reaction,
+    /// For the log.
+    what: String,
+}
+
+impl Failed {
+    fn kafka(op: &'static str, e: &KafkaError) -> Failed {
+        Failed {
+            reaction: react(e),
+            what: format!("{op}: {e}"),
+        }
+    }
+}
+
+struct Member {
+    cfg: StageConfig,
+    rt: Handle,
+    consumer: BaseConsumer<StageContext>,
+    producer: TxnProducer,
+    summary: StageSummary,
+    fenced_at: Vec<Instant>,
+}
+
+impl Member {
+    fn start(
+        cfg: StageConfig,
+        rt: Handle,
+        cancel: &CancellationToken,
+    ) -> Result<Member, StageError> {
+        let client_err = |client: &'static str| {
+            let id = cfg.transactional_id.clone();
+            move |source| StageError::Client {
+                client,
+                transactional_id: id,
+                source,
+            }
+        };
+        let consumer: BaseConsumer<StageContext> = cfg
+            .consumer_config()
+            .create_with_context(StageContext::default())
+            .map_err(client_err("consumer"))?;
+        let producer = new_producer(&cfg, cancel)?;
+        consumer
+            .subscribe(&[&cfg.source])
+            .map_err(client_err("consumer"))?;
+        info!(
+            transactional_id = %cfg.transactional_id,
+            group = %cfg.group_id,
+            source = %cfg.source,
+            output = %cfg.output,
+            "stage member started"
+        );
+        Ok(Member {
+            cfg,
+            rt,
+            consumer,
+            producer,
+            summary: StageSummary::default(),
+            fenced_at: Vec::new(),
+        })
+    }
+
+    fn run<T: Transform>(
+        mut self,
+        transform: &T,
+        cancel: &CancellationToken,
+    ) -> Result<StageSummary, StageError> {
+        let mut batch = Batch::default();
+        let mut attempt = 0u32;
+        loop {
+            if !cancel.is_cancelled() {
+                self.fill(&mut batch, cancel);
+            }
+            self.drop_stale(&mut batch);
+            if batch.is_empty() {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            match self.transact(&batch, transform, attempt) {
+                Ok((outputs, dead)) => {
+                    self.summary.transactions += 1;
+                    self.summary.records += batch.len() as u64;
+                    self.summary.outputs += outputs;
+                    self.summary.dead_lettered += dead;
+                    debug!(
+                        records = batch.len(),
+                        outputs, dead, "transaction committed"
+                    );
+                    batch.clear();
+                    attempt = 0;
+                }
+                Err(failed) => {
+                    self.summary.aborted += 1;
+                    warn!(
+                        records = batch.len(),
+                        attempt,
+                        reason = %failed.what,
+                        "transaction aborted; its records will be processed again"
+                    );
+                    self.recover(&batch, failed.reaction, cancel)?;
+                    batch.clear();
+                    attempt = attempt.saturating_add(1);
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    std::thread::sleep(self.cfg.backoff.delay(attempt));
+                }
+            }
+        }
+        self.summary.rebalances = self.consumer.context().rebalances.load(Ordering::Relaxed);
+        self.consumer.unsubscribe();
+        Ok(self.summary)
+    }
+
+    /// Polls until the batch is full, `commit_interval` after its first record, or cancelled.
+    fn fill(&mut self, batch: &mut Batch, cancel: &CancellationToken) {
+        let mut first_at: Option<Instant> = None;
+        while batch.len() < self.cfg.max_batch_records && !cancel.is_cancelled() {
+            let wait = match first_at {
+                Some(t) if t.elapsed() >= self.cfg.commit_interval => break,
+                Some(t) => (self.cfg.commit_interval - t.elapsed()).min(MAX_POLL),
+                None => MAX_POLL,
+            };
+            let polled = self.consumer.poll(wait);
+            // a rebalance served by this poll makes earlier records of its partitions stale
+            drop_stale(&self.consumer, &mut self.summary, batch);
+            match polled {
+                Some(Ok(m)) => {
+                    let epoch = self.consumer.context().epoch(m.partition());
+                    batch.push(Record::from_message(&self.cfg.source, &m), epoch);
+                }
+                Some(Err(e)) => warn!(error = %e, "stage poll error"),
+                None => {}
+            }
+            if batch.is_empty() {
+                first_at = None;
+            } else if first_at.is_none() {
+                first_at = Some(Instant::now());
+            }
+        }
+    }
+
+    fn drop_stale(&mut self, batch: &mut Batch) {
+        drop_stale(&self.consumer, &mut self.summary, batch);
+    }
+
+    /// One transaction: outputs and dead letters of every record, then the offsets, then commit.
+    fn transact<T: Transform>(
+        &self,
+        batch: &Batch,
+        transform: &T,
+        attempt: u32,
+    ) -> Result<(u64, u64), Failed> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Failed::kafka("begin_transaction", &e))?;
+        let (mut outputs, mut dead) = (0u64, 0u64);
+        for rec in batch.records() {
+            match self.rt.block_on(transform.transform(rec, attempt)) {
+                Ok(outs) => {
+                    for o in outs {
+                        self.send(&self.cfg.output, Some(&o.key), Some(&o.payload), None)?;
+                        outputs += 1;
+                    }
+                }
+                Err(e @ ProcessError::Permanent { .. }) => {
+                    let hs = dead_letter_headers(rec, &Origin::own(rec), &e, &self.cfg.group_id);
+                    self.send(&self.cfg.dead_letter, rec.key(), rec.payload(), Some(hs))?;
+                    dead += 1;
+                }
+                Err(e) => {
+                    return Err(Failed {
+                        reaction: Reaction::Abort,
+                        what: format!(
+                            "transient failure at {}/{}@{}: {e}",
+                            rec.topic(),
+                            rec.partition(),
+                            rec.offset()
+                        ),
+                    });
+                }
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (p, next) in batch.commit_offsets() {
+            offsets
+                .add_partition_offset(&self.cfg.source, p, Offset::Offset(next))
+                .map_err(|e| Failed::kafka("offsets", &e))?;
+        }
+        let group = self.consumer.group_metadata().ok_or_else(|| Failed {
+            reaction: Reaction::Abort,
+            what: "no group metadata (not a group member yet)".into(),
+        })?;
+        self.retry_call("send_offsets_to_transaction", || {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &group, self.cfg.call_timeout)
+        })?;
+        self.retry_call("commit_transaction", || {
+            self.producer.commit_transaction(self.cfg.call_timeout)
+        })?;
+        Ok((outputs, dead))
+    }
+
+    /// Repeats a call while librdkafka says it may be repeated (at most 3 times).
+    fn retry_call(
+        &self,
+        op: &'static str,
+        call: impl Fn() -> Result<(), KafkaError>,
+    ) -> Result<(), Failed> {
+        let mut tries = 0;
+        loop {
+            match call() {
+                Ok(()) => return Ok(()),
+                Err(e) if react(&e) == Reaction::RetryCall && tries < 3 => {
+                    tries += 1;
+                    warn!(op, error = %e, tries, "transactional call failed; repeating it");
+                }
+                Err(e) => return Err(Failed::kafka(op, &e)),
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<Vec<(String, Vec<u8>)>>,
+    ) -> Result<(), Failed> {
+        let headers = headers.map(|hs| {
+            hs.iter()
+                .fold(OwnedHeaders::new_with_capacity(hs.len()), |acc, (k, v)| {
+                    acc.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    })
+                })
+        });
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = payload {
+            record = record.payload(v);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(Failed::kafka("produce", &e)),
+            }
+        }
+    }
+
+    /// After a failed transaction: abort it (or replace the producer), then move every
+    /// partition still owned back to the batch's first offset.
+    fn recover(
+        &mut self,
+        batch: &Batch,
+        reaction: Reaction,
+        cancel: &CancellationToken,
+    ) -> Result<(), StageError> {
+        let mut reaction = reaction;
+        if matches!(reaction, Reaction::Abort | Reaction::RetryCall)
+            && let Err(e) = self.producer.abort_transaction(self.cfg.call_timeout)
+        {
+            warn!(error = %e, "abort_transaction failed; replacing the producer");
+            reaction = match react(&e) {
+                Reaction::Fenced => Reaction::Fenced,
+                _ => Reaction::Replace,
+            };
+        }
+        if matches!(reaction, Reaction::Replace | Reaction::Fenced) {
+            if reaction == Reaction::Fenced {
+                let now = Instant::now();
+                self.fenced_at
+                    .retain(|t| now.duration_since(*t) < FENCED_WINDOW);
+                self.fenced_at.push(now);
+                if self.fenced_at.len() >= FENCED_LIMIT {
+                    return Err(StageError::Fenced {
+                        transactional_id: self.cfg.transactional_id.clone(),
+                    });
+                }
+            }
+            // init_transactions on the new handle aborts whatever the old one left open
+            self.producer = new_producer(&self.cfg, cancel)?;
+            self.summary.producer_replacements += 1;
+        }
+        let mut rewind_failed = false;
+        for (p, first) in batch.rewind_offsets() {
+            if let Err(e) = self.consumer.seek(
+                &self.cfg.source,
+                p,
+                Offset::Offset(first),
+                self.cfg.call_timeout,
+            ) {
+                warn!(partition = p, offset = first, error = %e, "rewind failed");
+                rewind_failed = true;
+            }
+        }
+        if rewind_failed {
+            // Rejoining restarts every partition from its committed offset.
+            self.consumer.unsubscribe();
+            self.consumer
+                .subscribe(&[&self.cfg.source])
+                .map_err(|source| StageError::Client {
+                    client: "consumer",
+                    transactional_id: self.cfg.transactional_id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn drop_stale(
+    consumer: &BaseConsumer<StageContext>,
+    summary: &mut StageSummary,
+    batch: &mut Batch,
+) {
+    let ctx = consumer.context();
+    let dropped = batch.drop_stale(|p| ctx.epoch(p));
+    if dropped > 0 {
+        summary.dropped_on_revoke += dropped as u64;
+        info!(
+            dropped,
+            "records of revoked partitions dropped before their transaction"
+        );
+    }
+}
+
+/// A transactional producer, initialised: this fences any earlier producer with the same
+/// transactional id and aborts its open transaction.
+fn new_producer(cfg: &StageConfig, cancel: &CancellationToken) -> Result<TxnProducer, StageError> {
+    let err = |source| StageError::Client {
+        client: "producer",
+        transactional_id: cfg.transactional_id.clone(),
+        source,
+    };
+    let producer: TxnProducer = cfg.producer_config().create().map_err(err)?;
+    let mut attempt = 0;
+    loop {
+        match producer.init_transactions(cfg.call_timeout) {
+            Ok(()) => return Ok(producer),
+            Err(e)
+                if react(&e) == Reaction::RetryCall && attempt < 10 && !cancel.is_cancelled() =>
+            {
+                attempt += 1;
+                warn!(error = %e, attempt, "init_transactions failed; retrying");
+                std::thread::sleep(cfg.backoff.delay(attempt));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}

@@ -50,7 +50,17 @@ if ! bash scripts/services.sh status >/dev/null 2>&1; then
   bash scripts/services.sh up --nodes 3
   started=1
 fi
+# Scenario 5 applies its events to the product's PostgreSQL store.
+pg_started=0
+if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
+  log "starting PostgreSQL"
+  bash scripts/postgres.sh start
+  pg_started=1
+fi
 cleanup() {
+  if [[ $pg_started == 1 ]]; then
+    bash scripts/postgres.sh stop || true
+  fi
   if [[ $started == 1 ]]; then
     log "stopping the services this script started"
     bash scripts/services.sh down || true

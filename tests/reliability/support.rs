@@ -3,8 +3,6 @@
 #![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,14 +79,13 @@ pub fn consumer_config(bootstrap: &str, group: &str, topics: Topics) -> Consumer
 }
 
 /// A processor that decodes order events, applies each event id's effect once (dedup window),
-/// and records every delivery and every effect; optionally appends each to a file before it
-/// returns (so a SIGKILLed child leaves an exact record of what it finished).
+/// and records every delivery and every effect (the test's view, not the product's: scenarios
+/// that judge effects use the product's store).
 #[derive(Debug)]
 pub struct Recorder {
     codec: OrderCodec,
     max_latency_ms: u64,
     dedup: Dedup,
-    log: Option<Mutex<std::fs::File>>,
     pub consumed: Mutex<Vec<Ev>>,
     pub effects: Mutex<Vec<String>>,
     pub decode_errors: AtomicUsize,
@@ -100,26 +97,10 @@ impl Recorder {
             codec,
             max_latency_ms,
             dedup: Dedup::new(1_000_000),
-            log: None,
             consumed: Mutex::new(Vec::new()),
             effects: Mutex::new(Vec::new()),
             decode_errors: AtomicUsize::new(0),
         }
-    }
-
-    /// Appends to `path` and seeds the dedup window from it (the file is the durable effect
-    /// store of a process that may be SIGKILLed).
-    pub fn with_log(mut self, path: &Path) -> Self {
-        for (ev, _) in read_log(path) {
-            self.dedup.insert(&ev.event_id);
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        self.log = Some(Mutex::new(f));
-        self
     }
 
     pub fn distinct(&self) -> usize {
@@ -171,20 +152,6 @@ impl Processor for Recorder {
             offset: record.offset(),
         };
         let effect = self.dedup.first_time(&ev.event_id);
-        if let Some(log) = &self.log {
-            let line = format!(
-                "{} {} {} {} {} {}\n",
-                ev.partition,
-                ev.offset,
-                ev.event_id,
-                ev.key,
-                ev.sequence,
-                u8::from(effect)
-            );
-            let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-            f.write_all(line.as_bytes())
-                .map_err(|e| ProcessError::transient(format!("log write: {e}")))?;
-        }
         if effect {
             self.effects
                 .lock()
@@ -197,30 +164,6 @@ impl Processor for Recorder {
             .push(ev);
         Ok(())
     }
-}
-
-/// Reads a [`Recorder`] log: `(event, effect applied)` per complete line.
-pub fn read_log(path: &Path) -> Vec<(Ev, bool)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() != 6 {
-                return None;
-            }
-            Some((
-                Ev {
-                    partition: f[0].parse().ok()?,
-                    offset: f[1].parse().ok()?,
-                    event_id: f[2].to_owned(),
-                    key: f[3].to_owned(),
-                    sequence: f[4].parse().ok()?,
-                },
-                f[5] == "1",
-            ))
-        })
-        .collect()
 }
 
 /// What a background producer saw.

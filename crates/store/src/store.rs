@@ -392,6 +392,38 @@ impl OrderStore {
         Ok(out)
     }
 
+    /// Every inbox row of `topic`: `(event_id, order_id, partition, offset)`, in partition and
+    /// offset order: which source records the store applied (for audits against the topic).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn inbox_records(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<(String, String, i32, i64)>, StoreError> {
+        let q = |source| StoreError::Query { source };
+        let mut out = Vec::new();
+        for r in sqlx::query(
+            "SELECT event_id, order_id, CAST(source_partition AS BIGINT) AS source_partition, \
+             source_offset FROM inbox \
+             WHERE source_topic = $1 ORDER BY source_partition, source_offset",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q)?
+        {
+            let p: i64 = r.try_get("source_partition").map_err(q)?;
+            out.push((
+                r.try_get("event_id").map_err(q)?,
+                r.try_get("order_id").map_err(q)?,
+                i32::try_from(p).unwrap_or(-1),
+                r.try_get("source_offset").map_err(q)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Per-customer (orders, paid) totals for customers whose id starts with `prefix`.
     ///
     /// # Errors

@@ -53,8 +53,10 @@ Runs Apache Kafka $KAFKA_VERSION (KRaft, combined broker+controller nodes) on 12
                         Without --nodes: the existing layout, or 1 node for a fresh one.
                         A stopped cluster resumes with its data; asking for the other layout
                         while stopped deletes the old data first; while running it is an error.
-  start N               restart node N with its data; wait until it is registered again and
-                        back in the ISR of every partition it replicates
+  start N [--registered]
+                        restart node N with its data; wait until it is registered again and
+                        back in the ISR of every partition it replicates (--registered: only
+                        until it is registered: a hard bounce)
   stop                  stop all nodes (SIGTERM, SIGKILL after \$KAFKA_STOP_TIMEOUT s); keeps data
   stop N                cleanly stop node N
   kill N                SIGKILL node N (crash simulation)
@@ -512,7 +514,7 @@ cmd_start() {
     --nodes) count="${2:-}" ;;
     --nodes=*) count="${1#--nodes=}" ;;
     [0-9]*)
-      cmd_start_node "$1"
+      cmd_start_node "$1" "${2:-}"
       return
       ;;
     *) die "start: unknown argument '$1' (expected --nodes 1|3 or a node number)" ;;
@@ -583,7 +585,8 @@ cmd_start_cluster() {
 }
 
 cmd_start_node() {
-  local node="$1" layout t0 rc=0
+  local node="$1" mode="${2:-}" layout t0 rc=0
+  [[ -z "$mode" || "$mode" == --registered ]] || die "start $node: unknown argument '$mode' (expected --registered)"
   with_lock "$LOCK_FILE"
   layout="$(require_layout)"
   validate_node "$node" "$layout"
@@ -600,6 +603,10 @@ cmd_start_node() {
   format_nodes "$layout" "$node"
   launch_node "$node"
   wait_nodes_ready "$layout" "$node" "$node"
+  if [[ "$mode" == --registered ]]; then
+    log "node $node registered after $(elapsed_s "$t0")s (not waiting for the ISRs)"
+    return 0
+  fi
   log "node $node registered after $(elapsed_s "$t0")s; waiting for it to rejoin the ISRs ..."
   wait_until "$KAFKA_START_TIMEOUT" 1 "node $node to rejoin every ISR" node_in_sync "$layout" "$node" || rc=$?
   if ((rc != 0)); then

@@ -16,6 +16,10 @@ mod support;
 // New scenarios get a file of their own.
 #[path = "reliability/s10_paused_leader.rs"]
 mod s10_paused_leader;
+#[path = "reliability/s11_hard_bounce.rs"]
+mod s11_hard_bounce;
+#[path = "reliability/s12_all_brokers_killed.rs"]
+mod s12_all_brokers_killed;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::{Child, Command, Stdio};

@@ -415,6 +415,35 @@ impl NodesGuard {
         }
     }
 
+    /// Restarts a killed `node` and waits only until it is registered, not until it is back
+    /// in the ISRs (a hard bounce).
+    pub async fn start_registered(&self, node: i32) {
+        kafka(&["start", &node.to_string(), "--registered"]).await;
+        if let Ok(mut d) = self.down.lock() {
+            d.retain(|n| *n != node);
+        }
+    }
+
+    /// SIGKILLs every node at once.
+    pub async fn kill_all(&self, nodes: &[i32]) {
+        for n in nodes {
+            self.mark(*n);
+        }
+        let kills = nodes.iter().map(|n| {
+            let id = n.to_string();
+            blocking(move || orderstream_testkit::kafka_script(&["kill", &id]))
+        });
+        futures::future::join_all(kills).await;
+    }
+
+    /// Starts every stopped node of the cluster and waits until all are registered.
+    pub async fn start_all(&self) {
+        kafka(&["start"]).await;
+        if let Ok(mut d) = self.down.lock() {
+            d.clear();
+        }
+    }
+
     fn mark(&self, node: i32) {
         if let Ok(mut d) = self.down.lock() {
             d.push(node);

@@ -6,6 +6,7 @@ mod consume;
 mod notify;
 mod procs;
 mod report;
+mod stage;
 mod util;
 mod w0;
 mod w1;
@@ -45,10 +46,10 @@ pub(crate) struct Args {
     /// Rounds per comparison (≥ 3).
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
-    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6.
+    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6,w7.
     #[arg(
         long,
-        default_value = "w0,w1,w2,w3,mem,w5,scale,w6",
+        default_value = "w0,w1,w2,w3,mem,w5,scale,w6,w7",
         value_delimiter = ','
     )]
     pub(crate) only: Vec<String>,
@@ -111,6 +112,7 @@ pub(crate) struct Results {
     pub(crate) w5: Vec<consume::W5>,
     pub(crate) scale: Option<procs::Scale>,
     pub(crate) w6: Option<notify::W6>,
+    pub(crate) w7: Option<stage::W7>,
     pub(crate) errors: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) elapsed: Duration,
@@ -144,7 +146,7 @@ async fn main() -> Result<()> {
         python,
     };
     let mut res = Results::default();
-    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6"]
+    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6", "w7"]
         .iter()
         .any(|w| wants(&args, w));
     let brokers = if needs_broker {
@@ -299,6 +301,14 @@ async fn main() -> Result<()> {
                 "W6: not run: needs --amqp-url and --nats-url (scripts/bench.sh starts RabbitMQ and NATS)"
                     .to_owned(),
             ),
+        }
+    }
+    if wants(&args, "w7") {
+        eprintln!("W7 transactional stage ...");
+        let n = if args.quick { 50_000 } else { 300_000 };
+        match stage::w7(&args.bootstrap, &codec, n, rounds, &mut topics).await {
+            Ok(r) => res.w7 = Some(r),
+            Err(e) => res.errors.push(format!("W7: {e:#}")),
         }
     }
     util::delete_topics(&args.bootstrap, &topics).await;

@@ -555,6 +555,31 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         }
         let _ = writeln!(s);
     }
+    if let Some(w) = &r.w7 {
+        let _ = writeln!(
+            s,
+            "## W7 transactional stage\n\nThe order-status stage (`run_transactional`, decode + JSON status record \
+             per event) drains a {}-record backlog ({} partitions) with a fresh group per run, at most {} records per \
+             transaction (commit interval 100 ms); the baseline is the same loop at least once \
+             (`StageConfig::transactional = false`: idempotent producer flushed, then a plain offset commit). Rates count \
+             from the first transformed record to the member's stop; rounds interleaved.\n\n\
+             | variant | records/s | vs at least once |\n|---|---|---|\n\
+             | transactions (exactly once) | {} | {}× |\n\
+             | at least once (baseline) | {} | 1.00× |\n\n\
+             Transactions per transactional drain: {}.",
+            w.records,
+            crate::util::PARTITIONS,
+            w.batch,
+            crate::util::Mmm::of(&w.transactional).fmt(0),
+            w.ratio().fmt(2),
+            crate::util::Mmm::of(&w.plain).fmt(0),
+            crate::util::Mmm::of(&w.transactions).fmt(0),
+        );
+        for e in &w.errors {
+            let _ = writeln!(s, "\n- error: {e}");
+        }
+        let _ = writeln!(s);
+    }
     if let Some(w) = &r.w6 {
         let _ = writeln!(
             s,

@@ -48,6 +48,22 @@ struct Rig {
     prefix: String,
     producer: OrderProducer,
     logs: PathBuf,
+    /// Every member started, so a failing test leaves none running.
+    started: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let pids = self.started.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in pids {
+            // only our own member, still running (not a reused pid)
+            let ours = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains(&self.group));
+            if ours {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
 }
 
 impl Rig {
@@ -84,6 +100,7 @@ impl Rig {
             env,
             producer,
             logs,
+            started: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -95,7 +112,7 @@ impl Rig {
             .append(true)
             .open(self.logs.join(format!("{id}.log")))
             .expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        let child = Command::new(env!("CARGO_BIN_EXE_orderstream"))
             .args(["--topology", &self.layout, "stage", "--group", &self.group])
             .args(["--transactional-id", &format!("{}-{id}", self.group)])
             .args(["--for", "900"])
@@ -107,7 +124,11 @@ impl Rig {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .expect("spawn orderstream stage")
+            .expect("spawn orderstream stage");
+        if let Ok(mut pids) = self.started.lock() {
+            pids.push(child.id());
+        }
+        child
     }
 
     /// Every event of orders `orders`, sequence by sequence (a key's events in order), paced
@@ -319,7 +340,12 @@ async fn two_members_turn_every_event_into_one_committed_status_record() {
 async fn two_live_members_sharing_a_transactional_id_are_stopped_not_duplicated() {
     let rig = Rig::new("stage-fenced").await;
     let mut twins = [rig.stage("twin", &[]), rig.stage("twin", &[])];
-    let producing = rig.produce(1_000, 100);
+    // Both in the group, then events for ~40 s: a fenced twin notices only at its next
+    // transaction, so both must keep having work while they fence each other.
+    rig.env
+        .wait_for_group(&rig.group, 2, Duration::from_secs(60))
+        .await;
+    let producing = rig.produce(1_000, 10);
     // Each start and each replacement fences the other; a member fenced 3 times in 60 s stops.
     let deadline = Instant::now() + Duration::from_secs(120);
     let stopped = loop {

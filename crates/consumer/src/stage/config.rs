@@ -25,6 +25,11 @@ pub struct StageConfig {
     /// restart then aborts its predecessor's open transaction at once) and unique among the
     /// members alive at one time (a second producer with the same id fences the first).
     pub transactional_id: String,
+    /// `true` (the point of the stage): outputs, dead letters and offsets commit in one Kafka
+    /// transaction. `false`: the same loop at least once (an idempotent producer flushed before
+    /// a plain offset commit; a crash in between repeats outputs): the baseline that shows
+    /// what transactions cost.
+    pub transactional: bool,
     /// At most this many records per transaction.
     pub max_batch_records: usize,
     /// A transaction is committed at the latest this long after its first record was polled.
@@ -107,6 +112,7 @@ impl StageConfig {
             output: output.into(),
             dead_letter: dead_letter.into(),
             transactional_id: transactional_id.into(),
+            transactional: true,
             max_batch_records: 1000,
             commit_interval: Duration::from_millis(100),
             transaction_timeout: Duration::from_secs(30),
@@ -207,15 +213,16 @@ impl StageConfig {
     pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
-            .set("transactional.id", &self.transactional_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("partitioner", "murmur2_random")
-            .set(
+            .set("partitioner", "murmur2_random");
+        if self.transactional {
+            c.set("transactional.id", &self.transactional_id).set(
                 "transaction.timeout.ms",
                 self.transaction_timeout.as_millis().to_string(),
             );
+        }
         for (k, v) in &self.extra_producer {
             c.set(k, v);
         }
@@ -234,6 +241,7 @@ impl std::fmt::Debug for StageConfig {
             .field("output", &self.output)
             .field("dead_letter", &self.dead_letter)
             .field("transactional_id", &self.transactional_id)
+            .field("transactional", &self.transactional)
             .field("max_batch_records", &self.max_batch_records)
             .field("commit_interval", &self.commit_interval)
             .field("transaction_timeout", &self.transaction_timeout)

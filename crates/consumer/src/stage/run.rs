@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::CommitMode;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
@@ -27,7 +28,26 @@ const FENCED_LIMIT: usize = 3;
 const FENCED_WINDOW: Duration = Duration::from_secs(60);
 /// Threaded: its delivery reports are served on librdkafka's side, which `abort_transaction`
 /// needs to purge what the aborted transaction had in flight.
-type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+type TxnProducer = ThreadedProducer<Deliveries>;
+
+/// Counts failed deliveries: without transactions, a batch whose outputs did not all arrive
+/// must not have its offsets committed.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Longest single poll while a batch fills (bounds how late cancellation is seen).
 const MAX_POLL: Duration = Duration::from_millis(100);
@@ -253,9 +273,13 @@ impl Member {
         transform: &T,
         attempt: u32,
     ) -> Result<(u64, u64), Failed> {
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Failed::kafka("begin_transaction", &e))?;
+        let transactional = self.cfg.transactional;
+        let failed_before = self.producer.context().failed.load(Ordering::Relaxed);
+        if transactional {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| Failed::kafka("begin_transaction", &e))?;
+        }
         let (mut outputs, mut dead) = (0u64, 0u64);
         for rec in batch.records() {
             match self.rt.block_on(transform.transform(rec, attempt)) {
@@ -289,6 +313,11 @@ impl Member {
                 .add_partition_offset(&self.cfg.source, p, Offset::Offset(next))
                 .map_err(|e| Failed::kafka("offsets", &e))?;
         }
+        if !transactional {
+            return self
+                .commit_plain(&offsets, failed_before)
+                .map(|()| (outputs, dead));
+        }
         let group = self.consumer.group_metadata().ok_or_else(|| Failed {
             reaction: Reaction::Abort,
             what: "no group metadata (not a group member yet)".into(),
@@ -301,6 +330,24 @@ impl Member {
             self.producer.commit_transaction(self.cfg.call_timeout)
         })?;
         Ok((outputs, dead))
+    }
+
+    /// Without transactions: every output acknowledged, then the offsets committed.
+    fn commit_plain(&self, offsets: &TopicPartitionList, failed_before: u64) -> Result<(), Failed> {
+        let abort = |what: String| Failed {
+            reaction: Reaction::Abort,
+            what,
+        };
+        self.producer
+            .flush(self.cfg.call_timeout)
+            .map_err(|e| abort(format!("flush: {e}")))?;
+        let failed = self.producer.context().failed.load(Ordering::Relaxed) - failed_before;
+        if failed > 0 {
+            return Err(abort(format!("{failed} output(s) not acknowledged")));
+        }
+        self.consumer
+            .commit(offsets, CommitMode::Sync)
+            .map_err(|e| abort(format!("commit offsets: {e}")))
     }
 
     /// Repeats a call while librdkafka says it may be repeated (at most 3 times).
@@ -369,7 +416,8 @@ impl Member {
         cancel: &CancellationToken,
     ) -> Result<(), StageError> {
         let mut reaction = reaction;
-        if matches!(reaction, Reaction::Abort | Reaction::RetryCall)
+        if self.cfg.transactional
+            && matches!(reaction, Reaction::Abort | Reaction::RetryCall)
             && let Err(e) = self.producer.abort_transaction(self.cfg.call_timeout)
         {
             warn!(error = %e, "abort_transaction failed; replacing the producer");
@@ -445,7 +493,13 @@ fn new_producer(cfg: &StageConfig, cancel: &CancellationToken) -> Result<TxnProd
         transactional_id: cfg.transactional_id.clone(),
         source,
     };
-    let producer: TxnProducer = cfg.producer_config().create().map_err(err)?;
+    let producer: TxnProducer = cfg
+        .producer_config()
+        .create_with_context(Deliveries::default())
+        .map_err(err)?;
+    if !cfg.transactional {
+        return Ok(producer);
+    }
     let mut attempt = 0;
     loop {
         match producer.init_transactions(cfg.call_timeout) {

@@ -396,8 +396,9 @@ async fn statuses_exactly_once_through_broker_kills_and_stage_sigkills() {
     let rig = Rig::new("stage-kills").await;
     let ids = ["a", "b"];
     let mut members: Vec<Child> = ids.iter().map(|id| rig.stage(id, &[])).collect();
-    // 100 000 events (25 000 orders) over ~70 s: every fault strikes mid-stream.
-    let producing = rig.produce(25_000, 140);
+    // 100 000 events (25 000 orders) over ~110 s: the five rounds (each a stage kill, every
+    // other one a broker kill that waits for the previous broker's restart) end well before.
+    let producing = rig.produce(25_000, 90);
     let mut broker_kills = 0;
     let mut restarting: Option<tokio::task::JoinHandle<String>> = None;
     for round in 0..5 {

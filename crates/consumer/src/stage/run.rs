@@ -318,6 +318,7 @@ impl Member {
                 .commit_plain(&offsets, failed_before)
                 .map(|()| (outputs, dead));
         }
+        self.still_a_member()?;
         let group = self.consumer.group_metadata().ok_or_else(|| Failed {
             reaction: Reaction::Abort,
             what: "no group metadata (not a group member yet)".into(),
@@ -326,10 +327,50 @@ impl Member {
             self.producer
                 .send_offsets_to_transaction(&offsets, &group, self.cfg.call_timeout)
         })?;
-        self.retry_call("commit_transaction", || {
-            self.producer.commit_transaction(self.cfg.call_timeout)
-        })?;
+        self.still_a_member()?;
+        self.commit()?;
         Ok((outputs, dead))
+    }
+
+    /// librdkafka learns of a lost membership on its own threads (and may then send offsets
+    /// without a generation), while the revoke reaches us only at the next poll: check first.
+    fn still_a_member(&self) -> Result<(), Failed> {
+        if self.consumer.assignment_lost() {
+            return Err(Failed {
+                reaction: Reaction::Abort,
+                what: "the group took this member's partitions".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Commits, repeating a commit that timed out: it is resumable and may already be on the
+    /// broker, so aborting it instead could leave it committed while the batch is processed
+    /// again. A commit still undecided after `transaction_timeout` replaces the producer; the
+    /// rewind then starts from the offsets the broker holds.
+    fn commit(&self) -> Result<(), Failed> {
+        let started = Instant::now();
+        loop {
+            match self.producer.commit_transaction(self.cfg.call_timeout) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if react(&e) == Reaction::RetryCall
+                        && started.elapsed() < self.cfg.transaction_timeout =>
+                {
+                    warn!(error = %e, "commit_transaction undecided; repeating it");
+                }
+                Err(e) if react(&e) == Reaction::RetryCall => {
+                    return Err(Failed {
+                        reaction: Reaction::Replace,
+                        what: format!(
+                            "commit_transaction undecided after {:?}: {e}",
+                            started.elapsed()
+                        ),
+                    });
+                }
+                Err(e) => return Err(Failed::kafka("commit_transaction", &e)),
+            }
+        }
     }
 
     /// Without transactions: every output acknowledged, then the offsets committed.
@@ -395,10 +436,13 @@ impl Member {
         if let Some(h) = headers {
             record = record.headers(h);
         }
+        let started = Instant::now();
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < self.cfg.call_timeout =>
+                {
                     record = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -416,6 +460,17 @@ impl Member {
         cancel: &CancellationToken,
     ) -> Result<(), StageError> {
         let mut reaction = reaction;
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            warn!(?code, reason, "the producer failed fatally; replacing it");
+            reaction = if matches!(
+                code,
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced
+            ) {
+                Reaction::Fenced
+            } else {
+                Reaction::Replace
+            };
+        }
         if self.cfg.transactional
             && matches!(reaction, Reaction::Abort | Reaction::RetryCall)
             && let Err(e) = self.producer.abort_transaction(self.cfg.call_timeout)
@@ -438,22 +493,19 @@ impl Member {
                     });
                 }
             }
-            // init_transactions on the new handle aborts whatever the old one left open
+            // init_transactions on the new handle ends whatever the old one left open: aborted,
+            // or committed if its commit had reached the coordinator (hence the rewind below
+            // goes to the broker's committed offsets, not to the batch's start)
             self.producer = new_producer(&self.cfg, cancel)?;
             self.summary.producer_replacements += 1;
         }
-        let mut rewind_failed = false;
-        for (p, first) in batch.rewind_offsets() {
-            if let Err(e) = self.consumer.seek(
-                &self.cfg.source,
-                p,
-                Offset::Offset(first),
-                self.cfg.call_timeout,
-            ) {
-                warn!(partition = p, offset = first, error = %e, "rewind failed");
-                rewind_failed = true;
+        let rewind_failed = match self.rewind(batch) {
+            Ok(()) => false,
+            Err(e) => {
+                warn!(error = %e, "rewind failed; rejoining the group");
+                true
             }
-        }
+        };
         if rewind_failed {
             // Rejoining restarts every partition from its committed offset.
             self.consumer.unsubscribe();
@@ -464,6 +516,38 @@ impl Member {
                     transactional_id: self.cfg.transactional_id.clone(),
                     source,
                 })?;
+        }
+        Ok(())
+    }
+}
+
+impl Member {
+    /// Moves the batch's partitions back to the offsets the broker has committed for them (the
+    /// batch's first offset where nothing is committed yet): a transaction that did commit is
+    /// not processed again, one that did not is.
+    fn rewind(&self, batch: &Batch) -> Result<(), KafkaError> {
+        let mut asked = TopicPartitionList::new();
+        for (p, _) in batch.rewind_offsets() {
+            asked.add_partition(&self.cfg.source, p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(asked, self.cfg.call_timeout)?;
+        let mut to = TopicPartitionList::new();
+        for (p, first) in batch.rewind_offsets() {
+            let at = committed
+                .find_partition(&self.cfg.source, p)
+                .map(|e| e.offset())
+                .and_then(|o| match o {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(first);
+            to.add_partition_offset(&self.cfg.source, p, Offset::Offset(at))?;
+        }
+        let result = self.consumer.seek_partitions(to, self.cfg.call_timeout)?;
+        for e in result.elements() {
+            e.error()?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::checker::{Observed, check};
-use super::support::{BackgroundProducer, NodesGuard, Pace, isr_sizes, leaders, wait_until};
+use super::support::{BackgroundProducer, NodesGuard, Pace, leaders, wait_isr_full, wait_until};
 use super::{finish, order_producer, producer_support, read_topic, setup};
 
 /// Longer than the brokers' session timeout (KRaft `broker.session.timeout.ms`, 9 s), so the
@@ -98,20 +98,4 @@ async fn s10_paused_leader_zombie() {
         f.dup_raw, 0,
         "idempotent producer: no duplicates in the topic"
     );
-}
-
-/// Waits until every partition of `topic` has 3 in-sync replicas again.
-async fn wait_isr_full(env: &orderstream_testkit::TestEnv, topic: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let isr = isr_sizes(env, topic).await;
-        if !isr.is_empty() && isr.values().all(|n| *n == 3) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resumed node did not rejoin every ISR within {within:?}: {isr:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::checker::{Observed, check};
-use super::support::{BackgroundProducer, NodesGuard, Pace, isr_sizes, leaders, wait_until};
+use super::support::{BackgroundProducer, NodesGuard, Pace, leaders, wait_isr_full, wait_until};
 use super::{finish, order_producer, producer_support, read_topic, setup};
 
 const BOUNCES: usize = 10;
@@ -58,18 +58,7 @@ async fn s11_hard_bounce_x10() {
     )
     .await;
     let t_isr = Instant::now();
-    let deadline = t_isr + Duration::from_secs(120);
-    loop {
-        let isr = isr_sizes(&env, &topic).await;
-        if !isr.is_empty() && isr.values().all(|n| *n == 3) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "every ISR full again within 120 s of the last bounce: {isr:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_isr_full(&env, &topic, Duration::from_secs(120)).await;
     let isr_full = t_isr.elapsed();
     let log = bg.finish().await;
     let consumed = read_topic(&env, &topic).await;

@@ -610,3 +610,19 @@ pub async fn wait_consumed_all(rec: &Recorder, acked: &[Ev], timeout: Duration) 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Waits until every partition of `topic` has 3 in-sync replicas again.
+pub async fn wait_isr_full(env: &TestEnv, topic: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let isr = isr_sizes(env, topic).await;
+        if !isr.is_empty() && isr.values().all(|n| *n == 3) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every ISR full again within {within:?}: {isr:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -3,11 +3,12 @@
 #
 #   scripts/bench.sh [--quick] [--nodes 1|3] [-- extra orderstream-bench args]
 #
-# By default it starts its OWN Kafka + registry on separate ports and run dir (so tests and other
-# engineers' services are not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
+# By default it starts its OWN Kafka + registry on separate ports and run dir (so a running test
+# set-up is not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
 # ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing. Likewise W6
 # starts its own RabbitMQ and NATS (ports 16572 and 14222) unless ORDERSTREAM_AMQP_URL /
-# ORDERSTREAM_NATS_URL are set.
+# ORDERSTREAM_NATS_URL are set, and W8 its own PostgreSQL (port 15432) unless
+# ORDERSTREAM_DATABASE_URL is.
 #
 # Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (19092),
 # BENCH_REGISTRY_PORT (18081), BENCH_REGISTRY_MANAGEMENT_PORT (18091), BENCH_KEEP_SERVICES=1 to
@@ -29,7 +30,7 @@ while (($#)); do
     --nodes) nodes="${2:?--nodes needs 1 or 3}"; shift ;;
     --nodes=*) nodes="${1#--nodes=}" ;;
     -h | --help)
-      sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     --) shift; extra=("$@"); break ;;
@@ -50,14 +51,18 @@ export RABBITMQ_DIST_PORT="${BENCH_RABBITMQ_DIST_PORT:-16573}"
 export RABBITMQ_EPMD_PORT="${BENCH_RABBITMQ_EPMD_PORT:-16369}"
 export NATS_PORT="${BENCH_NATS_PORT:-14222}"
 export NATS_MONITOR_PORT="${BENCH_NATS_MONITOR_PORT:-18222}"
+# W8's PostgreSQL.
+export POSTGRES_PORT="${BENCH_POSTGRES_PORT:-15432}"
 out="${BENCH_OUT:-$ROOT_DIR/BENCHMARKS.md}"
 
 started_kafka=0
 started_registry=0
 started_rabbitmq=0
 started_nats=0
+started_postgres=0
 cleanup() {
   [[ "${BENCH_KEEP_SERVICES:-0}" == 1 ]] && return 0
+  if ((started_postgres)); then "$ROOT_DIR/scripts/postgres.sh" stop || true; fi
   if ((started_nats)); then "$ROOT_DIR/scripts/nats.sh" stop || true; fi
   if ((started_rabbitmq)); then "$ROOT_DIR/scripts/rabbitmq.sh" stop || true; fi
   if ((started_registry)); then "$ROOT_DIR/scripts/registry.sh" stop || true; fi
@@ -100,6 +105,15 @@ if [[ -z "${ORDERSTREAM_NATS_URL:-}" ]]; then
     ORDERSTREAM_NATS_URL="$("$ROOT_DIR/scripts/nats.sh" url)"
     export ORDERSTREAM_NATS_URL
   fi
+fi
+
+# W8 (the order projection) needs PostgreSQL: started here unless ORDERSTREAM_DATABASE_URL is
+# given; W8 is reported as not run when it cannot start.
+if [[ -z "${ORDERSTREAM_DATABASE_URL:-}" ]]; then
+  if ! "$ROOT_DIR/scripts/postgres.sh" status >/dev/null 2>&1; then
+    if "$ROOT_DIR/scripts/postgres.sh" start; then started_postgres=1; fi
+  fi
+  if url="$("$ROOT_DIR/scripts/postgres.sh" url 2>/dev/null)"; then export ORDERSTREAM_DATABASE_URL="$url"; fi
 fi
 
 cd "$ROOT_DIR"

@@ -41,7 +41,7 @@ async fn decode(codec: &OrderCodec, rec: &Record) -> Result<OrderEvent, ProcessE
         .map_err(|e| ProcessError::transient(e.to_string()))
 }
 
-fn consumer_cfg(bootstrap: &str, group: &str, topic: &str) -> ConsumerConfig {
+pub(crate) fn consumer_cfg(bootstrap: &str, group: &str, topic: &str) -> ConsumerConfig {
     ConsumerConfig {
         consume_retry_topic: false,
         statistics_interval: Duration::ZERO,
@@ -438,7 +438,7 @@ impl W3 {
 }
 
 /// One drain: (msgs/s, out-of-order, commits, CPU µs/record, context switches/record).
-async fn drain_ours(
+pub(crate) async fn drain_ours(
     bootstrap: &str,
     codec: &OrderCodec,
     topic: &str,

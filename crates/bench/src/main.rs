@@ -7,6 +7,7 @@ mod notify;
 mod procs;
 mod report;
 mod stage;
+mod store;
 mod util;
 mod w0;
 mod w1;
@@ -46,10 +47,10 @@ pub(crate) struct Args {
     /// Rounds per comparison (≥ 3).
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
-    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6,w7.
+    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6,w7,w8.
     #[arg(
         long,
-        default_value = "w0,w1,w2,w3,mem,w5,scale,w6,w7",
+        default_value = "w0,w1,w2,w3,mem,w5,scale,w6,w7,w8",
         value_delimiter = ','
     )]
     pub(crate) only: Vec<String>,
@@ -113,6 +114,7 @@ pub(crate) struct Results {
     pub(crate) scale: Option<procs::Scale>,
     pub(crate) w6: Option<notify::W6>,
     pub(crate) w7: Option<stage::W7>,
+    pub(crate) w8: Option<store::W8>,
     pub(crate) errors: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) elapsed: Duration,
@@ -146,7 +148,7 @@ async fn main() -> Result<()> {
         python,
     };
     let mut res = Results::default();
-    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6", "w7"]
+    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6", "w7", "w8"]
         .iter()
         .any(|w| wants(&args, w));
     let brokers = if needs_broker {
@@ -309,6 +311,26 @@ async fn main() -> Result<()> {
         match stage::w7(&args.bootstrap, &codec, n, rounds, &mut topics).await {
             Ok(r) => res.w7 = Some(r),
             Err(e) => res.errors.push(format!("W7: {e:#}")),
+        }
+    }
+    if wants(&args, "w8") {
+        eprintln!("W8 order projection in PostgreSQL ...");
+        let (n, single) = if args.quick {
+            (20_000, 2_000)
+        } else {
+            (200_000, 10_000)
+        };
+        // The databases W8 makes are created next to the one this URL names.
+        if std::env::var("ORDERSTREAM_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+            match store::w8(&args.bootstrap, &codec, n, single, rounds, &mut topics).await {
+                Ok(r) => res.w8 = Some(r),
+                Err(e) => res.errors.push(format!("W8: {e:#}")),
+            }
+        } else {
+            res.errors.push(
+                "W8: not run: needs ORDERSTREAM_DATABASE_URL (scripts/bench.sh starts PostgreSQL)"
+                    .to_owned(),
+            );
         }
     }
     util::delete_topics(&args.bootstrap, &topics).await;

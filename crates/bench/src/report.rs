@@ -580,6 +580,36 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         }
         let _ = writeln!(s);
     }
+    if let Some(w) = &r.w8 {
+        let _ = writeln!(
+            s,
+            "## W8 order projection in PostgreSQL\n\n`StoreProcessor` (decode, then inbox + order state machine + \
+             customer totals) drains a {}-record backlog of order lifecycles ({} partitions, key order, a fresh group and \
+             a fresh database per run, so every event has its effect). Batched: one database transaction per partition \
+             batch of up to {} records; per record: `max_batch_records = 1`, one transaction per event, measured over the \
+             first {} records. Each run checks that the store's own inbox holds every applied event and that nothing was \
+             refused. The baseline is the plain drain of the same backlog (decode + key order, no store, W3's batch \
+             handler). Rates count from the first batch to the target; rounds interleaved.\n\n\
+             | variant | effects/s | vs plain drain | batched vs it |\n|---|---|---|---|\n\
+             | batched transactions | {} | {}× | 1.00× |\n\
+             | one transaction per record | {} | {}× | {}× |\n\
+             | plain drain, no store (baseline) | {} | 1.00× | |",
+            w.records,
+            crate::util::PARTITIONS,
+            w.batch,
+            w.single_records,
+            crate::util::Mmm::of(&w.batched).fmt(0),
+            w.batched_vs_drain().fmt(2),
+            crate::util::Mmm::of(&w.single).fmt(0),
+            w.single_vs_drain().fmt(3),
+            w.batched_vs_single().fmt(1),
+            crate::util::Mmm::of(&w.drain).fmt(0),
+        );
+        for e in &w.errors {
+            let _ = writeln!(s, "\n- error: {e}");
+        }
+        let _ = writeln!(s);
+    }
     if let Some(w) = &r.w6 {
         let _ = writeln!(
             s,

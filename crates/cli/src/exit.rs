@@ -10,7 +10,8 @@ pub(crate) const FAILURE: ExitCode = ExitCode::FAILURE;
 pub(crate) const CONFIG: u8 = 2;
 /// The cluster does not match the layout (drift).
 pub(crate) const DRIFT: u8 = 3;
-/// Some events were not confirmed (failed or possibly persisted).
+/// Some work was not confirmed: events failed or possibly persisted, or a consumer abandoned
+/// running work or failed its last commit when stopping.
 pub(crate) const INCOMPLETE: u8 = 4;
 
 /// Errors about what the user gave us exit 2; the rest exit 1.

@@ -313,15 +313,15 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
     rig.produce(100..200, 1).await;
     assert_eq!(flow.await.expect("producer task"), 1_800);
     rig.caught_up(Duration::from_secs(120)).await;
-    // A backlog of 30,000 keeps the next member publishing without pause; RabbitMQ crashes
+    // A backlog of 10,000 keeps the next member publishing without pause; RabbitMQ crashes
     // (SIGKILL) once it is under way, so unconfirmed messages are in flight when it dies.
     member.kill().expect("SIGKILL");
     let _ = member.wait();
     let before = rig.committed_total().await;
-    rig.produce(2_000..32_000, 0).await;
+    rig.produce(2_000..12_000, 0).await;
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rig.committed_total().await < before + 3_000 {
+    while rig.committed_total().await < before + 1_500 {
         assert!(
             Instant::now() < deadline,
             "the backlog did not start moving"
@@ -331,7 +331,7 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
     rabbitmq_script(&["kill"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     rabbitmq_script(&["start"]);
-    rig.produce(32_000..32_100, 0).await;
+    rig.produce(12_000..12_100, 0).await;
     rig.caught_up(Duration::from_secs(240)).await;
 
     // An independent receiver rejects 5 and takes the rest; the 5 end in the dead-letter queue.
@@ -353,7 +353,7 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
     // Unroutable: with the queue gone, new orders land in the alternate exchange's queue.
     receiver(&["rabbitmq-delete-queue", &amqp, &exchange]);
     let before_unroutable = rig.created_in_kafka().await;
-    rig.produce(32_100..32_120, 0).await;
+    rig.produce(12_100..12_120, 0).await;
     rig.caught_up(Duration::from_secs(60)).await;
     let out = interrupt(member);
     let (stdout, stderr) = text(&out);
@@ -385,7 +385,7 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
         dead.len(),
         unroutable.len()
     );
-    assert_eq!(before_unroutable.len(), 32_100);
+    assert_eq!(before_unroutable.len(), 12_100);
     assert_eq!(dead_lettered, 0, "no notification was given up on");
     assert_eq!(
         (lost, foreign),
@@ -458,13 +458,13 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
     nats_script(&["restart"]);
     assert_eq!(flow.await.expect("producer task"), 1_800);
     rig.caught_up(Duration::from_secs(120)).await;
-    // A backlog of 30,000 keeps the next member publishing without pause; the server crashes
+    // A backlog of 10,000 keeps the next member publishing without pause; the server crashes
     // (SIGKILL) while the stream fills (asked of the server's monitoring endpoint), with
     // publishes awaiting their acknowledgement.
     member.kill().expect("SIGKILL");
     let _ = member.wait();
     let before = stream_messages(&stream).await;
-    rig.produce(2_000..32_000, 0).await;
+    rig.produce(2_000..12_000, 0).await;
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
     let deadline = Instant::now() + Duration::from_secs(60);
     while stream_messages(&stream).await < before + 1_000 {
@@ -477,7 +477,7 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
     nats_script(&["kill"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats_script(&["start"]);
-    rig.produce(32_000..32_100, 0).await;
+    rig.produce(12_000..12_100, 0).await;
     rig.caught_up(Duration::from_secs(240)).await;
     let out = interrupt(member);
     let (stdout, stderr) = text(&out);
@@ -500,7 +500,7 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
         stored.len(),
         unique.len()
     );
-    assert_eq!(created.len(), 32_100);
+    assert_eq!(created.len(), 12_100);
     assert_eq!(dead_lettered, 0, "no notification was given up on");
     assert_eq!(
         (lost, foreign),

@@ -2,7 +2,9 @@
 //! processes SIGKILLed 20 times and restarted while order events are produced. The effects are
 //! counted by querying the database and compared with the events read back from Kafka by an
 //! independent reader: every event applied exactly once, every order in its final state, every
-//! customer's totals right.
+//! customer's totals right. And three member processes joining and then leaving one by one
+//! while they work through a backlog: the order state follows each partition through the
+//! database, so no valid event is dead-lettered when partitions move.
 
 mod support;
 
@@ -39,6 +41,10 @@ fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
 }
 
 fn member(env: &TestEnv, layout: &str, group: &str, store: &str) -> Child {
+    member_for(env, layout, group, store, 600)
+}
+
+fn member_for(env: &TestEnv, layout: &str, group: &str, store: &str, secs: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_orderstream"))
         .args([
             "--topology",
@@ -47,7 +53,7 @@ fn member(env: &TestEnv, layout: &str, group: &str, store: &str) -> Child {
             "--group",
             group,
             "--for",
-            "600",
+            &secs.to_string(),
         ])
         .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
         .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
@@ -203,5 +209,177 @@ async fn sigkilled_members_apply_every_event_exactly_once_in_postgres() {
         .read_all(&names.dead_letter, Duration::from_secs(30))
         .await;
     assert!(dead.is_empty(), "{} records dead-lettered", dead.len());
+    store.close().await;
+}
+
+/// Sum of the group's committed offsets on `topic` (partitions without a commit count 0).
+async fn committed_sum(env: &TestEnv, group: &str, topic: &str) -> i64 {
+    env.committed_offsets(group, topic)
+        .await
+        .values()
+        .map(|o| (*o).max(0))
+        .sum()
+}
+
+/// Waits until the group has committed at least `n` records of `topic`.
+async fn committed_at_least(env: &TestEnv, group: &str, topic: &str, n: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = committed_sum(env, group, topic).await;
+        if c >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {c} of {n} records within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the group has committed `n` more records of `topic` than it has now.
+async fn committed_more(env: &TestEnv, group: &str, topic: &str, n: i64, within: Duration) {
+    let from = committed_sum(env, group, topic).await;
+    committed_at_least(env, group, topic, from + n, within).await;
+}
+
+/// `consumed: processed N` of a member's summary.
+fn processed(stdout: &str) -> u64 {
+    stdout
+        .split("processed ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no processed count in {stdout}"))
+}
+
+/// Events of the scale-out backlog: `ORDERSTREAM_SCALE_EVENTS` (a multiple of 4), default 60 000.
+fn scale_events() -> usize {
+    std::env::var("ORDERSTREAM_SCALE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(60_000, |n: usize| n / 4 * 4)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event() {
+    let env = TestEnv::connect().await;
+    let (layout, names) = env.topology_file("store-scale");
+    let layout = layout.to_str().expect("utf-8").to_owned();
+    assert!(
+        orderstream(&env, &["--topology", &layout, "topics", "apply"])
+            .status
+            .success()
+    );
+    let store_url = fresh_database(&env.unique("store_scale"));
+    let prefix = env.unique("o");
+    let group = env.group_id("store-scale");
+    let events = scale_events();
+    let orders = events / 4;
+    // Time for the whole drain: generous per event (debug build, one member for a quarter).
+    let budget = Duration::from_secs(120 + (events / 200) as u64);
+
+    let codec = OrderCodec::new(RegistryConfig {
+        url: env.registry_url.clone(),
+        ..RegistryConfig::default()
+    })
+    .expect("codec");
+    let producer = OrderProducer::new(
+        ProducerConfig {
+            bootstrap_servers: env.bootstrap.clone(),
+            ..ProducerConfig::default()
+        },
+        codec.clone(),
+        ProducerTopic::new(names.orders.clone(), env.partition_count(&names.orders)),
+    )
+    .await
+    .expect("producer");
+    // The backlog: every order's CREATED, then every PAID, and so on (a key's events in order).
+    for seq in 0..4 {
+        let mut pending = Vec::with_capacity(orders);
+        for order in 0..orders {
+            pending.push(producer.enqueue(&event(&prefix, order, seq)).await);
+        }
+        for p in pending {
+            assert!(p.outcome().await.is_delivered(), "every send acknowledged");
+        }
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let total = events as i64;
+
+    // One member, then a second and a third join, then the third and the second leave; after
+    // each step the group commits another tenth of the backlog before the next.
+    let secs = budget.as_secs() + 60;
+    let tenth = total / 10;
+    let more = |n: i64| committed_more(&env, &group, &names.orders, n, budget);
+    let mut a = member_for(&env, &layout, &group, &store_url, secs);
+    let t0 = Instant::now();
+    more(tenth).await;
+    let b = member_for(&env, &layout, &group, &store_url, secs);
+    env.wait_for_group(&group, 2, Duration::from_secs(60)).await;
+    more(tenth).await;
+    let c = member_for(&env, &layout, &group, &store_url, secs);
+    env.wait_for_group(&group, 3, Duration::from_secs(60)).await;
+    more(tenth).await;
+    let out_c = interrupt(c);
+    more(tenth).await;
+    let out_b = interrupt(b);
+    committed_at_least(&env, &group, &names.orders, total, budget).await;
+    assert_eq!(
+        env.committed_offsets(&group, &names.orders).await,
+        env.end_offsets(&names.orders),
+        "lag 0"
+    );
+    if a.try_wait().expect("try_wait").is_some() {
+        panic!("the first member stopped before the end");
+    }
+    let out_a = interrupt(a);
+    let mut by_member = Vec::new();
+    for (name, out) in [("a", &out_a), ("b", &out_b), ("c", &out_c)] {
+        let (stdout, stderr) = text(out);
+        assert!(out.status.success(), "member {name}: {stdout}\n{stderr}");
+        println!("member {name}:\n{stdout}");
+        by_member.push(processed(&stdout));
+    }
+    println!(
+        "events {events}; drained in {:.1?}; processed per member (a, b, c) {by_member:?}",
+        t0.elapsed()
+    );
+    assert!(
+        by_member.iter().all(|n| *n > 0),
+        "every member took part: {by_member:?}"
+    );
+
+    // What the database holds: every event applied once, every order in its final state.
+    let store = OrderStore::connect(&StoreConfig::new(&store_url))
+        .await
+        .expect("store");
+    let inbox = store.inbox(&prefix).await.expect("inbox");
+    let doubled = inbox.values().filter(|n| **n != 1).count();
+    let order_rows = store.orders(&prefix).await.expect("orders");
+    let not_final = order_rows
+        .values()
+        .filter(|o| o.state != OrderState::Delivered || o.last_sequence != 3)
+        .count();
+    let dead = env
+        .read_all(&names.dead_letter, Duration::from_secs(30))
+        .await;
+    println!(
+        "inbox {} of {events}; doubled {doubled}; orders {} of {orders}, not in their final state {not_final}; dead-lettered {}",
+        inbox.len(),
+        order_rows.len(),
+        dead.len()
+    );
+    assert_eq!(dead.len(), 0, "no valid event dead-lettered");
+    assert_eq!(
+        (inbox.len(), doubled),
+        (events, 0),
+        "each event applied once"
+    );
+    assert_eq!(
+        (order_rows.len(), not_final),
+        (orders, 0),
+        "every order's state is its last event's"
+    );
     store.close().await;
 }

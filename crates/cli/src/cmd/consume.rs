@@ -189,7 +189,7 @@ pub(crate) fn summary(run: &RunSummary, state: &SampleSnapshot) -> String {
         }
     }
     if !run.uncommitted.is_empty() {
-        out.push_str("\nNOT committed at shutdown (will be redelivered):");
+        out.push_str("\nleft uncommitted at shutdown (redelivered to the next owner):");
         for ((t, p), r) in &run.uncommitted {
             out.push_str(&format!(" {t}/{p}={}..{}", r.start, r.end));
         }
@@ -227,7 +227,7 @@ pub(crate) async fn run(settings: &Effective, args: ConsumeArgs) -> anyhow::Resu
         .context("consumer failed")?;
     ticker.abort();
     println!("{}", summary(&run, &processor.snapshot()));
-    Ok(if run.uncommitted.is_empty() {
+    Ok(if run.stopped_cleanly() {
         exit::SUCCESS
     } else {
         ExitCode::from(exit::INCOMPLETE)

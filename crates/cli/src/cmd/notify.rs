@@ -219,7 +219,7 @@ async fn member<S: Sink>(
         run.commit_failures,
         run.rebalances,
     );
-    Ok(if run.uncommitted.is_empty() {
+    Ok(if run.stopped_cleanly() {
         exit::SUCCESS
     } else {
         ExitCode::from(exit::INCOMPLETE)

@@ -136,7 +136,7 @@ pub(crate) async fn consume(
         run.rebalances,
     );
     store.close().await;
-    Ok(if run.uncommitted.is_empty() {
+    Ok(if run.stopped_cleanly() {
         exit::SUCCESS
     } else {
         ExitCode::from(exit::INCOMPLETE)

@@ -133,6 +133,7 @@ async fn start<H: Handler>(
         summary.committed.extend(s.committed);
         summary.uncommitted.extend(s.uncommitted);
         summary.forced_close |= s.forced_close;
+        summary.shutdown_commit_failed |= s.shutdown_commit_failed;
     }
     summary.producer_rebuilds = shared.producer.rebuilds();
     // flush anything the producer still holds (all sends were awaited, so normally none)

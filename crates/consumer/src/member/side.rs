@@ -41,6 +41,7 @@ pub(crate) struct SideSummary {
     pub(crate) committed: BTreeMap<(String, i32), i64>,
     pub(crate) uncommitted: BTreeMap<(String, i32), Range<i64>>,
     pub(crate) forced_close: bool,
+    pub(crate) shutdown_commit_failed: bool,
     /// Set when the brokers refused the member (it stopped because of it).
     pub(crate) refused: Option<(RDKafkaErrorCode, String)>,
 }
@@ -593,6 +594,7 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
             .collect(),
         uncommitted,
         forced_close: forced,
+        shutdown_commit_failed: !ok,
         refused: None,
     }
 }

@@ -78,6 +78,8 @@ pub struct RunSummary {
     pub handlers_cancelled: u64,
     /// Whether the shutdown drain or the close hit its deadline.
     pub forced_close: bool,
+    /// Whether the commit of what the shutdown drain finished failed.
+    pub shutdown_commit_failed: bool,
     /// Per partition, offsets dispatched but not committed at shutdown (will be redelivered).
     pub uncommitted: BTreeMap<(String, i32), Range<i64>>,
     /// Times the retry/dead-letter producer was rebuilt after a librdkafka fatal error.
@@ -125,5 +127,15 @@ impl Counters {
             handlers_cancelled: g(&self.cancelled),
             ..RunSummary::default()
         }
+    }
+}
+
+impl RunSummary {
+    /// Whether the member stopped without abandoning work: every started handler finished
+    /// within the drain deadline, their offsets were committed and the consumer closed in
+    /// time. Records it had fetched but not started stay in [`uncommitted`](Self::uncommitted)
+    /// for the partition's next owner: a hand-over, not a loss.
+    pub fn stopped_cleanly(&self) -> bool {
+        !self.forced_close && !self.shutdown_commit_failed
     }
 }

@@ -1,0 +1,234 @@
+//! W8: the order projection in PostgreSQL (`StoreProcessor`: inbox + order state + customer
+//! totals) draining one backlog of order lifecycles, with one database transaction per
+//! partition batch against one per record, and the plain drain (decode + key order, no store)
+//! of the same backlog as the baseline. Every store run gets a fresh database, so each event
+//! has its effect; rates count effects the store reports applied, rounds interleaved.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use orderstream_consumer::{
+    BatchProcessor, ConsumerConfig, OrderingMode, ProcessError, Record, run_batched,
+};
+use orderstream_schema::{EventType, OrderCodec, OrderEvent};
+use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
+use tokio_util::sync::CancellationToken;
+
+use crate::consume::{consumer_cfg, drain_ours, producer};
+use crate::util::{self, Mmm, ratio};
+
+const KINDS: [EventType; 4] = [
+    EventType::Created,
+    EventType::Paid,
+    EventType::Shipped,
+    EventType::Delivered,
+];
+
+/// W8's figures.
+#[derive(Debug, Default)]
+pub(crate) struct W8 {
+    pub(crate) records: u64,
+    /// Records the one-transaction-per-record variant applies per run (a prefix of the backlog).
+    pub(crate) single_records: u64,
+    pub(crate) batch: usize,
+    /// Effects/s, one transaction per batch, one per round.
+    pub(crate) batched: Vec<f64>,
+    /// Effects/s, one transaction per record, one per round.
+    pub(crate) single: Vec<f64>,
+    /// Records/s of the plain drain, one per round.
+    pub(crate) drain: Vec<f64>,
+    pub(crate) errors: Vec<String>,
+}
+
+impl W8 {
+    /// Batched store / plain drain, paired by round.
+    pub(crate) fn batched_vs_drain(&self) -> Mmm {
+        ratio(&self.batched, &self.drain)
+    }
+    /// Batched / one transaction per record, paired by round.
+    pub(crate) fn batched_vs_single(&self) -> Mmm {
+        ratio(&self.batched, &self.single)
+    }
+    /// One transaction per record / plain drain, paired by round.
+    pub(crate) fn single_vs_drain(&self) -> Mmm {
+        ratio(&self.single, &self.drain)
+    }
+}
+
+/// Event `i` of a backlog of `n`: `n / 4` orders, each Created → Paid → Shipped → Delivered,
+/// a key's events in order.
+fn event(i: u64, n: u64) -> OrderEvent {
+    let orders = (n / 4).max(1);
+    let (order, seq) = (i % orders, i / orders);
+    OrderEvent {
+        order_id: format!("w8-{order:07}"),
+        customer_id: format!("w8-c{}", order % 997),
+        sequence: seq as i64,
+        event_type: KINDS[(seq as usize).min(KINDS.len() - 1)],
+        ..util::event(i, 0)
+    }
+}
+
+async fn prefill(bootstrap: &str, codec: &OrderCodec, topic: &str, n: u64) -> Result<()> {
+    let p = producer(bootstrap, codec, topic, 5).await?;
+    let events: Vec<OrderEvent> = (0..n).map(|i| event(i, n)).collect();
+    for c in events.chunks(20_000) {
+        let ok = p
+            .send_batch(c)
+            .await
+            .iter()
+            .filter(|o| o.is_delivered())
+            .count();
+        if ok != c.len() {
+            bail!("pre-fill of {topic}: {ok} of {} delivered", c.len());
+        }
+    }
+    p.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// The store processor, counting what it returned as done: cancels the run once `target`
+/// records succeeded, and notes when the first batch came.
+struct Counting {
+    inner: StoreProcessor,
+    target: u64,
+    ok: AtomicU64,
+    first: OnceLock<Instant>,
+    last: OnceLock<Instant>,
+    done: CancellationToken,
+}
+
+impl BatchProcessor for Counting {
+    async fn process_batch(&self, records: &[Record]) -> Vec<Result<(), ProcessError>> {
+        self.first.get_or_init(Instant::now);
+        let out = self.inner.process_batch(records).await;
+        let ok = out.iter().filter(|r| r.is_ok()).count() as u64;
+        if self.ok.fetch_add(ok, Ordering::Relaxed) + ok >= self.target {
+            self.last.get_or_init(Instant::now);
+            self.done.cancel();
+        }
+        out
+    }
+}
+
+/// One store drain into a fresh database: effects/s over the first `target` records, checked
+/// against the effects the store itself reports (its inbox), and no record refused.
+async fn drain_store(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    topic: &str,
+    target: u64,
+    batch: usize,
+) -> Result<f64> {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let db = orderstream_testkit::fresh_database(&format!("bench_w8_{}_{run}", std::process::id()));
+    let store = OrderStore::connect(&StoreConfig::new(db))
+        .await
+        .context("connecting to PostgreSQL")?;
+    let done = CancellationToken::new();
+    let p = Arc::new(Counting {
+        inner: StoreProcessor::new(codec.clone(), store.clone()),
+        target,
+        ok: AtomicU64::new(0),
+        first: OnceLock::new(),
+        last: OnceLock::new(),
+        done: done.clone(),
+    });
+    let cfg = ConsumerConfig {
+        ordering: OrderingMode::Key,
+        max_batch_records: batch,
+        commit_every: 1000,
+        commit_interval: Duration::from_secs(1),
+        ..consumer_cfg(bootstrap, &format!("{topic}-g8-{run}"), topic)
+    };
+    let watchdog = {
+        let c = done.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            c.cancel();
+        })
+    };
+    run_batched(cfg, Arc::clone(&p), done).await?;
+    watchdog.abort();
+    let counts = p.inner.counts();
+    let inbox = store.counts().await?.inbox;
+    store.close().await;
+    let (Some(first), Some(last)) = (p.first.get(), p.last.get()) else {
+        bail!(
+            "{} of {target} records applied before the 300 s watchdog",
+            p.ok.load(Ordering::Relaxed)
+        );
+    };
+    if counts.illegal + counts.duplicates + counts.store_failures > 0 {
+        bail!("the store refused records: {counts:?}");
+    }
+    // The member may finish the batch in hand after the cancel: the inbox holds at least target.
+    if inbox < target || inbox != counts.applied {
+        bail!(
+            "the store's inbox holds {inbox} events, the processor applied {}, target {target}",
+            counts.applied
+        );
+    }
+    Ok(target as f64 / last.duration_since(*first).as_secs_f64().max(1e-3))
+}
+
+/// Runs W8: `rounds` interleaved triples on an `n`-record backlog; the per-record variant
+/// applies its first `single` records.
+pub(crate) async fn w8(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    n: u64,
+    single: u64,
+    rounds: usize,
+    topics: &mut Vec<String>,
+) -> Result<W8> {
+    let topic = format!("bench-w8-{}", std::process::id());
+    util::create_topic(bootstrap, &topic).await?;
+    topics.push(topic.clone());
+    prefill(bootstrap, codec, &topic, n).await?;
+    let mut r = W8 {
+        records: n,
+        single_records: single,
+        batch: 500,
+        ..W8::default()
+    };
+    for round in 0..rounds {
+        for k in 0..3 {
+            match (k + round) % 3 {
+                0 => match drain_store(bootstrap, codec, &topic, n, r.batch).await {
+                    Ok(rate) => r.batched.push(rate),
+                    Err(e) => r.errors.push(format!("batched: {e:#}")),
+                },
+                1 => match drain_store(bootstrap, codec, &topic, single, 1).await {
+                    Ok(rate) => r.single.push(rate),
+                    Err(e) => r.errors.push(format!("per record: {e:#}")),
+                },
+                _ => {
+                    let d = drain_ours(
+                        bootstrap,
+                        codec,
+                        &topic,
+                        n,
+                        1000,
+                        Duration::from_secs(1),
+                        true,
+                    );
+                    match d.await {
+                        Ok((rate, ..)) => r.drain.push(rate),
+                        Err(e) => r.errors.push(format!("plain drain: {e:#}")),
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "  W8 round {round}: batched {:.0}/s, per record {:.0}/s, plain drain {:.0}/s",
+            r.batched.last().copied().unwrap_or(f64::NAN),
+            r.single.last().copied().unwrap_or(f64::NAN),
+            r.drain.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(r)
+}

@@ -584,12 +584,13 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         let _ = writeln!(
             s,
             "## W8 order projection in PostgreSQL\n\n`StoreProcessor` (decode, then inbox + order state machine + \
-             customer totals) drains a {}-record backlog of order lifecycles ({} partitions, key order, a fresh group and \
+             customer totals) drains a {}-record backlog of complete order lifecycles ({} partitions, key order, a fresh group and \
              a fresh database per run, so every event has its effect). Batched: one database transaction per partition \
-             batch of up to {} records; per record: `max_batch_records = 1`, one transaction per event, measured over the \
-             first {} records. Each run checks that the store's own inbox holds every applied event and that nothing was \
-             refused. The baseline is the plain drain of the same backlog (decode + key order, no store, W3's batch \
-             handler). Rates count from the first batch to the target; rounds interleaved.\n\n\
+             batch of up to {} records; per record: `max_batch_records = 1`, one transaction per event, on a {}-record \
+             backlog of the same shape. Each run checks, in the database, that every event was applied once and every \
+             order ended delivered, and that nothing was refused. The baseline is the plain drain of the batched \
+             variant's backlog (decode + key order, no store, W3's batch handler). Store rates count from the first \
+             batch to the last event applied; rounds interleaved.\n\n\
              | variant | effects/s | vs plain drain | batched vs it |\n|---|---|---|---|\n\
              | batched transactions | {} | {}× | 1.00× |\n\
              | one transaction per record | {} | {}× | {}× |\n\

@@ -328,6 +328,12 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let at_kill = rig.committed_total().await;
+    assert!(
+        at_kill < before + 10_000,
+        "the backlog is still being published when RabbitMQ dies ({} of 10 000 done)",
+        at_kill - before
+    );
     rabbitmq_script(&["kill"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     rabbitmq_script(&["start"]);
@@ -474,6 +480,12 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let at_kill = stream_messages(&stream).await;
+    assert!(
+        at_kill < before + 10_000,
+        "the backlog is still being published when NATS dies ({} of 10 000 stored)",
+        at_kill - before
+    );
     nats_script(&["kill"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats_script(&["start"]);

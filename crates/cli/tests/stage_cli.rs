@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
@@ -136,17 +136,19 @@ impl Rig {
     /// Every event of orders `orders`, sequence by sequence (a key's events in order), paced
     /// at `per_tick` events per 100 ms (0: unpaced); every send acknowledged.
     fn produce(&self, orders: usize, per_tick: usize) -> tokio::task::JoinHandle<BTreeSet<String>> {
-        self.produce_until(orders, per_tick, None)
+        self.produce_until(orders, per_tick, None, Arc::default())
     }
 
     /// Like `produce`, but with `stop` given the stream goes on in waves of further orders
     /// until `stop` is set (and at least `orders` orders were sent): a fault schedule whose
-    /// steps take longer on a loaded machine still strikes while events arrive.
+    /// steps take longer on a loaded machine still strikes while events arrive. `sent` counts
+    /// the events handed to the producer so far.
     fn produce_until(
         &self,
         orders: usize,
         per_tick: usize,
         stop: Option<Arc<AtomicBool>>,
+        sent: Arc<AtomicUsize>,
     ) -> tokio::task::JoinHandle<BTreeSet<String>> {
         const WAVE: usize = 2_500;
         let (producer, prefix) = (self.producer.clone(), self.prefix.clone());
@@ -179,6 +181,7 @@ impl Rig {
                         let e = event(&prefix, order, seq);
                         ids.insert(e.event_id.clone());
                         pending.push(producer.enqueue(&e).await);
+                        sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -426,7 +429,9 @@ async fn statuses_exactly_once_through_broker_kills_and_stage_sigkills() {
     // (each a stage kill, every other one a broker kill that waits for the previous broker's
     // restart) are over, however long a restart takes.
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = rig.produce_until(25_000, 90, Some(Arc::clone(&stop)));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producing = rig.produce_until(25_000, 90, Some(Arc::clone(&stop)), Arc::clone(&sent));
+    let mut sent_before = 0;
     let mut broker_kills = 0;
     let mut restarting: Option<tokio::task::JoinHandle<String>> = None;
     for round in 0..5 {
@@ -448,10 +453,13 @@ async fn statuses_exactly_once_through_broker_kills_and_stage_sigkills() {
                 kafka_script(&["start", &node])
             }));
         }
+        // Events keep arriving: more were sent since the previous round struck.
+        let now = sent.load(Ordering::Relaxed);
         assert!(
-            !producing.is_finished(),
-            "round {round} strikes while events arrive"
+            now > sent_before && !producing.is_finished(),
+            "round {round} strikes while events arrive ({sent_before} then {now} sent)"
         );
+        sent_before = now;
         let i = round % 2;
         println!("round {round}: SIGKILL stage member {}", ids[i]);
         restart(&rig, &mut members[i], ids[i], &[]);

@@ -6,14 +6,16 @@
 //! silently without it. Each test gets unique topic, group and transactional ids; topics it
 //! created are deleted when the `TestEnv` is dropped.
 
+mod assignments;
 mod describe;
 mod env;
 mod read;
 mod scripts;
 
+pub use assignments::Assignment;
 pub use describe::partitions_per_member;
 pub use env::{TestEnv, TestTopics, init_tracing};
 pub use scripts::{
-    amqp_url, fresh_database, kafka_script, nats_script, nats_url, python, rabbitmq_script,
-    registry_script, repo_root,
+    amqp_url, drop_database, fresh_database, kafka_script, nats_script, nats_url, python,
+    rabbitmq_script, registry_script, repo_root, try_fresh_database,
 };

@@ -61,6 +61,14 @@ pub fn python() -> PathBuf {
 /// # Panics
 /// When the server is not running (the message says how to start it) or refuses.
 pub fn fresh_database(name: &str) -> String {
+    try_fresh_database(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`fresh_database`], reporting failure instead of panicking.
+///
+/// # Errors
+/// The server is not running or refuses, or `psql` is missing.
+pub fn try_fresh_database(name: &str) -> Result<String, String> {
     let base = match std::env::var("ORDERSTREAM_DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -68,12 +76,13 @@ pub fn fresh_database(name: &str) -> String {
                 .arg(repo_root().join("scripts/postgres.sh"))
                 .arg("url")
                 .output()
-                .unwrap_or_else(|e| panic!("run scripts/postgres.sh url: {e}"));
-            assert!(
-                out.status.success(),
-                "PostgreSQL is not running: start it with `scripts/services.sh up --with postgres` ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+                .map_err(|e| format!("run scripts/postgres.sh url: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "PostgreSQL is not running: start it with `scripts/services.sh up --with postgres` ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         }
     };
@@ -87,21 +96,43 @@ pub fn fresh_database(name: &str) -> String {
             }
         })
         .collect();
-    let out = Command::new("psql")
-        .arg(&base)
-        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
-        .arg(format!("CREATE DATABASE \"{db}\""))
-        .output()
-        .unwrap_or_else(|e| panic!("run psql (Debian: apt-get install postgresql-client): {e}"));
-    assert!(
-        out.status.success(),
-        "CREATE DATABASE {db}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    psql(&base, &format!("CREATE DATABASE \"{db}\""))?;
     let (server, _) = base
         .rsplit_once('/')
-        .unwrap_or_else(|| panic!("no database in the URL"));
-    format!("{server}/{db}")
+        .ok_or_else(|| "no database in the URL".to_owned())?;
+    Ok(format!("{server}/{db}"))
+}
+
+/// Drops the database `url` names (made by [`try_fresh_database`]), from the server's
+/// `postgres` database.
+///
+/// # Errors
+/// The server refuses (e.g. the database is still in use), or `psql` is missing.
+pub fn drop_database(url: &str) -> Result<(), String> {
+    let (server, db) = url
+        .rsplit_once('/')
+        .ok_or_else(|| "no database in the URL".to_owned())?;
+    let db = db.split('?').next().unwrap_or(db);
+    psql(
+        &format!("{server}/postgres"),
+        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+    )
+}
+
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .map_err(|e| format!("run psql (Debian: apt-get install postgresql-client): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Runs `scripts/rabbitmq.sh <args>` (`restart`, `stop`, `start`...) and returns stdout.

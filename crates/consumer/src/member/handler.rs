@@ -326,6 +326,7 @@ impl<H: Handler> Shared<H> {
         if sent {
             Outcome::Done
         } else {
+            bump(&self.counters.forwards_abandoned);
             Outcome::Aborted
         }
     }
@@ -350,6 +351,7 @@ impl<H: Handler> Shared<H> {
         )
         .await;
         if !sent {
+            bump(&self.counters.forwards_abandoned);
             return Outcome::Aborted;
         }
         bump(&self.counters.dead_lettered);

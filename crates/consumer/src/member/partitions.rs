@@ -153,6 +153,9 @@ pub(crate) struct Drained {
     pub(crate) committable: Option<i64>,
     pub(crate) sent_commit: i64,
     pub(crate) uncommitted: Option<std::ops::Range<i64>>,
+    /// A handler was still running when the partition was released (it did not yield to its
+    /// cancellation).
+    pub(crate) stuck: bool,
 }
 
 /// Stops `owners` and waits until each has finished its running records or `deadline` passed;
@@ -201,9 +204,11 @@ pub(crate) fn drain(owners: Vec<Owned>, deadline: Instant) -> Vec<Drained> {
             killed.push(w);
         }
     }
+    let mut stuck = std::collections::BTreeSet::new();
     for w in killed {
         if timed_out(w, KILL_GRACE) {
             warn!(topic = %w.ctx.topic, partition = w.ctx.partition, "a handler does not yield: its partition is released while it still runs");
+            stuck.insert(w.ctx.partition);
         }
     }
     waiting
@@ -220,6 +225,7 @@ pub(crate) fn drain(owners: Vec<Owned>, deadline: Instant) -> Vec<Drained> {
                 committable,
                 sent_commit: w.sent_commit,
                 uncommitted,
+                stuck: stuck.contains(&w.ctx.partition),
             }
         })
         .collect()

@@ -534,9 +534,15 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
         table.iter_mut().map(|o| o.link.ctx.partition).collect()
     };
     let deadline = Instant::now() + cfg.shutdown_timeout;
-    let cancelled_before = side.shared.counters.cancelled.load(Ordering::Relaxed);
+    let counters = &side.shared.counters;
+    let cancelled_before = counters.cancelled.load(Ordering::Relaxed);
+    let abandoned_before = counters.forwards_abandoned.load(Ordering::Relaxed);
     let drained = side.release(&parts, deadline);
-    let mut forced = side.shared.counters.cancelled.load(Ordering::Relaxed) > cancelled_before;
+    // Work cut short: a handler cancelled or still running at the deadline, or a retry /
+    // dead-letter copy whose send was interrupted (it may exist; its record comes again).
+    let mut forced = counters.cancelled.load(Ordering::Relaxed) > cancelled_before
+        || counters.forwards_abandoned.load(Ordering::Relaxed) > abandoned_before
+        || drained.iter().any(|d| d.stuck);
     if forced {
         warn!(topic = %side.topic, "shutdown drain deadline hit: committing the frontier, in-flight work is abandoned");
     }

@@ -76,6 +76,9 @@ pub struct RunSummary {
     pub pauses: u64,
     /// Handlers cancelled because they were still running at a revoke or shutdown deadline.
     pub handlers_cancelled: u64,
+    /// Retry or dead-letter copies whose send a stop or revoke cut short (the copy may exist;
+    /// its source record stays uncommitted and comes again).
+    pub forwards_abandoned: u64,
     /// Whether the shutdown drain or the close hit its deadline.
     pub forced_close: bool,
     /// Whether the commit of what the shutdown drain finished failed.
@@ -102,6 +105,7 @@ pub(crate) struct Counters {
     pub(crate) lost: AtomicU64,
     pub(crate) pauses: AtomicU64,
     pub(crate) cancelled: AtomicU64,
+    pub(crate) forwards_abandoned: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -125,16 +129,20 @@ impl Counters {
             partitions_lost: g(&self.lost),
             pauses: g(&self.pauses),
             handlers_cancelled: g(&self.cancelled),
+            forwards_abandoned: g(&self.forwards_abandoned),
             ..RunSummary::default()
         }
     }
 }
 
 impl RunSummary {
-    /// Whether the member stopped without abandoning work: every started handler finished
-    /// within the drain deadline, their offsets were committed and the consumer closed in
-    /// time. Records it had fetched but not started stay in [`uncommitted`](Self::uncommitted)
-    /// for the partition's next owner: a hand-over, not a loss.
+    /// Whether the member stopped without abandoning work: every started handler and every
+    /// retry / dead-letter send finished within the drain deadline, the offsets of what
+    /// finished were committed and the consumer closed in time. Records above the first
+    /// unfinished one stay in [`uncommitted`](Self::uncommitted) and go to the partition's next
+    /// owner, at least once: queued records it never started, and under key ordering records
+    /// of other keys it finished above one it never started (their effects come again, for
+    /// an idempotent sink such as the store's inbox to recognise).
     pub fn stopped_cleanly(&self) -> bool {
         !self.forced_close && !self.shutdown_commit_failed
     }

@@ -173,6 +173,7 @@ async fn handlers_past_the_drain_deadline_are_cancelled() {
     assert_eq!(d.committable, None, "nothing finished: nothing to commit");
     assert_eq!(d.uncommitted, Some(0..4));
     assert_eq!(sh.counters.cancelled.load(Ordering::Relaxed), 4);
+    assert!(!d.stuck, "every cancelled handler yielded");
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(
         p.effects.load(Ordering::SeqCst),
@@ -188,6 +189,31 @@ async fn a_drain_within_the_deadline_commits_everything() {
     assert_eq!(d.uncommitted, None);
     assert_eq!(p.effects.load(Ordering::SeqCst), 4);
     assert_eq!(sh.counters.cancelled.load(Ordering::Relaxed), 0);
+}
+
+/// Blocks its thread without yielding: cancellation cannot reach it.
+#[derive(Debug, Default)]
+struct Blocking;
+
+impl Processor for Blocking {
+    async fn process(&self, _: &Record) -> Result<(), ProcessError> {
+        std::thread::sleep(Duration::from_millis(3_000));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_never_yields_is_reported_stuck() {
+    let sh = shared(cfg(), PerRecord(Arc::new(Blocking)));
+    let d = one_partition(
+        &sh,
+        vec![rec(0, 0)],
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(d.stuck, "released while its handler still ran: {d:?}");
+    assert_eq!(d.committable, None);
 }
 
 /// Records every batch it gets.

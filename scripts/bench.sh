@@ -121,7 +121,8 @@ log "building orderstream-bench (release)"
 cargo build --release -q -p orderstream-bench
 
 # rdkafka_performance from the librdkafka sources inside rdkafka-sys, linked with the static
-# librdkafka our release build produced (same version). Built under target/, never committed.
+# librdkafka our release build produced (same version, TLS through the system OpenSSL). Built
+# under target/, never committed.
 perf_dir="$ROOT_DIR/target/rdkafka-perf"
 perf_bin="$perf_dir/rdkafka_performance"
 if [[ ! -x "$perf_bin" ]]; then
@@ -132,7 +133,7 @@ if [[ ! -x "$perf_bin" ]]; then
     cp "$out_dir/examples/rdkafka_performance.c" "$perf_dir/examples/"
     ln -sfn "$out_dir/src" "$perf_dir/src"
     if gcc -O2 -o "$perf_bin" "$perf_dir/examples/rdkafka_performance.c" -I "$perf_dir/src" \
-      "$lib" -lpthread -lz -lm -ldl -lrt 2>"$perf_dir/build.log"; then
+      "$lib" -lpthread -lz -lm -ldl -lrt -lssl -lcrypto 2>"$perf_dir/build.log"; then
       log "built $perf_bin"
     else
       log "WARNING: rdkafka_performance did not build (see $perf_dir/build.log): baseline skipped"

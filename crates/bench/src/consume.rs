@@ -502,8 +502,19 @@ pub(crate) async fn prefill(
     topic: &str,
     n: u64,
 ) -> Result<()> {
+    prefill_with(bootstrap, codec, topic, n, |i| util::event(i, 0)).await
+}
+
+/// Writes events `event(0..n)` to `topic` and waits for every acknowledgement.
+pub(crate) async fn prefill_with(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    topic: &str,
+    n: u64,
+    event: impl Fn(u64) -> OrderEvent,
+) -> Result<()> {
     let p = producer(bootstrap, codec, topic, 5).await?;
-    let events: Vec<OrderEvent> = (0..n).map(|i| util::event(i, 0)).collect();
+    let events: Vec<OrderEvent> = (0..n).map(event).collect();
     for c in events.chunks(20_000) {
         let ok = p
             .send_batch(c)

@@ -18,7 +18,7 @@ use orderstream_schema::{EventType, OrderCodec, OrderEvent};
 use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{consumer_cfg, drain_ours, producer};
+use crate::consume::{consumer_cfg, drain_ours, prefill_with};
 use crate::util::{self, Mmm, ratio};
 
 const KINDS: [EventType; 4] = [
@@ -71,24 +71,6 @@ fn event(i: u64, n: u64) -> OrderEvent {
         event_type: KINDS[(seq as usize).min(KINDS.len() - 1)],
         ..util::event(i, 0)
     }
-}
-
-async fn prefill(bootstrap: &str, codec: &OrderCodec, topic: &str, n: u64) -> Result<()> {
-    let p = producer(bootstrap, codec, topic, 5).await?;
-    let events: Vec<OrderEvent> = (0..n).map(|i| event(i, n)).collect();
-    for c in events.chunks(20_000) {
-        let ok = p
-            .send_batch(c)
-            .await
-            .iter()
-            .filter(|o| o.is_delivered())
-            .count();
-        if ok != c.len() {
-            bail!("pre-fill of {topic}: {ok} of {} delivered", c.len());
-        }
-    }
-    p.shutdown(Duration::from_secs(10)).await;
-    Ok(())
 }
 
 /// The store processor, counting what it returned as done: cancels the run once `target`
@@ -215,7 +197,7 @@ pub(crate) async fn w8(
     for (t, records) in [(&topic, n), (&small, single)] {
         util::create_topic(bootstrap, t).await?;
         topics.push(t.clone());
-        prefill(bootstrap, codec, t, records).await?;
+        prefill_with(bootstrap, codec, t, records, |i| event(i, records)).await?;
     }
     let mut r = W8 {
         records: n,

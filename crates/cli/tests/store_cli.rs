@@ -261,7 +261,6 @@ fn scale_events() -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on demand: some runs saw a partition stop advancing with its member idle (under investigation)"]
 async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event() {
     let env = TestEnv::connect().await;
     let (layout, names) = env.topology_file("store-scale");
@@ -341,10 +340,13 @@ async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event
     let out_a = interrupt(a);
     // Per member: (processed, applied, recognised by the store as already applied).
     let mut by_member = Vec::new();
+    // A member that lost its assignment (its generation fenced) could not commit its work.
+    let mut lost = false;
     for (name, out) in [("a", &out_a), ("b", &out_b), ("c", &out_c)] {
         let (stdout, stderr) = text(out);
         assert!(out.status.success(), "member {name}: {stdout}\n{stderr}");
         println!("member {name}:\n{stdout}");
+        lost |= stderr.contains("partitions lost");
         by_member.push((
             figure(&stdout, "processed "),
             figure(&stdout, "applied "),
@@ -372,6 +374,14 @@ async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event
         applied + recognised,
         "every processed record was applied or recognised"
     );
+    // Joins and leaves drain and commit what was applied, and records run oldest first, so
+    // the next owner starts where the last one stopped: nothing is redelivered unless an
+    // assignment was lost.
+    if lost {
+        println!("an assignment was lost: {recognised} redeliveries allowed");
+    } else {
+        assert_eq!(recognised, 0, "no redelivery after graceful rebalances");
+    }
 
     // What the database holds: every event applied once, every order in its final state.
     let store = OrderStore::connect(&StoreConfig::new(&store_url))

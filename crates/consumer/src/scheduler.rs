@@ -1,14 +1,18 @@
 //! Key-ordered dispatch inside one partition (pure, no I/O).
 //!
-//! Every record maps to a [`Slot`]. A slot has at most one owner (worker) at a time; the owner
-//! takes the slot's records one by one in offset order. Different slots run in parallel: a
-//! partition has a small pool of workers (bounded elsewhere), and a worker whose slot runs empty
-//! releases it and continues with the oldest *ready* slot (queued records, no owner) of the same
-//! partition instead of exiting. With [`OrderingMode::Partition`] every record of the partition
-//! maps to the same slot, so the partition is strictly sequential. Records without a key get
-//! their own slot (keyed by offset): they have no ordering relation to anything.
+//! Every record maps to a [`Slot`]. A slot has at most one owner (worker) at a time, and its
+//! records are taken one by one in offset order. Different slots run in parallel: a partition
+//! has a small pool of workers (bounded elsewhere). A worker that finished a record releases its
+//! slot and takes the *oldest* ready record (lowest offset among slots with queued records and
+//! no owner), not its own slot's next one: the commit frontier advances only as the lowest
+//! offsets finish, so chasing one key's later records would leave everything above an old gap
+//! applied but uncommitted, to be redelivered after a rebalance. With
+//! [`OrderingMode::Partition`] every record of the partition maps to the same slot, so the
+//! partition is strictly sequential. Records without a key get their own slot (keyed by
+//! offset): they have no ordering relation to anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::OrderingMode;
@@ -73,7 +77,7 @@ impl Hasher for SlotHasher {
 
 #[derive(Debug)]
 struct SlotQueue<T> {
-    items: Fifo<T>,
+    items: Fifo<(i64, T)>,
     /// A worker owns the slot (is processing one of its records).
     owned: bool,
 }
@@ -107,6 +111,10 @@ impl<T> Fifo<T> {
         self.first.take().or_else(|| self.more.pop_front())
     }
 
+    fn front(&self) -> Option<&T> {
+        self.first.as_ref().or_else(|| self.more.front())
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.more.len()
@@ -119,41 +127,63 @@ impl<T> Fifo<T> {
     }
 }
 
-/// Per-slot FIFO queues plus the FIFO of ready slots.
+/// Per-slot FIFO queues plus the ready slots, oldest queued record first.
 ///
 /// Invariants: a slot is in `slots` iff it is owned or has queued items; a slot is in `ready`
-/// (exactly once) iff it is not owned and has queued items (after [`KeyScheduler::clear_queued`]
-/// stale entries are dropped with the queues).
+/// (exactly once, with the offset of its oldest queued item) iff it is not owned and has queued
+/// items (after [`KeyScheduler::clear_queued`] stale entries are dropped with the queues).
 #[derive(Debug)]
 pub(crate) struct KeyScheduler<T> {
     slots: HashMap<Slot, SlotQueue<T>, BuildHasherDefault<SlotHasher>>,
-    ready: VecDeque<Slot>,
+    ready: BinaryHeap<Reverse<(i64, SlotOrd)>>,
+}
+
+/// A [`Slot`] as a heap tie-breaker (offsets are unique within a partition, so ties do not
+/// occur in use; the order among them is arbitrary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotOrd(Slot);
+
+impl Ord for SlotOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |s: &Slot| match *s {
+            Slot::Key(k) => (0, k as i128),
+            Slot::Unkeyed(o) => (1, i128::from(o)),
+            Slot::Partition => (2, 0),
+        };
+        rank(&self.0).cmp(&rank(&other.0))
+    }
+}
+
+impl PartialOrd for SlotOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl<T> Default for KeyScheduler<T> {
     fn default() -> Self {
         Self {
             slots: HashMap::default(),
-            ready: VecDeque::new(),
+            ready: BinaryHeap::new(),
         }
     }
 }
 
 impl<T> KeyScheduler<T> {
-    /// Queues `item`; returns `true` when `slot` became ready (no owner, first queued item):
-    /// a worker is needed for it.
-    pub(crate) fn push(&mut self, slot: Slot, item: T) -> bool {
+    /// Queues `item` at `offset` (offsets of one slot arrive ascending); returns `true` when
+    /// `slot` became ready (no owner, first queued item): a worker is needed for it.
+    pub(crate) fn push(&mut self, slot: Slot, offset: i64, item: T) -> bool {
         match self.slots.get_mut(&slot) {
             Some(q) => {
-                q.items.push_back(item);
+                q.items.push_back((offset, item));
                 false
             }
             None => {
-                self.ready.push_back(slot);
+                self.ready.push(Reverse((offset, SlotOrd(slot))));
                 self.slots.insert(
                     slot,
                     SlotQueue {
-                        items: Fifo::one(item),
+                        items: Fifo::one((offset, item)),
                         owned: false,
                     },
                 );
@@ -168,19 +198,24 @@ impl<T> KeyScheduler<T> {
         !self.ready.is_empty()
     }
 
-    /// One worker step. `prev` is the slot the worker owned (its record is finished): the worker
-    /// continues with that slot's next item if any, otherwise it releases `prev` and takes the
-    /// oldest ready slot. `None`: nothing to do (the worker owns nothing and must stop).
-    pub(crate) fn take(&mut self, prev: Option<Slot>) -> Option<(Slot, T)> {
-        if let Some(slot) = prev
-            && let Some(q) = self.slots.get_mut(&slot)
-        {
-            if let Some(item) = q.items.pop_front() {
-                return Some((slot, item));
+    /// Ends the ownership of `slot` (its record finished): it becomes ready again if it has
+    /// queued items, and is forgotten otherwise.
+    pub(crate) fn release(&mut self, slot: Slot) {
+        let Some(q) = self.slots.get_mut(&slot).filter(|q| q.owned) else {
+            return;
+        };
+        q.owned = false;
+        match q.items.front() {
+            Some((offset, _)) => self.ready.push(Reverse((*offset, SlotOrd(slot)))),
+            None => {
+                self.slots.remove(&slot);
             }
-            self.slots.remove(&slot);
         }
-        while let Some(slot) = self.ready.pop_front() {
+    }
+
+    /// Takes the oldest ready item and owns its slot. `None`: nothing is ready.
+    pub(crate) fn take(&mut self) -> Option<(Slot, T)> {
+        while let Some(Reverse((_, SlotOrd(slot)))) = self.ready.pop() {
             let Some(q) = self.slots.get_mut(&slot) else {
                 continue;
             };
@@ -188,7 +223,7 @@ impl<T> KeyScheduler<T> {
                 continue;
             }
             match q.items.pop_front() {
-                Some(item) => {
+                Some((_, item)) => {
                     q.owned = true;
                     return Some((slot, item));
                 }
@@ -230,27 +265,55 @@ mod tests {
         Slot::Key(key_hash(s))
     }
 
+    /// Items are their own offsets here.
+    fn push(s: &mut KeyScheduler<i64>, slot: Slot, offset: i64) -> bool {
+        s.push(slot, offset, offset)
+    }
+
     #[test]
     fn same_key_is_sequential_different_keys_parallel() {
         let mut s = KeyScheduler::default();
-        assert!(s.push(k(b"a"), 0));
-        assert!(!s.push(k(b"a"), 1));
-        assert!(s.push(k(b"b"), 2));
-        assert_eq!(s.take(None), Some((k(b"a"), 0)));
+        assert!(push(&mut s, k(b"a"), 0));
+        assert!(!push(&mut s, k(b"a"), 1));
+        assert!(push(&mut s, k(b"b"), 2));
+        assert_eq!(s.take(), Some((k(b"a"), 0)));
         // a second worker gets b (a is owned)
-        assert_eq!(s.take(None), Some((k(b"b"), 2)));
+        assert_eq!(s.take(), Some((k(b"b"), 2)));
         assert!(!s.has_ready());
-        assert_eq!(s.take(None), None);
-        assert_eq!(s.take(Some(k(b"a"))), Some((k(b"a"), 1)));
-        // a runs empty: released, nothing else ready
-        assert_eq!(s.take(Some(k(b"a"))), None);
+        assert_eq!(s.take(), None);
+        s.release(k(b"a"));
+        assert_eq!(s.take(), Some((k(b"a"), 1)));
+        // a runs empty: released and forgotten, nothing else ready
+        s.release(k(b"a"));
+        assert_eq!(s.take(), None);
         assert_eq!(s.active_slots(), 1);
-        // after release a new push makes it ready again
-        assert!(s.push(k(b"a"), 3));
-        // the worker of b continues with a once b runs empty
-        assert_eq!(s.take(Some(k(b"b"))), Some((k(b"a"), 3)));
-        assert_eq!(s.take(Some(k(b"a"))), None);
+        // a new push makes it ready again
+        assert!(push(&mut s, k(b"a"), 3));
+        s.release(k(b"b"));
+        assert_eq!(s.take(), Some((k(b"a"), 3)));
+        s.release(k(b"a"));
+        assert_eq!(s.take(), None);
         assert_eq!(s.active_slots(), 0);
+    }
+
+    #[test]
+    fn a_released_slot_waits_behind_older_records() {
+        // Key a has records at 0 and 10; b at 1..=3. After a's first record the worker takes
+        // b's (older than a's next), so the lowest offsets finish first.
+        let mut s = KeyScheduler::default();
+        push(&mut s, k(b"a"), 0);
+        push(&mut s, k(b"b"), 1);
+        push(&mut s, k(b"c"), 2);
+        push(&mut s, k(b"a"), 10);
+        assert_eq!(s.take(), Some((k(b"a"), 0)));
+        s.release(k(b"a"));
+        assert_eq!(s.take(), Some((k(b"b"), 1)));
+        assert_eq!(s.take(), Some((k(b"c"), 2)));
+        assert_eq!(s.take(), Some((k(b"a"), 10)));
+        // releasing twice does not make a slot ready twice
+        s.release(k(b"b"));
+        s.release(k(b"b"));
+        assert_eq!(s.take(), None);
     }
 
     #[test]
@@ -269,24 +332,27 @@ mod tests {
     fn clear_keeps_slots_owned_until_next() {
         let mut s = KeyScheduler::default();
         let a = k(b"a");
-        s.push(a, 1);
-        s.push(a, 2);
-        s.push(k(b"b"), 5);
-        assert_eq!(s.take(None), Some((a, 1))); // running
+        push(&mut s, a, 1);
+        push(&mut s, a, 2);
+        push(&mut s, k(b"b"), 5);
+        assert_eq!(s.take(), Some((a, 1))); // running
         assert_eq!(s.clear_queued(), 2);
         assert!(!s.has_ready());
         // the running worker still owns the slot: a new push must not make it ready
-        assert!(!s.push(a, 3));
-        assert_eq!(s.take(None), None);
-        assert_eq!(s.take(Some(a)), Some((a, 3)));
-        assert_eq!(s.take(Some(a)), None);
+        assert!(!push(&mut s, a, 3));
+        assert_eq!(s.take(), None);
+        s.release(a);
+        assert_eq!(s.take(), Some((a, 3)));
+        s.release(a);
+        assert_eq!(s.take(), None);
         assert_eq!(s.active_slots(), 0);
     }
 
     proptest! {
         /// Random interleavings of arrivals and steps of a pool of workers: per key, items are
-        /// processed in arrival order, a key never has two items running at once, and every
-        /// item is processed exactly once once the pool drains.
+        /// processed in arrival order, a key never has two items running at once, a worker
+        /// always gets the oldest item it may run, and every item is processed exactly once
+        /// once the pool drains.
         #[test]
         fn per_key_order_exclusivity_and_liveness(
             ops in proptest::collection::vec((0u8..6, any::<bool>()), 1..400),
@@ -296,34 +362,49 @@ mod tests {
             let mut workers: Vec<Option<u8>> = vec![None; pool];
             let mut seq = [0u32; 6];
             let mut seen: HashMap<u8, Vec<u32>> = HashMap::new();
+            // (offset, key) of every item not taken yet
+            let mut queued: Vec<(i64, u8)> = Vec::new();
             let step = |s: &mut KeyScheduler<(u8, u32)>, workers: &mut Vec<Option<u8>>, w: usize,
-                            seen: &mut HashMap<u8, Vec<u32>>| -> Result<bool, TestCaseError> {
-                let prev = workers[w].take().map(|x| Slot::Key(u64::from(x)));
-                match s.take(prev) {
+                            seen: &mut HashMap<u8, Vec<u32>>, queued: &mut Vec<(i64, u8)>|
+                            -> Result<bool, TestCaseError> {
+                if let Some(x) = workers[w].take() {
+                    s.release(Slot::Key(u64::from(x)));
+                }
+                // the oldest item whose key no other worker runs
+                let oldest = queued.iter().find(|(_, key)| !workers.contains(&Some(*key))).copied();
+                match s.take() {
                     Some((slot, item)) => {
                         prop_assert_eq!(slot, Slot::Key(u64::from(item.0)));
                         prop_assert!(!workers.contains(&Some(item.0)), "second worker for key {}", item.0);
+                        prop_assert_eq!(oldest.map(|o| o.1), Some(item.0), "not the oldest runnable item");
+                        queued.retain(|q| Some(*q) != oldest);
                         workers[w] = Some(item.0);
                         seen.entry(item.0).or_default().push(item.1);
                         Ok(true)
                     }
-                    None => Ok(false),
+                    None => {
+                        prop_assert_eq!(oldest, None, "an item could run");
+                        Ok(false)
+                    }
                 }
             };
+            let mut offset = 0i64;
             for (key, arrive) in ops {
                 if arrive {
                     let item = (key, seq[key as usize]);
                     seq[key as usize] += 1;
-                    s.push(Slot::Key(u64::from(key)), item);
+                    s.push(Slot::Key(u64::from(key)), offset, item);
+                    queued.push((offset, key));
+                    offset += 1;
                 } else {
-                    step(&mut s, &mut workers, key as usize % pool, &mut seen)?;
+                    step(&mut s, &mut workers, key as usize % pool, &mut seen, &mut queued)?;
                 }
             }
             // drain: step every worker until nobody gets anything
             loop {
                 let mut any = false;
                 for w in 0..pool {
-                    any |= step(&mut s, &mut workers, w, &mut seen)?;
+                    any |= step(&mut s, &mut workers, w, &mut seen, &mut queued)?;
                 }
                 if !any { break; }
             }

@@ -9,6 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Default bootstrap: node 1 of the local cluster (`scripts/kafka.sh`).
@@ -305,6 +306,7 @@ impl TestEnv {
     }
 
     /// Committed offsets of `group` on every partition of `topic` (`-1`: none committed).
+    /// A coordinator that moves or is still loading is asked again, for up to 30 s.
     ///
     /// # Panics
     /// When the cluster cannot answer.
@@ -321,9 +323,26 @@ impl TestEnv {
             let consumer: BaseConsumer = cfg
                 .create()
                 .unwrap_or_else(|e| panic!("create consumer: {e}"));
-            let committed = consumer
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("committed offsets of {group} on {topic}: {e}"));
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let committed = loop {
+                match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                    Ok(c) => break c,
+                    Err(e)
+                        if std::time::Instant::now() < deadline
+                            && matches!(
+                                e.rdkafka_error_code(),
+                                Some(
+                                    RDKafkaErrorCode::NotCoordinator
+                                        | RDKafkaErrorCode::CoordinatorLoadInProgress
+                                        | RDKafkaErrorCode::CoordinatorNotAvailable
+                                )
+                            ) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(e) => panic!("committed offsets of {group} on {topic}: {e}"),
+                }
+            };
             committed
                 .elements()
                 .iter()

@@ -101,8 +101,6 @@ async fn run<H: Handler>(
     let max_running = if batched { 1 } else { sh.cfg.max_concurrency };
     let mut frontier = CommitFrontier::new();
     let mut sched: KeyScheduler<Record> = KeyScheduler::default();
-    // items taken from the scheduler (their slots owned) and not started yet
-    let mut taken: VecDeque<(Slot, Record)> = VecDeque::new();
     // (offset, timestamp) of dispatched records, for the lag gauge
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
     let mut running = FuturesUnordered::new();
@@ -122,10 +120,10 @@ async fn run<H: Handler>(
                 break;
             }
             Some(done) = running.next(), if !running.is_empty() => {
-                let mut n = finish(done, ctx, &mut frontier, &mut sched, &mut taken, phase);
+                let mut n = finish(done, ctx, &mut frontier, &mut sched);
                 // everything else already finished, in one pass
                 while let Some(Some(done)) = running.next().now_or_never() {
-                    n += finish(done, ctx, &mut frontier, &mut sched, &mut taken, phase);
+                    n += finish(done, ctx, &mut frontier, &mut sched);
                 }
                 if let Some(c) = frontier.committable() {
                     ctx.committable.store(c, Ordering::Release);
@@ -153,7 +151,7 @@ async fn run<H: Handler>(
                 if batched {
                     let mut items: Vec<(Slot, Record)> = Vec::new();
                     while items.len() < sh.cfg.max_batch_records {
-                        match taken.pop_front().or_else(|| sched.take(None)) {
+                        match sched.take() {
                             Some(item) => items.push(item),
                             None => break,
                         }
@@ -163,7 +161,7 @@ async fn run<H: Handler>(
                     }
                     running.push(Either::Right(run_batch(sh, ctx, items)));
                 } else {
-                    let Some((slot, rec)) = taken.pop_front().or_else(|| sched.take(None)) else {
+                    let Some((slot, rec)) = sched.take() else {
                         break;
                     };
                     running.push(Either::Left(run_one(sh, ctx, slot, rec)));
@@ -199,19 +197,16 @@ fn accept<H: Handler>(
             times.push_back((rec.offset(), ts));
         }
         let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
-        sched.push(slot, rec);
+        sched.push(slot, rec.offset(), rec);
     }
 }
 
-/// Books finished records; returns how many completed. Their slots pass to the next record of
-/// the same key (or to another ready key) while the owner still takes records.
+/// Books finished records and releases their slots; returns how many completed.
 fn finish(
     done: Finishes,
     ctx: &PartCtx,
     frontier: &mut CommitFrontier,
     sched: &mut KeyScheduler<Record>,
-    taken: &mut VecDeque<(Slot, Record)>,
-    phase: Phase,
 ) -> usize {
     let mut n = 0;
     for f in done {
@@ -222,11 +217,7 @@ fn finish(
                 error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
             }
         }
-        if phase.takes_records()
-            && let Some(next) = sched.take(Some(f.slot))
-        {
-            taken.push_back(next);
-        }
+        sched.release(f.slot);
     }
     n
 }

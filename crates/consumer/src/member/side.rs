@@ -69,9 +69,12 @@ pub(crate) struct Side<H> {
     table: Mutex<Table>,
     window: AtomicUsize,
     completed: Arc<AtomicUsize>,
+    /// Offsets the brokers confirmed (synchronous commits: librdkafka reports the outcome of an
+    /// asynchronous one only through `offset_commit_cb`, which rust-rdkafka never registers, so
+    /// [`ConsumerContext::commit_callback`] is not called for them).
     committed: Mutex<BTreeMap<i32, i64>>,
-    /// An async commit failed: re-send every partition's committable offset.
-    resend: AtomicBool,
+    /// Asynchronous commits were sent since the last confirmed one: their outcome is unknown.
+    unconfirmed: AtomicBool,
 }
 
 impl<H> std::fmt::Debug for Side<H> {
@@ -105,7 +108,7 @@ impl<H: Handler> Side<H> {
             window: AtomicUsize::new(budget.window_bytes),
             completed: Arc::new(AtomicUsize::new(0)),
             committed: Mutex::new(BTreeMap::new()),
-            resend: AtomicBool::new(false),
+            unconfirmed: AtomicBool::new(false),
         }
     }
 
@@ -198,6 +201,12 @@ impl<H: Handler> Side<H> {
                 (c > known || c > d.sent_commit).then_some((d.partition, c))
             })
             .collect();
+        self.commit_sync(consumer, &offsets)
+    }
+
+    /// Commits `offsets` and waits for the brokers' answer; `None` when there is nothing to
+    /// commit, else whether the commit succeeded.
+    fn commit_sync(&self, consumer: &BaseConsumer<Self>, offsets: &[(i32, i64)]) -> Option<bool> {
         if offsets.is_empty() {
             return None;
         }
@@ -212,7 +221,7 @@ impl<H: Handler> Side<H> {
         match res {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
                 let mut c = lock(&self.committed);
-                for (p, o) in &offsets {
+                for (p, o) in offsets {
                     let e = c.entry(*p).or_insert(*o);
                     *e = (*e).max(*o);
                 }
@@ -325,27 +334,50 @@ impl<H: Handler> Side<H> {
         still
     }
 
-    fn commit_due(&self, since: Duration) -> bool {
+    /// Commits when due: asynchronously while records complete (a lost or refused commit is
+    /// superseded by the next, which carries higher offsets), and once synchronously when the
+    /// member goes quiet with unconfirmed commits behind it, so that an idle member's last
+    /// offsets are known to be committed (or are retried every interval until they are).
+    fn commit_when_due(&self, consumer: &BaseConsumer<Self>, since: Duration) -> bool {
         let cfg = &self.shared.cfg;
         let n = self.completed.load(Ordering::Relaxed);
-        n >= cfg.commit_every || (n > 0 && since >= cfg.commit_interval)
+        if n >= cfg.commit_every || (n > 0 && since >= cfg.commit_interval) {
+            self.commit_async(consumer);
+            return true;
+        }
+        if n == 0 && since >= cfg.commit_interval && self.unconfirmed.load(Ordering::Acquire) {
+            self.settle(consumer);
+            return true;
+        }
+        false
+    }
+
+    /// Commits synchronously every owned partition's committable offset not yet confirmed.
+    fn settle(&self, consumer: &BaseConsumer<Self>) {
+        let done = lock(&self.committed).clone();
+        let offsets: Vec<(i32, i64)> = {
+            let mut table = lock(&self.table);
+            table
+                .iter_mut()
+                .filter_map(|o| {
+                    let p = o.link.ctx.partition;
+                    let c = o.committable()?;
+                    (c > done.get(&p).copied().unwrap_or(-1)).then_some((p, c))
+                })
+                .collect()
+        };
+        match self.commit_sync(consumer, &offsets) {
+            Some(false) => {}
+            Some(true) | None => self.unconfirmed.store(false, Ordering::Release),
+        }
     }
 
     fn commit_async(&self, consumer: &BaseConsumer<Self>) {
         self.completed.store(0, Ordering::Relaxed);
-        let resend = self.resend.swap(false, Ordering::AcqRel);
-        let done = if resend {
-            lock(&self.committed).clone()
-        } else {
-            BTreeMap::new()
-        };
         let mut offsets = Vec::new();
         {
             let mut table = lock(&self.table);
             for o in table.iter_mut() {
-                if resend {
-                    o.sent_commit = done.get(&o.link.ctx.partition).copied().unwrap_or(-1);
-                }
                 if let Some(c) = o.committable()
                     && c > o.sent_commit
                 {
@@ -360,11 +392,11 @@ impl<H: Handler> Side<H> {
         let counters = &self.shared.counters;
         bump(&counters.commits);
         metrics::counter!(m::COMMITS, "mode" => "async").increment(1);
+        self.unconfirmed.store(true, Ordering::Release);
         if let Err(e) = consumer.commit(&self.tpl(offsets), CommitMode::Async) {
             bump(&counters.commit_failures);
             metrics::counter!(m::COMMIT_FAILURES).increment(1);
-            warn!(topic = %self.topic, error = %e, "async commit could not be issued; will retry");
-            self.resend.store(true, Ordering::Release);
+            warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit carries its offsets");
         }
     }
 }
@@ -446,8 +478,8 @@ impl<H: Handler> ConsumerContext for Side<H> {
             Err(err) => {
                 bump(&self.shared.counters.commit_failures);
                 metrics::counter!(m::COMMIT_FAILURES).increment(1);
-                warn!(topic = %self.topic, error = %err, "async commit failed; will retry");
-                self.resend.store(true, Ordering::Release);
+                warn!(topic = %self.topic, error = %err, "async commit failed; the next commit carries its offsets");
+                self.unconfirmed.store(true, Ordering::Release);
             }
         }
     }
@@ -508,8 +540,7 @@ pub(crate) fn poll_loop<H: Handler>(
             if any_paused {
                 any_paused = side.resume_drained(&consumer);
             }
-            if side.commit_due(last_commit.elapsed()) {
-                side.commit_async(&consumer);
+            if side.commit_when_due(&consumer, last_commit.elapsed()) {
                 last_commit = Instant::now();
             }
         }

@@ -17,7 +17,7 @@ use orderstream_consumer::{
     BackoffConfig, ConsumerConfig, Dedup, ProcessError, Processor, Record, ReplaySelection,
     RunSummary, Topics, headers as h,
 };
-use orderstream_testkit::TestEnv;
+use orderstream_testkit::{Spawned, TestEnv};
 use rand::Rng;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -959,46 +959,6 @@ async fn consumer_child_member() {
         .unwrap();
 }
 
-/// Owns the child member process: SIGKILLs and reaps it when dropped, so a failing test does not
-/// leave it running (and loading the CPU) for the rest of the suite.
-struct ChildGuard(std::process::Child);
-
-impl ChildGuard {
-    /// SIGKILL, then wait (bounded) until the process is gone.
-    fn kill(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        // An error here means it already exited: the wait below reports its status.
-        let _ = self.0.kill();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait()? {
-                return Ok(status);
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                return Err(std::io::Error::other(format!(
-                    "child {} still running 10 s after SIGKILL",
-                    self.0.id()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The exit status if the child has already exited on its own.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if self.exited().is_none()
-            && let Err(e) = self.kill()
-        {
-            eprintln!("cleaning up the child member: {e}");
-        }
-    }
-}
-
 fn read_log(path: &std::path::Path) -> Vec<(i32, i64, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -1033,19 +993,17 @@ async fn consumer_sigkill_member_loses_nothing() {
         s.topics.dead_letter,
         log.display()
     );
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "consumer_child_member",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("ORDERSTREAM_CHILD_SPEC", &spec)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
+    let mut child = Spawned::start(
+        "consumer_child_member",
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "consumer_child_member",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("ORDERSTREAM_CHILD_SPEC", &spec),
+    );
     let kill_at = rand::rng().random_range(100..700);
     wait_until("child progress", Duration::from_secs(90), || {
         if let Some(status) = child.exited() {
@@ -1054,7 +1012,7 @@ async fn consumer_sigkill_member_loses_nothing() {
         read_log(&log).len() >= kill_at
     })
     .await;
-    child.kill().unwrap(); // SIGKILL
+    child.kill(); // SIGKILL
     let before = read_log(&log);
     let done: BTreeMap<i32, BTreeSet<i64>> =
         before.iter().fold(BTreeMap::new(), |mut m, (p, o, _)| {

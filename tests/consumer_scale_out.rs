@@ -14,7 +14,7 @@ use orderstream_consumer::{
     ConsumerConfig, GroupProtocol, ProcessError, Processor, Record, RunSummary, Topics,
 };
 use orderstream_producer::{OrderProducer, ProducerTopic};
-use orderstream_testkit::TestEnv;
+use orderstream_testkit::{Spawned, TestEnv};
 use orderstream_topology::TopicRole;
 use producer_support::{codec, config, event};
 use tokio_util::sync::CancellationToken;
@@ -188,14 +188,12 @@ async fn orders_partitions_spread(name: &str, protocol: GroupProtocol) {
     );
     let mut children = Vec::new();
     for members in 1..=3usize {
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "spread_child_member", "--ignored", "--nocapture"])
-            .env("ORDERSTREAM_SPREAD_SPEC", &spec)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        children.push(KillOnDrop(child));
+        children.push(Spawned::start(
+            "spread_child_member",
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "spread_child_member", "--ignored", "--nocapture"])
+                .env("ORDERSTREAM_SPREAD_SPEC", &spec),
+        ));
         let spread = wait_for_spread(&env, &group, &topics.source, members).await;
         println!("{members} member process(es): orders partitions per member {spread:?}");
         assert_eq!(
@@ -233,16 +231,6 @@ async fn wait_for_spread(env: &TestEnv, group: &str, topic: &str, members: usize
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     last
-}
-
-/// SIGKILLs the child member when dropped (the test ends or fails).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Accepts every record.

@@ -22,7 +22,7 @@ mod s11_hard_bounce;
 mod s12_all_brokers_killed;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use orderstream_consumer::{BackoffConfig, ConsumerConfig, Topics};
 use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic};
 use orderstream_schema::{EventType, OrderCodec, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
-use orderstream_testkit::{TestEnv, TestTopics, fresh_database};
+use orderstream_testkit::{Spawned, TestEnv, TestTopics, fresh_database};
 use rand::Rng;
 use rdkafka::Message;
 use support::{
@@ -419,81 +419,23 @@ async fn child_producer() {
     p.shutdown(Duration::from_secs(10)).await;
 }
 
-/// A child test process, SIGKILLed and reaped when dropped: a scenario that fails half-way
-/// leaves no producer or group member running behind it.
-#[derive(Debug)]
-struct ChildGuard {
-    name: String,
-    child: Option<Child>,
-}
-
-impl ChildGuard {
-    /// SIGKILL, then reap (prompt once the signal is delivered).
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill()
-                .unwrap_or_else(|e| panic!("kill {}: {e}", self.name));
-            c.wait()
-                .unwrap_or_else(|e| panic!("reap {}: {e}", self.name));
-        }
-    }
-
-    /// Waits (blocking) up to `timeout` for the child to exit on its own; on timeout the child
-    /// is killed by the guard and the error says so.
-    fn wait_bounded(mut self, timeout: Duration) -> Result<std::process::ExitStatus, String> {
-        let start = Instant::now();
-        let Some(c) = self.child.as_mut() else {
-            return Err(format!("{} was already killed", self.name));
-        };
-        loop {
-            match c.try_wait() {
-                Ok(Some(status)) => {
-                    self.child = None;
-                    return Ok(status);
-                }
-                Ok(None) if start.elapsed() >= timeout => {
-                    return Err(format!(
-                        "{} did not exit within {timeout:?} (killed)",
-                        self.name
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-                Err(e) => return Err(format!("wait for {}: {e}", self.name)),
-            }
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            eprintln!("guard: killed child process {}", self.name);
-        }
-    }
-}
-
-fn spawn_child(test: &str, var: &str, spec: &str) -> ChildGuard {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(var, spec)
-        // The children's choices (handler latencies) follow the parent's seed.
-        .env("RELIABILITY_SEED", support::seed().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {test}: {e}"));
-    ChildGuard {
-        name: format!("{test} (pid {})", child.id()),
-        child: Some(child),
-    }
+/// A child test process (SIGKILLed and reaped when dropped: a scenario that fails half-way
+/// leaves no producer or group member running behind it).
+fn spawn_child(test: &str, var: &str, spec: &str) -> Spawned {
+    Spawned::start(
+        test,
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(var, spec)
+            // The children's choices (handler latencies) follow the parent's seed.
+            .env("RELIABILITY_SEED", support::seed().to_string()),
+    )
 }
 
 fn line_count(path: &std::path::Path) -> usize {
@@ -530,9 +472,7 @@ async fn s4_producer_sigkill_restart() {
         kills.push(line_count(&log_path));
     }
     let child = spawn_child("child_producer", "ORDERSTREAM_REL_PRODUCER", &spec);
-    let status = blocking(move || child.wait_bounded(Duration::from_secs(300)))
-        .await
-        .unwrap_or_else(|e| panic!("the restarted producer: {e}"));
+    let status = blocking(move || child.wait(Duration::from_secs(300)).status).await;
     assert!(status.success(), "the restarted producer failed: {status}");
     let text = std::fs::read_to_string(&log_path).unwrap();
     let mut acked = Vec::new();
@@ -1363,36 +1303,23 @@ fn cli_binary() -> std::path::PathBuf {
 async fn run_cli(args: Vec<String>, dir: std::path::PathBuf) -> (Option<i32>, String, String) {
     let bin = cli_binary();
     blocking(move || {
-        let mut child = Command::new(&bin)
-            .args(&args)
-            .current_dir(&dir)
-            .env_remove("ORDERSTREAM_BOOTSTRAP")
-            .env_remove("ORDERSTREAM_REGISTRY_URL")
-            .env_remove("ORDERSTREAM_TOPOLOGY")
-            .env_remove("ORDERSTREAM_CONFIG")
-            .env_remove("ORDERSTREAM_PROFILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
-        let t0 = Instant::now();
-        loop {
-            if let Some(_status) = child.try_wait().unwrap() {
-                let out = child.wait_with_output().unwrap();
-                return (
-                    out.status.code(),
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                );
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("orderstream {args:?} did not exit within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = Spawned::start(
+            format!("orderstream {args:?}"),
+            Command::new(&bin)
+                .args(&args)
+                .current_dir(&dir)
+                .env_remove("ORDERSTREAM_BOOTSTRAP")
+                .env_remove("ORDERSTREAM_REGISTRY_URL")
+                .env_remove("ORDERSTREAM_TOPOLOGY")
+                .env_remove("ORDERSTREAM_CONFIG")
+                .env_remove("ORDERSTREAM_PROFILE"),
+        );
+        let out = child.wait(Duration::from_secs(60));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     })
     .await
 }

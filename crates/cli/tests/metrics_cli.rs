@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orderstream_testkit::TestEnv;
+use orderstream_testkit::{Spawned, TestEnv};
 use support::{interrupt, orderstream, text};
 
 fn free_port() -> u16 {
@@ -16,16 +16,15 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn spawn(env: &TestEnv, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderstream"))
-        .args(args)
-        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orderstream")
+fn spawn(env: &TestEnv, args: &[&str]) -> Spawned {
+    Spawned::start(
+        "orderstream",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args(args)
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// The sum of every sample of `series` (over all label sets) in a Prometheus text page;
@@ -99,7 +98,7 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
     let p99_bucket_le_10s =
         sample(&page, "orderstream_producer_ack_latency_seconds_sum").unwrap_or(-1.0);
     assert!(p99_bucket_le_10s >= 0.0);
-    let out = producer.wait_with_output().expect("producer exits");
+    let out = producer.wait(Duration::from_secs(120));
     assert!(out.status.success(), "{:?}", text(&out));
     let produced: u64 = String::from_utf8_lossy(&out.stdout)
         .lines()

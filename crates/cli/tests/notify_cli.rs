@@ -8,12 +8,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
 use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
-use orderstream_testkit::{TestEnv, amqp_url, nats_script, nats_url, python, rabbitmq_script};
+use orderstream_testkit::{
+    Spawned, TestEnv, amqp_url, nats_script, nats_url, python, rabbitmq_script,
+};
 use rdkafka::Message;
 use serde_json::Value;
 use support::{interrupt, orderstream, text};
@@ -34,29 +36,28 @@ fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
 }
 
 /// One notifier process; `sink_args` name the broker and its isolated names.
-fn notifier(env: &TestEnv, layout: &str, group: &str, sink_args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderstream"))
-        .args([
-            "--topology",
-            layout,
-            "notify",
-            "--group",
-            group,
-            "--for",
-            "600",
-        ])
-        .args(["--publish-timeout", "20"])
-        .args(sink_args)
-        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-        .env("ORDERSTREAM_AMQP_URL", amqp_url())
-        .env("ORDERSTREAM_NATS_URL", nats_url())
-        .env_remove("ORDERSTREAM_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orderstream notify")
+fn notifier(env: &TestEnv, layout: &str, group: &str, sink_args: &[&str]) -> Spawned {
+    Spawned::start(
+        "orderstream notify",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args([
+                "--topology",
+                layout,
+                "notify",
+                "--group",
+                group,
+                "--for",
+                "600",
+            ])
+            .args(["--publish-timeout", "20"])
+            .args(sink_args)
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env("ORDERSTREAM_AMQP_URL", amqp_url())
+            .env("ORDERSTREAM_NATS_URL", nats_url())
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// Runs tests/interop/notify_receiver.py and parses its JSON.
@@ -307,16 +308,14 @@ async fn rabbitmq_receives_every_new_order_through_a_notifier_kill_and_a_broker_
     // New orders keep coming (300/s for 6 s) while the notifier is SIGKILLed and replaced.
     let flow = rig.produce_paced(200..2_000, 30);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    member.kill().expect("SIGKILL");
-    let _ = member.wait();
+    member.kill();
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
     rig.produce(100..200, 1).await;
     assert_eq!(flow.await.expect("producer task"), 1_800);
     rig.caught_up(Duration::from_secs(120)).await;
     // A backlog of 10,000 keeps the next member publishing without pause; RabbitMQ crashes
     // (SIGKILL) once it is under way, so unconfirmed messages are in flight when it dies.
-    member.kill().expect("SIGKILL");
-    let _ = member.wait();
+    member.kill();
     let before = rig.committed_total().await;
     rig.produce(2_000..12_000, 0).await;
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
@@ -457,8 +456,7 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
     // the server restarted cleanly.
     let flow = rig.produce_paced(200..2_000, 30);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    member.kill().expect("SIGKILL");
-    let _ = member.wait();
+    member.kill();
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats_script(&["restart"]);
@@ -467,8 +465,7 @@ async fn nats_stores_every_new_order_once_through_server_crashes_and_a_notifier_
     // A backlog of 10,000 keeps the next member publishing without pause; the server crashes
     // (SIGKILL) while the stream fills (asked of the server's monitoring endpoint), with
     // publishes awaiting their acknowledgement.
-    member.kill().expect("SIGKILL");
-    let _ = member.wait();
+    member.kill();
     let before = stream_messages(&stream).await;
     rig.produce(2_000..12_000, 0).await;
     member = notifier(&rig.env, &rig.layout, &rig.group, &sink);

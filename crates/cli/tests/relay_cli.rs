@@ -7,12 +7,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig, record};
-use orderstream_testkit::{TestEnv, fresh_database};
+use orderstream_testkit::{Spawned, TestEnv, fresh_database};
 use rdkafka::Message;
 use support::{interrupt, orderstream, text};
 
@@ -36,26 +36,25 @@ fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
     }
 }
 
-fn relay(env: &TestEnv, layout: &str, store: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderstream"))
-        .args([
-            "--topology",
-            layout,
-            "relay",
-            "--batch",
-            "50",
-            "--for",
-            "600",
-        ])
-        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-        .env("ORDERSTREAM_STORE", store)
-        .env_remove("ORDERSTREAM_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orderstream relay")
+fn relay(env: &TestEnv, layout: &str, store: &str) -> Spawned {
+    Spawned::start(
+        "orderstream relay",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args([
+                "--topology",
+                layout,
+                "relay",
+                "--batch",
+                "50",
+                "--for",
+                "600",
+            ])
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env("ORDERSTREAM_STORE", store)
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,8 +107,7 @@ async fn sigkilled_relays_publish_every_committed_outbox_row_in_order() {
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let mut dead = relays.pop().expect("a relay");
-        dead.kill().expect("SIGKILL");
-        let _ = dead.wait();
+        dead.kill();
         relays.push(relay(&env, &layout, &store_url));
     }
     let (committed, rolled_back) = writer.await.expect("writer");

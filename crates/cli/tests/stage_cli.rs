@@ -10,14 +10,14 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
 use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
-use orderstream_testkit::{TestEnv, kafka_script};
+use orderstream_testkit::{Spawned, TestEnv, kafka_script};
 use orderstream_topology::TopicNames;
 use rdkafka::Message;
 use rdkafka::producer::FutureRecord;
@@ -107,26 +107,26 @@ impl Rig {
     }
 
     /// A stage member; its log goes to a file (a pipe could fill and stall it).
-    fn stage(&self, id: &str, extra: &[&str]) -> Child {
+    fn stage(&self, id: &str, extra: &[&str]) -> Spawned {
         // appended: a restarted member's log follows its predecessor's
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(format!("{id}.log")))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_orderstream"))
-            .args(["--topology", &self.layout, "stage", "--group", &self.group])
-            .args(["--transactional-id", &format!("{}-{id}", self.group)])
-            .args(["--for", "900"])
-            .args(extra)
-            .env("ORDERSTREAM_BOOTSTRAP", &self.env.bootstrap)
-            .env("ORDERSTREAM_REGISTRY_URL", &self.env.registry_url)
-            .env_remove("ORDERSTREAM_CONFIG")
-            .env("RUST_LOG", "warn,orderstream_consumer=info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn orderstream stage");
+        let child = Spawned::start_with_stderr(
+            format!("orderstream stage {id}"),
+            Command::new(env!("CARGO_BIN_EXE_orderstream"))
+                .args(["--topology", &self.layout, "stage", "--group", &self.group])
+                .args(["--transactional-id", &format!("{}-{id}", self.group)])
+                .args(["--for", "900"])
+                .args(extra)
+                .env("ORDERSTREAM_BOOTSTRAP", &self.env.bootstrap)
+                .env("ORDERSTREAM_REGISTRY_URL", &self.env.registry_url)
+                .env_remove("ORDERSTREAM_CONFIG")
+                .env("RUST_LOG", "warn,orderstream_consumer=info"),
+            Stdio::from(log),
+        );
         if let Ok(mut pids) = self.started.lock() {
             pids.push(child.id());
         }
@@ -378,10 +378,7 @@ async fn two_live_members_sharing_a_transactional_id_are_stopped_not_duplicated(
     // Each start and each replacement fences the other; a member fenced 3 times in 60 s stops.
     let deadline = Instant::now() + Duration::from_secs(120);
     let stopped = loop {
-        if let Some(i) = twins
-            .iter_mut()
-            .position(|c| c.try_wait().expect("try_wait").is_some())
-        {
+        if let Some(i) = twins.iter_mut().position(|c| c.exited().is_some()) {
             break i;
         }
         assert!(
@@ -392,7 +389,7 @@ async fn two_live_members_sharing_a_transactional_id_are_stopped_not_duplicated(
     };
     let [a, b] = twins;
     let (stopped, survivor) = if stopped == 0 { (a, b) } else { (b, a) };
-    let out = stopped.wait_with_output().expect("output");
+    let out = stopped.wait(Duration::from_secs(30));
     assert!(!out.status.success(), "a fenced member exits with an error");
     let log = std::fs::read_to_string(rig.logs.join("twin.log")).expect("log");
     assert!(
@@ -401,7 +398,7 @@ async fn two_live_members_sharing_a_transactional_id_are_stopped_not_duplicated(
     );
     // The survivor (or, if both stopped, a member with its own id) finishes the stream.
     let mut survivor = survivor;
-    let finisher = if survivor.try_wait().expect("try_wait").is_none() {
+    let finisher = if survivor.exited().is_none() {
         survivor
     } else {
         rig.stage("single", &[])
@@ -413,9 +410,8 @@ async fn two_live_members_sharing_a_transactional_id_are_stopped_not_duplicated(
 }
 
 /// SIGKILLs a member and starts it again under the same transactional id.
-fn restart(rig: &Rig, member: &mut Child, id: &str, extra: &[&str]) {
-    member.kill().expect("SIGKILL member");
-    let _ = member.wait();
+fn restart(rig: &Rig, member: &mut Spawned, id: &str, extra: &[&str]) {
+    member.kill();
     *member = rig.stage(id, extra);
 }
 
@@ -424,7 +420,7 @@ fn restart(rig: &Rig, member: &mut Child, id: &str, extra: &[&str]) {
 async fn statuses_exactly_once_through_broker_kills_and_stage_sigkills() {
     let rig = Rig::new("stage-kills").await;
     let ids = ["a", "b"];
-    let mut members: Vec<Child> = ids.iter().map(|id| rig.stage(id, &[])).collect();
+    let mut members: Vec<Spawned> = ids.iter().map(|id| rig.stage(id, &[])).collect();
     // At least 100 000 events (25 000 orders), ~900 per second, and on until the five rounds
     // (each a stage kill, every other one a broker kill that waits for the previous broker's
     // restart) are over, however long a restart takes.

@@ -9,14 +9,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use orderstream_consumer::sample::OrderState;
 use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
 use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig};
-use orderstream_testkit::{TestEnv, fresh_database};
+use orderstream_testkit::{Spawned, TestEnv, fresh_database};
 use rdkafka::Message;
 use support::{interrupt, orderstream, text};
 
@@ -40,30 +40,29 @@ fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
     }
 }
 
-fn member(env: &TestEnv, layout: &str, group: &str, store: &str) -> Child {
+fn member(env: &TestEnv, layout: &str, group: &str, store: &str) -> Spawned {
     member_for(env, layout, group, store, 600)
 }
 
-fn member_for(env: &TestEnv, layout: &str, group: &str, store: &str, secs: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderstream"))
-        .args([
-            "--topology",
-            layout,
-            "consume",
-            "--group",
-            group,
-            "--for",
-            &secs.to_string(),
-        ])
-        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-        .env("ORDERSTREAM_STORE", store)
-        .env_remove("ORDERSTREAM_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orderstream consume")
+fn member_for(env: &TestEnv, layout: &str, group: &str, store: &str, secs: u64) -> Spawned {
+    Spawned::start(
+        "orderstream consume",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args([
+                "--topology",
+                layout,
+                "consume",
+                "--group",
+                group,
+                "--for",
+                &secs.to_string(),
+            ])
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env("ORDERSTREAM_STORE", store)
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +120,7 @@ async fn sigkilled_members_apply_every_event_exactly_once_in_postgres() {
                 tokio::time::sleep(Duration::from_millis(1000)).await;
                 let victim = kills % members.len();
                 let mut dead = members.swap_remove(victim);
-                dead.kill().expect("SIGKILL");
-                let _ = dead.wait();
+                dead.kill();
                 kills += 1;
                 members.push(member(&env, &layout, &group, &store_url));
             }
@@ -334,7 +332,7 @@ async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event
         env.end_offsets(&names.orders),
         "lag 0"
     );
-    if a.try_wait().expect("try_wait").is_some() {
+    if a.exited().is_some() {
         panic!("the first member stopped before the end");
     }
     let out_a = interrupt(a);

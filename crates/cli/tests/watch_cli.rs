@@ -4,23 +4,22 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use orderstream_testkit::TestEnv;
+use orderstream_testkit::{Spawned, TestEnv};
 use support::{interrupt, orderstream, text};
 
-fn spawn(env: &TestEnv, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orderstream"))
-        .args(args)
-        .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-        .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-        .env_remove("ORDERSTREAM_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orderstream")
+fn spawn(env: &TestEnv, args: &[&str]) -> Spawned {
+    Spawned::start(
+        "orderstream",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args(args)
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// The partition table of a frame: [partition, owner, high, committed, lag..., consumed/s].

@@ -17,8 +17,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::OrderingMode;
 
-/// The ordering unit a record belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The ordering unit a record belongs to. (`Ord` only breaks ties in the ready heap, which do
+/// not occur: offsets are unique within a partition.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Slot {
     /// Records sharing this key (a 64-bit hash of it: two keys that collide merely share a
     /// slot, which orders them more strictly than needed, never less).
@@ -135,29 +136,7 @@ impl<T> Fifo<T> {
 #[derive(Debug)]
 pub(crate) struct KeyScheduler<T> {
     slots: HashMap<Slot, SlotQueue<T>, BuildHasherDefault<SlotHasher>>,
-    ready: BinaryHeap<Reverse<(i64, SlotOrd)>>,
-}
-
-/// A [`Slot`] as a heap tie-breaker (offsets are unique within a partition, so ties do not
-/// occur in use; the order among them is arbitrary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SlotOrd(Slot);
-
-impl Ord for SlotOrd {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let rank = |s: &Slot| match *s {
-            Slot::Key(k) => (0, k as i128),
-            Slot::Unkeyed(o) => (1, i128::from(o)),
-            Slot::Partition => (2, 0),
-        };
-        rank(&self.0).cmp(&rank(&other.0))
-    }
-}
-
-impl PartialOrd for SlotOrd {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+    ready: BinaryHeap<Reverse<(i64, Slot)>>,
 }
 
 impl<T> Default for KeyScheduler<T> {
@@ -179,7 +158,7 @@ impl<T> KeyScheduler<T> {
                 false
             }
             None => {
-                self.ready.push(Reverse((offset, SlotOrd(slot))));
+                self.ready.push(Reverse((offset, slot)));
                 self.slots.insert(
                     slot,
                     SlotQueue {
@@ -206,7 +185,7 @@ impl<T> KeyScheduler<T> {
         };
         q.owned = false;
         match q.items.front() {
-            Some((offset, _)) => self.ready.push(Reverse((*offset, SlotOrd(slot)))),
+            Some((offset, _)) => self.ready.push(Reverse((*offset, slot))),
             None => {
                 self.slots.remove(&slot);
             }
@@ -215,7 +194,7 @@ impl<T> KeyScheduler<T> {
 
     /// Takes the oldest ready item and owns its slot. `None`: nothing is ready.
     pub(crate) fn take(&mut self) -> Option<(Slot, T)> {
-        while let Some(Reverse((_, SlotOrd(slot)))) = self.ready.pop() {
+        while let Some(Reverse((_, slot))) = self.ready.pop() {
             let Some(q) = self.slots.get_mut(&slot) else {
                 continue;
             };

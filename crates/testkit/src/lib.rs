@@ -9,12 +9,14 @@
 mod assignments;
 mod describe;
 mod env;
+mod process;
 mod read;
 mod scripts;
 
 pub use assignments::Assignment;
 pub use describe::partitions_per_member;
 pub use env::{TestEnv, TestTopics, init_tracing};
+pub use process::Spawned;
 pub use scripts::{
     amqp_url, drop_database, fresh_database, kafka_script, nats_script, nats_url, python,
     rabbitmq_script, registry_script, repo_root, try_fresh_database,

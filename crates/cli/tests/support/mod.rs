@@ -28,24 +28,6 @@ pub(crate) fn text(out: &Output) -> (String, String) {
 /// give such children a generous `--for` and stop them once their assertions converged, so a
 /// slow start (first group join on a busy machine) cannot end the process early.
 #[allow(dead_code)] // not every test binary that includes this module stops a child
-pub(crate) fn interrupt(mut child: std::process::Child) -> Output {
-    let pid = child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -INT {pid}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().expect("try_wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "orderstream did not exit within 60 s of SIGINT: {:?}",
-                text(&out)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    child.wait_with_output().expect("collect output")
+pub(crate) fn interrupt(child: orderstream_testkit::Spawned) -> Output {
+    child.interrupt(std::time::Duration::from_secs(60))
 }

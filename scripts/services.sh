@@ -91,16 +91,24 @@ cmd_up() {
   "$REGISTRY_SH" fetch
   [[ -z "$postgres" ]] || "$POSTGRES_SH" fetch
   [[ -z "$secure" ]] || "$SECURE_SH" fetch
-  # Both start-ups are mostly JVM warm-up and waiting; overlapping them saves wall time.
+  # Every start-up is mostly VM warm-up (JVM, Erlang) and waiting for a port or a registration:
+  # overlapping them all saves minutes of wall time. The opt-in services share nothing with
+  # the cluster or the registry (own ports, own run dirs; the secured registry uses the secured
+  # node, which its own script starts first).
   "$REGISTRY_SH" start &
   registry_job=$!
+  local opt_jobs=()
+  for name in "${with[@]}"; do
+    "$(optional_sh "$name")" start &
+    opt_jobs+=("$!")
+  done
   "$KAFKA_SH" start "${kafka_args[@]}" || kafka_rc=$?
   wait "$registry_job" || registry_rc=$?
-  # The opt-in services start in seconds once the JVMs are up: no need to overlap them.
-  for name in "${with[@]}"; do
+  local i
+  for i in "${!with[@]}"; do
     rc=0
-    "$(optional_sh "$name")" start || rc=$?
-    ((rc == 0)) || failed+=", $name rc=$rc"
+    wait "${opt_jobs[$i]}" || rc=$?
+    ((rc == 0)) || failed+=", ${with[$i]} rc=$rc"
   done
   if ((kafka_rc != 0 || registry_rc != 0)) || [[ -n "$failed" ]]; then
     die "start-up failed (Kafka rc=$kafka_rc, registry rc=$registry_rc$failed; messages above). What did start keeps running: scripts/services.sh down stops it."

@@ -61,7 +61,10 @@ fn member_for(env: &TestEnv, layout: &str, group: &str, store: &str, secs: u64) 
             .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
             .env("ORDERSTREAM_STORE", store)
             .env_remove("ORDERSTREAM_CONFIG")
-            .env("RUST_LOG", "warn"),
+            .env(
+                "RUST_LOG",
+                std::env::var("ORDERSTREAM_TEST_MEMBER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ),
     )
 }
 
@@ -234,12 +237,6 @@ async fn committed_at_least(env: &TestEnv, group: &str, topic: &str, n: i64, dea
     }
 }
 
-/// Waits until the group has committed `n` more records of `topic` than it has now.
-async fn committed_more(env: &TestEnv, group: &str, topic: &str, n: i64, deadline: Instant) {
-    let from = committed_sum(env, group, topic).await;
-    committed_at_least(env, group, topic, from + n, deadline).await;
-}
-
 /// The number after `label` in a member's summary (`processed `, `applied `, ...).
 fn figure(stdout: &str, label: &str) -> u64 {
     stdout
@@ -291,40 +288,51 @@ async fn members_joining_and_leaving_during_a_backlog_dead_letter_no_valid_event
     )
     .await
     .expect("producer");
-    // The backlog: every order's CREATED, then every PAID, and so on (a key's events in order).
-    for seq in 0..4 {
-        let mut pending = Vec::with_capacity(orders);
-        for order in 0..orders {
-            pending.push(producer.enqueue(&event(&prefix, order, seq)).await);
+    // Every order's CREATED, then every PAID, and so on (a key's events in order), a round or
+    // half a round at a time: each membership change happens while a backlog waits, and each
+    // member that joined is given records after it owns partitions, however fast the group is.
+    let produce = |seq: i64, orders_in: std::ops::Range<usize>| {
+        let (producer, prefix) = (&producer, &prefix);
+        async move {
+            let mut pending = Vec::with_capacity(orders_in.len());
+            for order in orders_in {
+                pending.push(producer.enqueue(&event(prefix, order, seq)).await);
+            }
+            for p in pending {
+                assert!(p.outcome().await.is_delivered(), "every send acknowledged");
+            }
         }
-        for p in pending {
-            assert!(p.outcome().await.is_delivered(), "every send acknowledged");
-        }
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
+    };
     let total = events as i64;
-
-    // One member, then a second and a third join, then the third and the second leave; after
-    // each step the group commits another tenth of the backlog before the next.
+    let round = orders as i64;
+    let (first_half, second_half) = (0..orders / 2, orders / 2..orders);
     // (Members run until interrupted; `--for` only bounds a test that dies.)
     let secs = 3_600;
-    let tenth = total / 10;
     let partitions = env.partition_count(&names.orders) as usize;
-    let more = |n: i64| committed_more(&env, &group, &names.orders, n, deadline);
+    let at_least = |n: i64| committed_at_least(&env, &group, &names.orders, n, deadline);
+    produce(0, 0..orders).await;
     let mut a = member_for(&env, &layout, &group, &store_url, secs);
     let t0 = Instant::now();
-    more(tenth).await;
+    at_least(round / 4).await;
+    // b joins while most of the first round waits.
     let b = member_for(&env, &layout, &group, &store_url, secs);
     env.wait_for_assignments(&group, 2, partitions, Duration::from_secs(60))
         .await;
-    more(tenth).await;
+    produce(1, 0..orders).await;
+    at_least(2 * round).await;
+    // c joins while half of the third round waits; the other half comes once it owns
+    // partitions (cooperative rebalancing assigns in a second round).
+    produce(2, first_half.clone()).await;
     let c = member_for(&env, &layout, &group, &store_url, secs);
-    // Every member owns partitions (cooperative rebalancing assigns in a second round).
     env.wait_for_assignments(&group, 3, partitions, Duration::from_secs(60))
         .await;
-    more(tenth).await;
+    produce(2, second_half.clone()).await;
+    at_least(3 * round).await;
+    // c, then b, leave while the last round waits.
+    produce(3, first_half).await;
     let out_c = interrupt(c);
-    more(tenth).await;
+    produce(3, second_half).await;
+    producer.shutdown(Duration::from_secs(10)).await;
     let out_b = interrupt(b);
     committed_at_least(&env, &group, &names.orders, total, deadline).await;
     assert_eq!(

@@ -1,11 +1,14 @@
 //! One record's way through the pipeline: the handler call, in-place retries with backoff, the
 //! per-key order rule, parking in the retry topic and dead-lettering.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -35,13 +38,13 @@ impl<P: Processor> Handler for PerRecord<P> {
     const BATCHED: bool = false;
 
     fn one(&self, rec: &Record) -> impl Future<Output = Result<(), ProcessError>> + Send {
-        self.0.process(rec)
+        guarded(self.0.process(rec), |m| Err(panicked(m)))
     }
 
     async fn many(&self, recs: &[Record]) -> Vec<Result<(), ProcessError>> {
         let mut out = Vec::with_capacity(recs.len());
         for r in recs {
-            out.push(self.0.process(r).await);
+            out.push(self.one(r).await);
         }
         out
     }
@@ -55,7 +58,8 @@ impl<B: BatchProcessor> Handler for Batched<B> {
     const BATCHED: bool = true;
 
     async fn one(&self, rec: &Record) -> Result<(), ProcessError> {
-        let mut res = self.0.process_batch(std::slice::from_ref(rec)).await;
+        let call = self.0.process_batch(std::slice::from_ref(rec));
+        let mut res = guarded(call, |m| vec![Err(panicked(m))]).await;
         match (res.pop(), res.is_empty()) {
             (Some(r), true) => r,
             _ => Err(result_count_error(1)),
@@ -63,8 +67,46 @@ impl<B: BatchProcessor> Handler for Batched<B> {
     }
 
     fn many(&self, recs: &[Record]) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
-        self.0.process_batch(recs)
+        // Which record made the batch panic is unknown: each is retried on its own, so only
+        // that one fails.
+        let n = recs.len();
+        guarded(self.0.process_batch(recs), move |m| {
+            let e = ProcessError::Transient {
+                class: "batch_handler_panicked",
+                message: format!(
+                    "the batch handler panicked ({m}); its records are retried one by one"
+                ),
+                schema_id: None,
+            };
+            vec![Err(e); n]
+        })
     }
+}
+
+/// Runs a handler call, turning a panic into `on_panic(message)`. Why: the call runs inside the
+/// partition's owner task, and a panic there would end the owner while the partition stays
+/// assigned, so the partition would sit paused and uncommitted for good. A handler bug becomes
+/// the failure of the record that hit it (dead-lettered with class `handler_panicked`).
+async fn guarded<T>(call: impl Future<Output = T>, on_panic: impl FnOnce(String) -> T) -> T {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(v) => v,
+        Err(payload) => on_panic(panic_message(payload.as_ref())),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+fn panicked(message: String) -> ProcessError {
+    ProcessError::permanent(
+        "handler_panicked",
+        format!("the handler panicked: {message}"),
+    )
 }
 
 /// A batch handler that returned the wrong number of results: every record of that batch is

@@ -128,7 +128,8 @@ async fn run<H: Handler>(
                 if let Some(c) = frontier.committable() {
                     ctx.committable.store(c, Ordering::Release);
                 }
-                ctx.completed.fetch_add(n, Ordering::Relaxed);
+                // Release: the poll thread that counts these sees the committable offset above
+                ctx.completed.fetch_add(n, Ordering::Release);
             }
             () = ctx.stop.cancelled(), if phase.takes_records() => {
                 phase = phase.stop();
@@ -146,7 +147,8 @@ async fn run<H: Handler>(
                 gauges(ctx, &frontier, &mut times);
             }
         }
-        if phase.takes_records() {
+        // (a stop not yet seen by the select above already ends new work)
+        if phase.takes_records() && !ctx.stop.is_cancelled() {
             while running.len() < max_running {
                 if batched {
                     let mut items: Vec<(Slot, Record)> = Vec::new();
@@ -211,13 +213,15 @@ fn finish(
     let mut n = 0;
     for f in done {
         ctx.unfinished_bytes.fetch_sub(f.bytes, Ordering::Relaxed);
+        // An aborted record (stop under way) keeps its slot: the key's next record must not
+        // start after it, or it would be applied before its predecessor is redelivered.
         if f.outcome == Outcome::Done {
             n += 1;
             if let Err(e) = frontier.completed(f.offset) {
                 error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
             }
+            sched.release(f.slot);
         }
-        sched.release(f.slot);
     }
     n
 }

@@ -34,6 +34,12 @@ const BURST: usize = 2048;
 const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// How often it looks while waiting.
 const ROOM_POLL: Duration = Duration::from_micros(500);
+/// A member whose records keep completing confirms its commits every this many commit
+/// intervals (a quiet one after one interval).
+const CONFIRM_EVERY: u32 = 10;
+/// How long a confirmation may hold up the poll thread (a coordinator that is there answers in
+/// milliseconds; one that is not is asked again an interval later).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one consumer of the member leaves behind.
 #[derive(Debug, Default)]
@@ -69,9 +75,10 @@ pub(crate) struct Side<H> {
     table: Mutex<Table>,
     window: AtomicUsize,
     completed: Arc<AtomicUsize>,
-    /// Offsets the brokers confirmed (synchronous commits: librdkafka reports the outcome of an
-    /// asynchronous one only through `offset_commit_cb`, which rust-rdkafka never registers, so
-    /// [`ConsumerContext::commit_callback`] is not called for them).
+    /// Offsets the coordinator confirmed: synchronous commits, and what [`Side::confirm`] read
+    /// back. (librdkafka reports the outcome of an asynchronous commit only through
+    /// `offset_commit_cb`, which rust-rdkafka never registers, so
+    /// [`ConsumerContext::commit_callback`] is not called for them.)
     committed: Mutex<BTreeMap<i32, i64>>,
     /// Asynchronous commits were sent since the last confirmed one: their outcome is unknown.
     unconfirmed: AtomicBool,
@@ -334,46 +341,105 @@ impl<H: Handler> Side<H> {
         still
     }
 
-    /// Commits when due: asynchronously while records complete (a lost or refused commit is
-    /// superseded by the next, which carries higher offsets), and once synchronously when the
-    /// member goes quiet with unconfirmed commits behind it, so that an idle member's last
-    /// offsets are known to be committed (or are retried every interval until they are).
-    fn commit_when_due(&self, consumer: &BaseConsumer<Self>, since: Duration) -> bool {
+    /// Whether an asynchronous commit is due: enough records completed, or the interval passed
+    /// with at least one completed.
+    fn commit_due(&self, since_commit: Duration) -> bool {
         let cfg = &self.shared.cfg;
-        let n = self.completed.load(Ordering::Relaxed);
-        if n >= cfg.commit_every || (n > 0 && since >= cfg.commit_interval) {
-            self.commit_async(consumer);
-            return true;
-        }
-        if n == 0 && since >= cfg.commit_interval && self.unconfirmed.load(Ordering::Acquire) {
-            self.settle(consumer);
-            return true;
-        }
-        false
+        let n = self.completed.load(Ordering::Acquire);
+        n >= cfg.commit_every || (n > 0 && since_commit >= cfg.commit_interval)
     }
 
-    /// Commits synchronously every owned partition's committable offset not yet confirmed.
-    fn settle(&self, consumer: &BaseConsumer<Self>) {
+    /// Whether to ask the coordinator what it holds: asynchronous commits were sent since the
+    /// last confirmation, and the member went quiet for an interval or has not confirmed for
+    /// [`CONFIRM_EVERY`] intervals.
+    fn confirm_due(&self, since_commit: Duration, since_confirm: Duration) -> bool {
+        let interval = self.shared.cfg.commit_interval;
+        self.unconfirmed.load(Ordering::Acquire)
+            && ((self.completed.load(Ordering::Acquire) == 0 && since_commit >= interval)
+                || since_confirm >= interval * CONFIRM_EVERY)
+    }
+
+    /// Asks the coordinator for the committed offsets of every owned partition whose
+    /// committable offset is above the last confirmed one, records what it holds, and commits
+    /// again where it holds less: a commit refused (e.g. by a rebalance's generation change)
+    /// is sent again instead of waiting for the partition's next record, which an idle
+    /// partition may never get. After a quiet interval every commit sent has been answered, so
+    /// a commit the coordinator does not hold was refused or lost: that is counted and logged.
+    fn confirm(&self, consumer: &BaseConsumer<Self>, quiet: bool) {
         let done = lock(&self.committed).clone();
-        let offsets: Vec<(i32, i64)> = {
+        // (partition, committable, last sent)
+        let wanted: Vec<(i32, i64, i64)> = {
             let mut table = lock(&self.table);
             table
                 .iter_mut()
                 .filter_map(|o| {
                     let p = o.link.ctx.partition;
                     let c = o.committable()?;
-                    (c > done.get(&p).copied().unwrap_or(-1)).then_some((p, c))
+                    (c > done.get(&p).copied().unwrap_or(-1)).then_some((p, c, o.sent_commit))
                 })
                 .collect()
         };
-        match self.commit_sync(consumer, &offsets) {
-            Some(false) => {}
-            Some(true) | None => self.unconfirmed.store(false, Ordering::Release),
+        if wanted.is_empty() {
+            self.unconfirmed.store(false, Ordering::Release);
+            return;
         }
+        let tpl = self.tpl(wanted.iter().map(|(p, ..)| (*p, None)));
+        let held = match consumer.committed_offsets(tpl, CONFIRM_TIMEOUT) {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(topic = %self.topic, error = %e, "could not ask the coordinator for the committed offsets; asking again in an interval");
+                return;
+            }
+        };
+        let mut refused = Vec::new();
+        let mut again = Vec::new();
+        {
+            let mut c = lock(&self.committed);
+            for (p, want, sent) in wanted {
+                let have = held
+                    .find_partition(&self.topic, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                if let Some(h) = have {
+                    let e = c.entry(p).or_insert(h);
+                    *e = (*e).max(h);
+                }
+                let have = have.unwrap_or(-1);
+                if quiet && have < sent {
+                    refused.push((p, sent, have));
+                }
+                if have < want {
+                    again.push((p, want));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            bump(&self.shared.counters.commit_failures);
+            metrics::counter!(m::COMMIT_FAILURES).increment(1);
+            warn!(topic = %self.topic, ?refused, "commits the coordinator does not hold (partition, sent, held): sending them again");
+        }
+        if again.is_empty() {
+            self.unconfirmed.store(false, Ordering::Release);
+            return;
+        }
+        {
+            let mut table = lock(&self.table);
+            for (p, want) in &again {
+                if let Some(o) = table.get_mut(*p) {
+                    o.sent_commit = o.sent_commit.max(*want);
+                }
+            }
+        }
+        self.send_async(consumer, again);
     }
 
+    /// Commits every owned partition's committable offset above the last one sent.
     fn commit_async(&self, consumer: &BaseConsumer<Self>) {
-        self.completed.store(0, Ordering::Relaxed);
+        // Acquire pairs with the owners' Release increments: every completion counted here
+        // has its committable offset visible below; later ones stay counted for next time.
+        self.completed.swap(0, Ordering::AcqRel);
         let mut offsets = Vec::new();
         {
             let mut table = lock(&self.table);
@@ -382,10 +448,14 @@ impl<H: Handler> Side<H> {
                     && c > o.sent_commit
                 {
                     o.sent_commit = c;
-                    offsets.push((o.link.ctx.partition, Some(c)));
+                    offsets.push((o.link.ctx.partition, c));
                 }
             }
         }
+        self.send_async(consumer, offsets);
+    }
+
+    fn send_async(&self, consumer: &BaseConsumer<Self>, offsets: Vec<(i32, i64)>) {
         if offsets.is_empty() {
             return;
         }
@@ -393,10 +463,11 @@ impl<H: Handler> Side<H> {
         bump(&counters.commits);
         metrics::counter!(m::COMMITS, "mode" => "async").increment(1);
         self.unconfirmed.store(true, Ordering::Release);
-        if let Err(e) = consumer.commit(&self.tpl(offsets), CommitMode::Async) {
+        let tpl = self.tpl(offsets.into_iter().map(|(p, o)| (p, Some(o))));
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             bump(&counters.commit_failures);
             metrics::counter!(m::COMMIT_FAILURES).increment(1);
-            warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit carries its offsets");
+            warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit or confirmation sends its offsets again");
         }
     }
 }
@@ -492,6 +563,7 @@ pub(crate) fn poll_loop<H: Handler>(
 ) -> SideSummary {
     let side = consumer.context();
     let mut last_commit = Instant::now();
+    let mut last_confirm = Instant::now();
     let mut last_housekeeping = Instant::now();
     // While a partition is paused the loop comes back often to resume it: a poll that blocks
     // (every fetchable partition paused) would otherwise let the owners run dry.
@@ -540,8 +612,13 @@ pub(crate) fn poll_loop<H: Handler>(
             if any_paused {
                 any_paused = side.resume_drained(&consumer);
             }
-            if side.commit_when_due(&consumer, last_commit.elapsed()) {
+            if side.commit_due(last_commit.elapsed()) {
+                side.commit_async(&consumer);
                 last_commit = Instant::now();
+            } else if side.confirm_due(last_commit.elapsed(), last_confirm.elapsed()) {
+                let quiet = side.completed.load(Ordering::Acquire) == 0;
+                side.confirm(&consumer, quiet);
+                last_confirm = Instant::now();
             }
         }
     }

@@ -278,3 +278,50 @@ async fn batches_hold_one_record_per_key_in_order() {
     assert_eq!(total, 200);
     assert_eq!(sh.counters.processed.load(Ordering::Relaxed), 200);
 }
+
+/// Panics on offset 0 (a handler bug); records every other offset it handled.
+#[derive(Debug, Default)]
+struct PanicsOnFirst {
+    done: Mutex<Vec<i64>>,
+}
+
+impl Processor for PanicsOnFirst {
+    async fn process(&self, r: &Record) -> Result<(), ProcessError> {
+        assert_ne!(r.offset(), 0, "a bug in the handler");
+        self.done.lock().unwrap().push(r.offset());
+        Ok(())
+    }
+}
+
+impl BatchProcessor for PanicsOnFirst {
+    async fn process_batch(&self, records: &[Record]) -> Vec<Result<(), ProcessError>> {
+        let mut out = Vec::new();
+        for r in records {
+            out.push(Processor::process(self, r).await);
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_record_not_the_partition() {
+    for batched in [false, true] {
+        let p = Arc::new(PanicsOnFirst::default());
+        let records: Vec<Record> = (0..10).map(|o| rec(o, o as u8)).collect();
+        let (run, drain) = (Duration::from_millis(300), Duration::from_millis(100));
+        let d = if batched {
+            let sh = shared(cfg(), Batched(Arc::clone(&p)));
+            one_partition(&sh, records, run, drain).await
+        } else {
+            let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
+            one_partition(&sh, records, run, drain).await
+        };
+        let mut done = p.done.lock().unwrap().clone();
+        done.sort_unstable();
+        done.dedup();
+        assert_eq!(done, (1..10).collect::<Vec<_>>(), "batched {batched}");
+        // The record that panicked waits for its dead-letter copy (no broker here), so nothing
+        // from its offset on may be committed.
+        assert!(d.committable.unwrap_or(0) <= 0, "batched {batched}: {d:?}");
+    }
+}

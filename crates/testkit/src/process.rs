@@ -152,9 +152,20 @@ impl Drop for Spawned {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            // The test failed (or forgot it): what the process said last explains more than
+            // the test's own message.
+            let err = self
+                .stderr
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default();
+            let err = String::from_utf8_lossy(&err);
+            let lines: Vec<&str> = err.lines().collect();
             eprintln!(
-                "{} was still running at the end of the test: killed",
-                self.name
+                "{} (pid {}) was still running at the end of the test: killed; its last stderr lines:\n{}",
+                self.name,
+                self.child.id(),
+                lines[lines.len().saturating_sub(40)..].join("\n")
             );
         }
     }

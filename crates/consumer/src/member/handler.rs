@@ -72,7 +72,7 @@ impl<B: BatchProcessor> Handler for Batched<B> {
         let n = recs.len();
         guarded(self.0.process_batch(recs), move |m| {
             let e = ProcessError::Transient {
-                class: "batch_handler_panicked",
+                class: BATCH_PANICKED,
                 message: format!(
                     "the batch handler panicked ({m}); its records are retried one by one"
                 ),
@@ -82,6 +82,10 @@ impl<B: BatchProcessor> Handler for Batched<B> {
         })
     }
 }
+
+/// Error class of the records of a batch whose call panicked (each is then tried on its own;
+/// records the batch had applied before the panic are applied again, at least once as always).
+pub(crate) const BATCH_PANICKED: &str = "batch_handler_panicked";
 
 /// Runs a handler call, turning a panic into `on_panic(message)`. Why: the call runs inside the
 /// partition's owner task, and a panic there would end the owner while the partition stays

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info_span, warn};
 
-use super::handler::{Handler, Outcome, PartCtx, Shared, now_ms, result_count_error};
+use super::handler::{
+    BATCH_PANICKED, Handler, Outcome, PartCtx, Shared, now_ms, result_count_error,
+};
 use super::lifecycle::Phase;
 use super::summary::bump;
 use crate::Record;
@@ -309,7 +311,10 @@ async fn run_batch<H: Handler>(
                 });
             }
             Err(e) => failed.push(async move {
-                let outcome = sh.handle(ctx, rec, Some(Err(e))).await;
+                // A batch that panicked says nothing about this record: it gets a first
+                // attempt of its own (else `max_attempts = 1` would fail the whole batch).
+                let first = (e.class() != BATCH_PANICKED).then_some(Err(e));
+                let outcome = sh.handle(ctx, rec, first).await;
                 Finished {
                     slot,
                     offset,

@@ -355,6 +355,7 @@ impl<H: Handler> Side<H> {
     fn confirm_due(&self, since_commit: Duration, since_confirm: Duration) -> bool {
         let interval = self.shared.cfg.commit_interval;
         self.unconfirmed.load(Ordering::Acquire)
+            && since_confirm >= interval
             && ((self.completed.load(Ordering::Acquire) == 0 && since_commit >= interval)
                 || since_confirm >= interval * CONFIRM_EVERY)
     }
@@ -393,15 +394,24 @@ impl<H: Handler> Side<H> {
         };
         let mut refused = Vec::new();
         let mut again = Vec::new();
+        let mut unanswered = false;
         {
             let mut c = lock(&self.committed);
             for (p, want, sent) in wanted {
-                let have = held
-                    .find_partition(&self.topic, p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
+                let Some(elem) = held.find_partition(&self.topic, p) else {
+                    unanswered = true;
+                    continue;
+                };
+                if let Err(e) = elem.error() {
+                    // not answered for this partition: asked again next time
+                    debug!(topic = %self.topic, partition = p, error = %e, "committed offset not read back");
+                    unanswered = true;
+                    continue;
+                }
+                let have = match elem.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
                 if let Some(h) = have {
                     let e = c.entry(p).or_insert(h);
                     *e = (*e).max(h);
@@ -421,7 +431,7 @@ impl<H: Handler> Side<H> {
             warn!(topic = %self.topic, ?refused, "commits the coordinator does not hold (partition, sent, held): sending them again");
         }
         if again.is_empty() {
-            self.unconfirmed.store(false, Ordering::Release);
+            self.unconfirmed.store(unanswered, Ordering::Release);
             return;
         }
         {
@@ -616,7 +626,8 @@ pub(crate) fn poll_loop<H: Handler>(
                 side.commit_async(&consumer);
                 last_commit = Instant::now();
             } else if side.confirm_due(last_commit.elapsed(), last_confirm.elapsed()) {
-                let quiet = side.completed.load(Ordering::Acquire) == 0;
+                // no commit sent for an interval: each one sent has had its answer
+                let quiet = last_commit.elapsed() >= side.shared.cfg.commit_interval;
                 side.confirm(&consumer, quiet);
                 last_confirm = Instant::now();
             }

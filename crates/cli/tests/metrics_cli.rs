@@ -3,28 +3,16 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orderstream_testkit::{Spawned, TestEnv};
-use support::{interrupt, orderstream, text};
+use orderstream_testkit::TestEnv;
+use support::{interrupt, orderstream, start, text};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
-}
-
-fn spawn(env: &TestEnv, args: &[&str]) -> Spawned {
-    Spawned::start(
-        "orderstream",
-        Command::new(env!("CARGO_BIN_EXE_orderstream"))
-            .args(args)
-            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-            .env("RUST_LOG", "warn"),
-    )
 }
 
 /// The sum of every sample of `series` (over all label sets) in a Prometheus text page;
@@ -66,7 +54,7 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
     );
 
     let pport = free_port();
-    let producer = spawn(
+    let producer = start(
         &env,
         &[
             "--topology",
@@ -113,7 +101,7 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
 
     let cport = free_port();
     let group = env.group_id("metrics");
-    let consumer = spawn(
+    let consumer = start(
         &env,
         &[
             "--topology",

@@ -7,20 +7,8 @@ mod support;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use orderstream_testkit::{Spawned, TestEnv};
-use support::{interrupt, orderstream, text};
-
-fn spawn(env: &TestEnv, args: &[&str]) -> Spawned {
-    Spawned::start(
-        "orderstream",
-        Command::new(env!("CARGO_BIN_EXE_orderstream"))
-            .args(args)
-            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
-            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
-            .env_remove("ORDERSTREAM_CONFIG")
-            .env("RUST_LOG", "warn"),
-    )
-}
+use orderstream_testkit::TestEnv;
+use support::{interrupt, orderstream, start, text};
 
 /// The partition table of a frame: [partition, owner, high, committed, lag..., consumed/s].
 fn rows(frame: &str) -> Vec<Vec<String>> {
@@ -75,7 +63,7 @@ async fn once_shows_each_partition_owned_and_caught_up() {
             .expect("poison record acknowledged");
     }
     let group = env.group_id("watch-once");
-    let consumer = spawn(
+    let consumer = start(
         &env,
         &[
             "--topology",

@@ -15,6 +15,23 @@ pub(crate) fn orderstream(env: &orderstream_testkit::TestEnv, args: &[&str]) -> 
         .expect("run orderstream")
 }
 
+/// Starts `orderstream <args>` with the test environment's addresses, its output collected.
+#[allow(dead_code)] // not every test binary that includes this module starts a child
+pub(crate) fn start(
+    env: &orderstream_testkit::TestEnv,
+    args: &[&str],
+) -> orderstream_testkit::Spawned {
+    orderstream_testkit::Spawned::start(
+        "orderstream",
+        Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args(args)
+            .env("ORDERSTREAM_BOOTSTRAP", &env.bootstrap)
+            .env("ORDERSTREAM_REGISTRY_URL", &env.registry_url)
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "warn"),
+    )
+}
+
 /// stdout and stderr as text, for assertion messages.
 pub(crate) fn text(out: &Output) -> (String, String) {
     (

@@ -90,6 +90,7 @@ Standing ACLs (topics and groups PREFIXED "orders."):
   orders-producer  topic Write, Describe; cluster IdempotentWrite
   orders-consumer  topic Read, Describe, Write (retry / dead-letter topics); group Read
   orders-mtls      both of the above
+  orders-producer  topics PREFIXED "readonly.": Describe only (sends are refused by the broker)
 
 Environment: SECURE_PORT_BASE, KAFKA_SECURE_HEAP ("$KAFKA_SECURE_HEAP"), KAFKA_SECURE_JVM_OPTS,
 KAFKA_START_TIMEOUT ($KAFKA_START_TIMEOUT s), KAFKA_STOP_TIMEOUT ($KAFKA_STOP_TIMEOUT s), JAVA_HOME,
@@ -472,6 +473,11 @@ apply_standing_acls() {
   pids+=("$!")
   acl_add --allow-principal User:orders-consumer --allow-principal "User:$MTLS_USER" \
     --operation Read --group orders. "${prefixed[@]}" &
+  pids+=("$!")
+  # "readonly.": visible to the producer (metadata) but not writable, so its sends reach the
+  # broker and are refused there (the missing-WRITE test), not at the metadata lookup.
+  acl_add --allow-principal User:orders-producer \
+    --operation Describe --topic readonly. "${prefixed[@]}" &
   pids+=("$!")
   # Kafka 2.8+ producers only need Write on the topic; older clients still ask for this.
   acl_add --allow-principal User:orders-producer --allow-principal "User:$MTLS_USER" \

@@ -112,8 +112,7 @@ pub(crate) enum Command {
     /// letters and source offsets commit together; read with isolation.level=read_committed).
     Stage(crate::cmd::stage::StageArgs),
     /// Dead letters: list, show, replay.
-    #[command(subcommand)]
-    Dlq(crate::cmd::dlq::DlqCommand),
+    Dlq(crate::cmd::dlq::DlqArgs),
     /// Live view of a consumer group: owner, offsets, lag and throughput per partition, and
     /// the latest dead letters (Ctrl-C to stop; --once for one frame).
     Watch(crate::cmd::watch::WatchArgs),

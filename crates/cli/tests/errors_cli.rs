@@ -298,3 +298,79 @@ async fn partition_count_differing_from_layout_refuses_to_produce() {
     assert!(stderr.contains("12") && stderr.contains('6'), "{stderr}");
     assert!(env.end_offsets(&names.orders).values().all(|o| *o == 0));
 }
+
+/// Security settings that cannot work together are refused before any connection, naming the
+/// setting to fix, and a password given is never echoed.
+#[test]
+fn invalid_security_combinations_are_refused_at_start_up() {
+    let key = temp_file(
+        "client.key",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let ca = temp_file(
+        "ca.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    let password = temp_file("sasl.password", "correct-horse-battery\n");
+    let key = key.to_str().expect("utf-8");
+    let ca = ca.to_str().expect("utf-8");
+    let password = password.to_str().expect("utf-8");
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "ssl"),
+                ("ORDERSTREAM_SSL_KEY_FILE", key),
+            ],
+            "a client key needs its certificate",
+        ),
+        (
+            &[
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "plaintext"),
+                ("ORDERSTREAM_SSL_CA_FILE", ca),
+            ],
+            "a CA file is set but the security protocol is plaintext",
+        ),
+        (
+            &[
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("ORDERSTREAM_SASL_USERNAME", "svc"),
+                ("ORDERSTREAM_SASL_PASSWORD_FILE", password),
+            ],
+            "needs a SASL mechanism",
+        ),
+        (
+            &[
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "ssl"),
+                ("ORDERSTREAM_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("ORDERSTREAM_SASL_PASSWORD_FILE", password),
+            ],
+            "a SASL mechanism is set but the security protocol is ssl",
+        ),
+        (
+            &[
+                ("ORDERSTREAM_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("ORDERSTREAM_SASL_MECHANISM", "PLAIN"),
+                ("ORDERSTREAM_SASL_USERNAME", "svc"),
+                ("ORDERSTREAM_SASL_PASSWORD", "correct-horse-battery"),
+                ("ORDERSTREAM_SASL_PASSWORD_FILE", password),
+            ],
+            "ORDERSTREAM_SASL_PASSWORD",
+        ),
+    ];
+    for (env, said) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))
+            .args(["topics", "describe"])
+            .env("ORDERSTREAM_BOOTSTRAP", "127.0.0.1:1")
+            .env_remove("ORDERSTREAM_CONFIG")
+            .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run orderstream");
+        assert_fails(&out, 2, said);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            !stdout.contains("correct-horse-battery") && !stderr.contains("correct-horse-battery"),
+            "{env:?}: {stderr}"
+        );
+    }
+}

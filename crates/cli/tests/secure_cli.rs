@@ -1,9 +1,12 @@
 //! The CLI against a real secured Kafka node (SASL_SSL with SCRAM and PLAIN, mutual TLS, the
 //! `StandardAuthorizer` with ACLs; scripts/kafka-secure.sh) and a real registry that enforces
-//! HTTP basic auth (scripts/registry-secure.sh). What is proven: events go through over SCRAM and
-//! over mTLS; wrong passwords, untrusted CAs, plaintext clients and principals without ACLs are
-//! turned away quickly with a message that says why (exit 2); nothing is produced when they are;
-//! and no password or private key appears in any output, even at debug level.
+//! HTTP basic auth (scripts/registry-secure.sh). What is proven: events go through over
+//! SCRAM-SHA-512, SCRAM-SHA-256, PLAIN and mTLS, and undecodable records are dead-lettered by the
+//! member's own producer, listed, replayed and watched over the same secured connection; wrong
+//! passwords, untrusted CAs, plaintext clients and principals without ACLs are turned away
+//! quickly with a message that says why (exit 2); nothing is produced when they are; and no
+//! password (the stack's, or a wrong one a run was given) or private key appears in any output,
+//! even at debug level.
 
 mod support;
 
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use support::text;
 
 /// The secured services' addresses and files (`scripts/services.sh env` exports them while
@@ -88,12 +92,17 @@ impl Secure {
 
     /// A SCRAM-SHA-512 identity over SASL_SSL.
     fn scram(&self, user: &str) -> Identity {
+        self.sasl("SCRAM-SHA-512", user)
+    }
+
+    /// An identity over SASL_SSL with `mechanism` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512).
+    fn sasl(&self, mechanism: &str, user: &str) -> Identity {
         Identity {
             bootstrap: self.sasl_bootstrap.clone(),
             env: vec![
                 ("ORDERSTREAM_SECURITY_PROTOCOL", "sasl_ssl".into()),
                 ("ORDERSTREAM_SSL_CA_FILE", path(&self.ca)),
-                ("ORDERSTREAM_SASL_MECHANISM", "SCRAM-SHA-512".into()),
+                ("ORDERSTREAM_SASL_MECHANISM", mechanism.into()),
                 ("ORDERSTREAM_SASL_USERNAME", user.into()),
                 (
                     "ORDERSTREAM_SASL_PASSWORD_FILE",
@@ -117,7 +126,8 @@ impl Secure {
     }
 
     /// Runs `orderstream <args>` as `who`, with the registry's writer credentials, at debug
-    /// level; fails the test if any secret shows in the output.
+    /// level; fails the test if any secret shows in the output: the stack's own, and whatever
+    /// this run was given (a wrong password is a secret too).
     fn run(&self, who: &Identity, extra_env: &[(&str, String)], args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderstream"));
         for (k, _) in std::env::vars() {
@@ -139,7 +149,9 @@ impl Secure {
         }
         let out = cmd.output().expect("run orderstream");
         let (stdout, stderr) = text(&out);
-        for secret in self.secrets() {
+        let mut secrets = self.secrets();
+        secrets.extend(given_secrets(who.env.iter().chain(extra_env)));
+        for secret in secrets {
             assert!(
                 !stdout.contains(&secret) && !stderr.contains(&secret),
                 "a secret appeared in the output of {args:?}"
@@ -185,17 +197,22 @@ impl Secure {
         );
     }
 
-    /// Records in `topic`, read as the admin (high watermarks summed).
-    fn records_in(&self, topic: &str) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
+    /// A client config of the admin (super user) over SASL_SSL.
+    fn admin_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.sasl_bootstrap)
             .set("security.protocol", "sasl_ssl")
             .set("ssl.ca.location", path(&self.ca))
             .set("sasl.mechanism", "SCRAM-SHA-512")
             .set("sasl.username", "admin")
-            .set("sasl.password", self.password("admin"))
-            .create()
-            .expect("admin consumer");
+            .set("sasl.password", self.password("admin"));
+        config
+    }
+
+    /// Records in `topic`, read as the admin (high watermarks summed).
+    fn records_in(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = self.admin_config().create().expect("admin consumer");
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .expect("metadata");
@@ -215,6 +232,22 @@ impl Secure {
 struct Identity {
     bootstrap: String,
     env: Vec<(&'static str, String)>,
+}
+
+/// The secrets a run was handed: values of `*_PASSWORD` variables and the first line of files
+/// named by `*_PASSWORD_FILE` variables.
+fn given_secrets<'a>(env: impl Iterator<Item = &'a (&'a str, String)>) -> Vec<String> {
+    env.filter_map(|(k, v)| {
+        if k.ends_with("_PASSWORD_FILE") {
+            Some(read(Path::new(v)).lines().next().unwrap_or("").to_owned())
+        } else if k.ends_with("_PASSWORD") {
+            Some(v.clone())
+        } else {
+            None
+        }
+    })
+    .filter(|s| s.len() >= 6)
+    .collect()
 }
 
 fn read(p: &Path) -> String {
@@ -237,9 +270,11 @@ fn figure(out: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after `{label}` in {out}"))
 }
 
-/// Produces `count` events as `producer`, consumes them as `consumer` in a fresh group: every
-/// one acknowledged and applied once.
-fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64) {
+/// Produces `count` events as `producer` (and `poison` undecodable records as the admin),
+/// consumes them as `consumer` in a fresh group: every event acknowledged and applied once, every
+/// poison record forwarded to the dead-letter topic by the member's own producer and listed by
+/// `dlq list` as `consumer`.
+fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64, poison: u64) {
     let (layout, topic) = s.layout("orders.");
     let layout = path(&layout);
     s.apply(Path::new(&layout));
@@ -258,6 +293,20 @@ fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64) 
     assert!(out.status.success(), "produce: {stdout}\n{stderr}");
     assert_eq!(figure(&stdout, "acked "), count, "{stdout}");
     assert_eq!(s.records_in(&topic), i64::try_from(count).expect("fits"));
+    if poison > 0 {
+        let raw: BaseProducer = s.admin_config().create().expect("admin producer");
+        for i in 0..poison {
+            let key = format!("poison-{i}");
+            raw.send(
+                BaseRecord::to(&topic)
+                    .key(&key)
+                    .payload(b"not avro".as_slice()),
+            )
+            .expect("enqueue poison");
+        }
+        raw.flush(Duration::from_secs(20))
+            .expect("poison acknowledged");
+    }
     let group = format!("orders.{}", uuid::Uuid::new_v4().simple());
     let out = s.run(
         consumer,
@@ -275,7 +324,70 @@ fn round_trip(s: &Secure, producer: &Identity, consumer: &Identity, count: u64) 
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "consume: {stdout}\n{stderr}");
     assert_eq!(figure(&stdout, "applied "), count, "{stdout}");
-    assert_eq!(figure(&stdout, "dead-lettered "), 0, "{stdout}");
+    assert_eq!(figure(&stdout, "dead-lettered "), poison, "{stdout}");
+    if poison > 0 {
+        let dlq = topic.replace("-orders.events", "-orders.events.dlq");
+        assert_eq!(s.records_in(&dlq), i64::try_from(poison).expect("fits"));
+        // The reader names a group the consumer principal may READ (ACLs by prefix).
+        let reader = format!("orders.{}", uuid::Uuid::new_v4().simple());
+        let out = s.run(
+            consumer,
+            &[],
+            &[
+                "--topology",
+                &layout,
+                "dlq",
+                "list",
+                "--reader-group",
+                &reader,
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "dlq list: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains(&format!("{poison} dead letter(s) in {dlq}")),
+            "{stdout}"
+        );
+        // Replayed to their source as the consumer (its WRITE on the orders topics).
+        let out = s.run(
+            consumer,
+            &[],
+            &[
+                "--topology",
+                &layout,
+                "dlq",
+                "replay",
+                "--reader-group",
+                &reader,
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "dlq replay: {stdout}\n{stderr}");
+        assert_eq!(figure(&stdout, "read "), poison, "{stdout}");
+        assert_eq!(
+            s.records_in(&topic),
+            i64::try_from(count + 2 * poison).expect("fits")
+        );
+        // One frame of the group's live view: offsets, and the dead letters read with the
+        // watched group's id.
+        let out = s.run(
+            consumer,
+            &[],
+            &["--topology", &layout, "watch", "--group", &group, "--once"],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "watch: {stdout}\n{stderr}");
+        let shown = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("latest dead letters ("))
+            .filter(|l| l.contains("bad_magic"))
+            .count();
+        assert_eq!(
+            u64::try_from(shown).expect("fits"),
+            poison,
+            "watch shows the dead letters: {stdout}"
+        );
+    }
 }
 
 #[test]
@@ -286,13 +398,26 @@ fn scram_sha_512_over_tls_produces_and_consumes_every_event() {
         &s.scram("orders-producer"),
         &s.scram("orders-consumer"),
         300,
+        0,
+    );
+}
+
+#[test]
+fn scram_sha_256_and_plain_produce_consume_and_dead_letter() {
+    let s = Secure::from_env();
+    round_trip(
+        &s,
+        &s.sasl("SCRAM-SHA-256", "orders-producer"),
+        &s.sasl("PLAIN", "orders-consumer"),
+        200,
+        3,
     );
 }
 
 #[test]
 fn mutual_tls_produces_and_consumes_every_event() {
     let s = Secure::from_env();
-    round_trip(&s, &s.mtls(), &s.mtls(), 200);
+    round_trip(&s, &s.mtls(), &s.mtls(), 200, 0);
 }
 
 /// Runs a produce that must be refused: exit 2 within `within`, stderr containing every one of
@@ -355,7 +480,7 @@ fn an_untrusted_ca_is_a_tls_error_naming_the_broker() {
 }
 
 #[test]
-fn a_producer_without_write_permission_is_refused_naming_the_topic() {
+fn a_producer_without_any_permission_on_the_topic_is_refused_naming_it() {
     let s = Secure::from_env();
     refused_produce(
         &s,
@@ -487,4 +612,36 @@ fn a_registry_behind_a_private_ca_needs_that_ca() {
     assert!(out.status.success(), "with the CA: {stdout}\n{stderr}");
     assert_eq!(figure(&stdout, "acked "), 40, "{stdout}");
     assert_eq!(s.records_in(&topic), 40);
+}
+
+/// The producer may DESCRIBE `readonly.` topics but not WRITE them: start-up succeeds, the broker
+/// refuses each send, and every refusal is permanent (no retries until the delivery timeout).
+#[test]
+fn a_producer_without_write_permission_is_refused_by_the_broker_without_retrying() {
+    let s = Secure::from_env();
+    let (layout, topic) = s.layout("readonly.");
+    s.apply(&layout);
+    let started = Instant::now();
+    let out = s.run(
+        &s.scram("orders-producer"),
+        &[],
+        &["--topology", &path(&layout), "produce", "--count", "50"],
+    );
+    let took = started.elapsed();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "exit 2: {stdout}\n{stderr}");
+    assert_eq!(figure(&stdout, "acked "), 0, "{stdout}");
+    assert_eq!(figure(&stdout, "failed "), 50, "{stdout}");
+    assert!(
+        stderr.contains("50 failed, 50 of them permanently"),
+        "every refusal is permanent: {stderr}"
+    );
+    assert!(
+        stderr.contains("TopicAuthorizationFailed") && stderr.contains(&topic),
+        "names the refusal and the topic: {stderr}"
+    );
+    // librdkafka retries a retriable produce error; this one must fail on the first answer
+    // (the delivery timeout is 30 s, so a retrying producer could not end this early).
+    assert!(took < Duration::from_secs(10), "refused after {took:?}");
+    assert_eq!(s.records_in(&topic), 0, "nothing produced");
 }

@@ -25,6 +25,11 @@ pub struct ReplaySelection {
     pub to_offset: Option<i64>,
     /// Only dead letters whose source topic is this (`None`: any).
     pub source_topic: Option<String>,
+    /// Group id of the reader, never joined or committed to (librdkafka needs one to assign
+    /// partitions). On a cluster with ACLs it must be a group this principal may READ.
+    /// `None`: the client config's `group.id` if it has one, else a throw-away
+    /// `orderstream-replay-<pid>-<random>`.
+    pub reader_group: Option<String>,
 }
 
 /// What a replay did.
@@ -200,12 +205,18 @@ fn read_letters(
         let context = format!("{context} ({topic})");
         move |source| ReplayError::Kafka { context, source }
     };
-    // A throw-away group id (never committed to): librdkafka wants one for `assign`.
-    let group = format!(
-        "orderstream-replay-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    // librdkafka wants a group id for `assign`; the reader never joins it nor commits.
+    let group = sel
+        .reader_group
+        .clone()
+        .or_else(|| client.get("group.id").map(str::to_owned))
+        .unwrap_or_else(|| {
+            format!(
+                "orderstream-replay-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        });
     let consumer: BaseConsumer = client
         .clone()
         .set("group.id", &group)

@@ -12,6 +12,17 @@ use crate::settings::Effective;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `dlq` and what all its subcommands share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DlqArgs {
+    #[command(subcommand)]
+    pub(crate) cmd: DlqCommand,
+    /// Group id the dead-letter reader names (it never joins it nor commits): on a cluster with
+    /// ACLs, a group your principal may READ. Default: a throw-away `orderstream-replay-…` id.
+    #[arg(long, global = true, env = "ORDERSTREAM_DLQ_READER_GROUP")]
+    pub(crate) reader_group: Option<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum DlqCommand {
     /// One line per dead letter: where it came from and why.
@@ -70,7 +81,8 @@ fn line(l: &DeadLetter) -> String {
     )
 }
 
-pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<ExitCode> {
+    let DlqArgs { cmd, reader_group } = args;
     crate::cmd::topics::connect_admin(settings)?;
     let topic = settings
         .topology()?
@@ -81,6 +93,7 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
         DlqCommand::List { partition } => {
             let sel = ReplaySelection {
                 partitions: partition.map(|p| vec![p]),
+                reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
             let letters =
@@ -96,6 +109,7 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
                 partitions: Some(vec![partition]),
                 from_offset: Some(offset),
                 to_offset: Some(offset + 1),
+                reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
             let letters =
@@ -132,6 +146,7 @@ pub(crate) async fn run(settings: &Effective, cmd: DlqCommand) -> anyhow::Result
                 partitions: partition.map(|p| vec![p]),
                 from_offset: from,
                 to_offset: to,
+                reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
             let summary = replay(&settings.client_config(), &topic, &sel, TIMEOUT).await?;

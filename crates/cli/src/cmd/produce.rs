@@ -11,6 +11,7 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use orderstream_producer::{Compression, DeliveryOutcome, OrderProducer, ProducerConfig};
 use orderstream_schema::{OrderCodec, RegistryConfig};
+use rdkafka::error::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::exit;
@@ -61,6 +62,10 @@ pub(crate) struct ProduceStats {
     pub(crate) ack_latency_us: Histogram<u64>,
     pub(crate) elapsed: Duration,
     pub(crate) first_error: Option<String>,
+    /// Failures Kafka will not change its mind about (not retried by librdkafka or by us).
+    pub(crate) permanent: u64,
+    /// Sends the broker refused because this principal may not write the topic.
+    pub(crate) unauthorized: u64,
 }
 
 impl ProduceStats {
@@ -77,6 +82,8 @@ impl ProduceStats {
                 .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
             elapsed: Duration::ZERO,
             first_error: None,
+            permanent: 0,
+            unauthorized: 0,
         }
     }
 
@@ -94,7 +101,15 @@ impl ProduceStats {
             }
             DeliveryOutcome::PossiblyPersisted { .. } => self.possibly_persisted += 1,
             DeliveryOutcome::NotSent { .. } => self.not_sent += 1,
-            _ => self.failed += 1,
+            _ => {
+                self.failed += 1;
+                if let Some(e) = outcome.error().filter(|e| !e.is_retriable()) {
+                    self.permanent += 1;
+                    if e.code().is_some_and(is_authorization) {
+                        self.unauthorized += 1;
+                    }
+                }
+            }
         }
         if let (None, Some(e)) = (&self.first_error, outcome.error()) {
             self.first_error = Some(e.to_string());
@@ -299,6 +314,16 @@ fn finish(
 
 use rand::SeedableRng;
 
+/// Errors that say the principal lacks a permission, which no retry can fix.
+fn is_authorization(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+    )
+}
+
 /// `orderstream produce`.
 pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Result<ExitCode> {
     if args.services == 0 {
@@ -331,10 +356,11 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
     }
     if !stats.complete() {
         eprintln!(
-            "error: {} of {} events were not confirmed by Kafka ({} failed, {} possibly persisted, {} not sent){}",
+            "error: {} of {} events were not confirmed by Kafka ({} failed, {} of them permanently, {} possibly persisted, {} not sent){}",
             stats.sent - stats.acked,
             stats.sent,
             stats.failed,
+            stats.permanent,
             stats.possibly_persisted,
             stats.not_sent,
             stats
@@ -346,6 +372,14 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
     }
     Ok(if stats.complete() && flush.complete {
         exit::SUCCESS
+    } else if stats.unauthorized > 0 && stats.acked == 0 {
+        // Nothing went through and the broker said why: the principal's permissions are the
+        // settings to fix, like refused credentials at start-up.
+        eprintln!(
+            "error: Kafka refused every send to topic `{}` (TopicAuthorizationFailed): this principal may see the topic but not WRITE it; nothing was retried",
+            producer.raw().topic().name
+        );
+        ExitCode::from(exit::CONFIG)
     } else {
         ExitCode::from(exit::INCOMPLETE)
     })

@@ -297,7 +297,10 @@ pub(crate) async fn run(settings: &Effective, args: WatchArgs) -> anyhow::Result
         crate::signals::cancel_on_signal(token.clone());
     }
     let tty = std::io::stdout().is_terminal();
-    let client = settings.client_config();
+    // The dead-letter reader names the watched group (it never joins it): a principal that may
+    // watch the group may read with it on a cluster with ACLs.
+    let mut client = settings.client_config();
+    client.set("group.id", &args.group);
     let mut letters = Letters::new();
     let mut prev: Option<Sample> = None;
     let mut first = true;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::{ConsumerConfig, Dedup, ProcessError, Processor, Record, Topics};
+use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics};
 use orderstream_producer::{DeliveryOutcome, OrderProducer};
 use orderstream_schema::OrderCodec;
 use orderstream_testkit::{TestEnv, TestTopics};
@@ -78,16 +78,14 @@ pub fn consumer_config(bootstrap: &str, group: &str, topics: Topics) -> Consumer
     }
 }
 
-/// A processor that decodes order events, applies each event id's effect once (dedup window),
-/// and records every delivery and every effect (the test's view, not the product's: scenarios
-/// that judge effects use the product's store).
+/// A processor that decodes order events and records every delivery (the test's view of what
+/// the consumer was given, not of effects: scenarios that judge effects use the product's
+/// store).
 #[derive(Debug)]
 pub struct Recorder {
     codec: OrderCodec,
     max_latency_ms: u64,
-    dedup: Dedup,
     pub consumed: Mutex<Vec<Ev>>,
-    pub effects: Mutex<Vec<String>>,
     pub decode_errors: AtomicUsize,
 }
 
@@ -96,27 +94,23 @@ impl Recorder {
         Self {
             codec,
             max_latency_ms,
-            dedup: Dedup::new(1_000_000),
             consumed: Mutex::new(Vec::new()),
-            effects: Mutex::new(Vec::new()),
             decode_errors: AtomicUsize::new(0),
         }
     }
 
+    /// Distinct event ids delivered so far.
     pub fn distinct(&self) -> usize {
-        let effects = self.effects.lock().unwrap_or_else(|e| e.into_inner());
-        effects.len()
+        let consumed = self.consumed.lock().unwrap_or_else(|e| e.into_inner());
+        consumed
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     }
 
     pub fn consumed(&self) -> Vec<Ev> {
         self.consumed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn effects(&self) -> Vec<String> {
-        self.effects
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -151,13 +145,6 @@ impl Processor for Recorder {
             partition: record.partition(),
             offset: record.offset(),
         };
-        let effect = self.dedup.first_time(&ev.event_id);
-        if effect {
-            self.effects
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ev.event_id.clone());
-        }
         self.consumed
             .lock()
             .unwrap_or_else(|e| e.into_inner())

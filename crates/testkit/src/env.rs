@@ -161,10 +161,28 @@ impl TestEnv {
     /// # Panics
     /// When the layout cannot be applied.
     pub async fn topics(&self, test: &str) -> TestTopics {
+        self.topics_with_min_isr(test, None).await
+    }
+
+    /// [`TestEnv::topics`] with `min.insync.replicas` set to `min_isr` instead of the
+    /// profile's (e.g. the replication factor itself, so one stopped broker is enough to put
+    /// every partition below its minimum while the controller quorum lives).
+    ///
+    /// # Panics
+    /// When the layout cannot be applied (also when `min_isr` exceeds the replication factor).
+    pub async fn topics_with_min_isr(&self, test: &str, min_isr: Option<i32>) -> TestTopics {
         let topology = Topology::embedded().with_prefix(&format!("{}-", self.unique(test)));
-        let (profile_name, profile) = topology
+        let (profile_name, mut profile) = topology
             .resolve_profile(&ProfileChoice::Auto, self.brokers)
             .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(n) = min_isr {
+            assert!(
+                (1..=profile.replication_factor).contains(&n),
+                "min ISR {n} with replication factor {}",
+                profile.replication_factor
+            );
+            profile.min_insync_replicas = n;
+        }
         let report = orderstream_topology::apply(
             &self.admin,
             &topology,

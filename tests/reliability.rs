@@ -20,6 +20,8 @@ mod s10_paused_leader;
 mod s11_hard_bounce;
 #[path = "reliability/s12_all_brokers_killed.rs"]
 mod s12_all_brokers_killed;
+#[path = "reliability/s13_controller_killed.rs"]
+mod s13_controller_killed;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;

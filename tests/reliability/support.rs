@@ -613,3 +613,27 @@ pub async fn wait_isr_full(env: &TestEnv, topic: &str, within: Duration) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The active KRaft controller (the metadata quorum's leader), asked with Kafka's own
+/// `MetadataQuorumCommand`; `None` while no leader is known.
+pub async fn quorum_leader(env: &TestEnv) -> Option<i32> {
+    let bootstrap = env.bootstrap.clone();
+    let out = blocking(move || {
+        std::panic::catch_unwind(|| {
+            orderstream_testkit::kafka_script(&[
+                "tool",
+                "metadata-quorum",
+                "--bootstrap-server",
+                &bootstrap,
+                "describe",
+                "--status",
+            ])
+        })
+    })
+    .await
+    .ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("LeaderId:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|id: &i32| *id >= 0)
+}

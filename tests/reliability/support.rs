@@ -637,3 +637,35 @@ pub async fn quorum_leader(env: &TestEnv) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
         .filter(|id: &i32| *id >= 0)
 }
+
+/// The broker coordinating `group` (from `ConsumerGroupCommand --describe --state`); `None`
+/// while the group has no coordinator or the tool cannot tell.
+pub async fn group_coordinator(env: &TestEnv, group: &str) -> Option<i32> {
+    let (bootstrap, name) = (env.bootstrap.clone(), group.to_owned());
+    let out = blocking(move || {
+        std::panic::catch_unwind(|| {
+            orderstream_testkit::kafka_script(&[
+                "tool",
+                "consumer-groups",
+                "--bootstrap-server",
+                &bootstrap,
+                "--describe",
+                "--group",
+                &name,
+                "--state",
+            ])
+        })
+    })
+    .await
+    .ok()?;
+    // GROUP  COORDINATOR (ID)  ASSIGNMENT-STRATEGY  STATE  #MEMBERS: the id is in parentheses.
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(group))
+        .and_then(|l| {
+            l.split_once('(')?
+                .1
+                .split_once(')')
+                .map(|(id, _)| id.to_owned())
+        })
+        .and_then(|id| id.trim().parse().ok())
+}

@@ -28,6 +28,8 @@ mod s12_all_brokers_killed;
 mod s13_controller_killed;
 #[path = "reliability/s14_coordinator_killed.rs"]
 mod s14_coordinator_killed;
+#[path = "reliability/s15_broker_killed_while_dead_lettering.rs"]
+mod s15_broker_killed_while_dead_lettering;
 #[path = "reliability/s1_leader_kills.rs"]
 mod s1_leader_kills;
 #[path = "reliability/s2_rolling_restart.rs"]

@@ -324,7 +324,8 @@ impl TestEnv {
     }
 
     /// Committed offsets of `group` on every partition of `topic` (`-1`: none committed).
-    /// A coordinator that moves or is still loading is asked again, for up to 30 s.
+    /// A coordinator that moves, is still loading or does not answer in time (its broker just
+    /// died) is asked again, for up to 30 s.
     ///
     /// # Panics
     /// When the cluster cannot answer.
@@ -353,6 +354,8 @@ impl TestEnv {
                                     RDKafkaErrorCode::NotCoordinator
                                         | RDKafkaErrorCode::CoordinatorLoadInProgress
                                         | RDKafkaErrorCode::CoordinatorNotAvailable
+                                        | RDKafkaErrorCode::OperationTimedOut
+                                        | RDKafkaErrorCode::RequestTimedOut
                                 )
                             ) =>
                     {

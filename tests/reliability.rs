@@ -30,6 +30,8 @@ mod s13_controller_killed;
 mod s14_coordinator_killed;
 #[path = "reliability/s15_broker_killed_while_dead_lettering.rs"]
 mod s15_broker_killed_while_dead_lettering;
+#[path = "reliability/s16_registry_wiped.rs"]
+mod s16_registry_wiped;
 #[path = "reliability/s1_leader_kills.rs"]
 mod s1_leader_kills;
 #[path = "reliability/s2_rolling_restart.rs"]

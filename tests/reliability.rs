@@ -4,8 +4,10 @@
 //! Every scenario is `#[ignore]`d so the fast suite skips it; run them all with
 //! `scripts/reliability.sh` (starts the 3-node cluster when needed, writes `RELIABILITY.md`) or
 //! `cargo test --test reliability -- --ignored --test-threads=1 --nocapture`. Scenarios are
-//! named `sN_*` so they run in order; each prints one table row and appends it to
-//! `target/reliability/results.jsonl` (see `reliability/checker.rs` for the definitions).
+//! named `sN_*` and run one at a time in the test runner's name order (s1, s10…s16, s2…s9);
+//! each leaves the cluster and the registry as it found them, prints one table row and
+//! appends it to `target/reliability/results.jsonl` (see `reliability/checker.rs` for the
+//! definitions); RELIABILITY.md sorts the rows by number.
 //!
 //! Each scenario is a module in its own file, `reliability/sN_*.rs`. What they share stays
 //! here (setup, the order producer, reading a topic back, child test processes), in

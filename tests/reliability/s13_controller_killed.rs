@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+
 use super::checker::{Observed, check};
 use super::support::{
     BackgroundProducer, NodesGuard, Pace, quorum_leader, wait_isr_full, wait_until,
@@ -53,9 +55,23 @@ async fn s13_active_controller_sigkill() {
     };
     let failover = killed.elapsed();
     // Metadata changes need the controller: a topic created now is created by the new one.
+    // Replication factor 2, which the two live brokers can hold whether or not the dead one is
+    // fenced yet.
     let created_topic = format!("{topic}-during-controller-loss");
+    env.track(&created_topic);
     let t0 = Instant::now();
-    env.create_topic(&created_topic, 3).await;
+    let created = env
+        .admin()
+        .create_topics(
+            &[NewTopic::new(&created_topic, 3, TopicReplication::Fixed(2))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create topic with the old controller down: {e}"));
+    assert!(
+        created.iter().all(Result::is_ok),
+        "create topic with the old controller down: {created:?}"
+    );
     let create_ms = t0.elapsed().as_millis() as u64;
     wait_until(
         "an ack on every partition after the controller died",

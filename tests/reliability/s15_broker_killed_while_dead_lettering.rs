@@ -3,9 +3,11 @@
 //! dead-letter topic, the leader of that topic's partition 0 is SIGKILLed. The forwarder is an
 //! idempotent producer whose sends are retried, and a record's offset is committed only after
 //! its dead letter is acknowledged. Promise: every undecodable record is in the dead-letter
-//! topic (matched by its source partition and offset), none twice unless the member lost its
-//! assignment, no valid event is dead-lettered, no forward is abandoned, and the group commits
-//! to the end of the orders topic while the broker is down.
+//! topic (matched by its source partition and offset), no valid event is dead-lettered, no
+//! forward is abandoned, and the group commits to the end of the orders topic while the broker
+//! is down. A dead letter may be written twice: a send that timed out may have been written
+//! all the same and is sent again (`forwards_resent` bounds those copies), and after a lost
+//! assignment its record comes back and is dead-lettered again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -126,6 +128,7 @@ async fn s15_broker_sigkill_while_dead_lettering() {
         .with("dead_letters_twice", twice)
         .with("dead_letters_without_source", unreadable)
         .with("forwards_abandoned", summary.forwards_abandoned)
+        .with("forwards_resent", summary.forwards_resent)
         .with("partitions_lost", summary.partitions_lost)
         .with("forward_producer_rebuilds", summary.producer_rebuilds)
         .with("committed_to_end_ms", committed_to_end.as_millis() as u64)
@@ -141,10 +144,14 @@ async fn s15_broker_sigkill_while_dead_lettering() {
     assert_eq!(not_poison, 0, "valid events dead-lettered: {f:?}");
     assert_eq!(unreadable, 0, "dead letters without source headers: {f:?}");
     assert_eq!(summary.forwards_abandoned, 0, "{f:?}");
+    assert!(
+        summary.forwards_resent > 0,
+        "no dead letter had to be sent again: the kill missed the forwarding: {f:?}"
+    );
     if summary.partitions_lost == 0 {
-        assert_eq!(
-            twice, 0,
-            "dead letters written twice without a lost assignment: {f:?}"
+        assert!(
+            twice as u64 <= summary.forwards_resent,
+            "more copies than sends repeated, without a lost assignment: {f:?}"
         );
     }
     assert!(

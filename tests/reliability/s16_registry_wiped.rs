@@ -29,16 +29,15 @@ fn admin_url(env: &TestEnv) -> String {
         .replace("/apis/ccompat/v7", "/apis/registry/v3/admin")
 }
 
-/// `curl` with its HTTP status; the body goes to `out`.
+/// `curl` with its HTTP status (0: no answer within 60 s, or no curl); the body goes to
+/// `out`. Never panics: a guard calls it while unwinding.
 fn curl(out: &str, args: &[&str]) -> u16 {
-    let out = Command::new("curl")
-        .args(["-s", "-o", out, "-w", "%{http_code}"])
+    Command::new("curl")
+        .args(["-s", "--max-time", "60", "-o", out, "-w", "%{http_code}"])
         .args(args)
         .output()
-        .expect("run curl");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -66,16 +65,18 @@ fn import(admin: &str, export: &std::path::Path) -> bool {
     (200..300).contains(&status)
 }
 
-/// Puts the export back if the scenario ends before it did (the registry is shared).
+/// Puts the export back if the scenario ends after wiping the registry and before restoring
+/// it (the registry is shared). Made before the registry guard, so it is dropped after it:
+/// the registry is running again when it imports.
 struct Restore {
     admin: String,
     export: PathBuf,
-    done: bool,
+    armed: bool,
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if !self.done {
+        if self.armed {
             let ok = import(&self.admin, &self.export);
             eprintln!(
                 "guard: registry restored from {}: ok={ok}",
@@ -123,20 +124,21 @@ async fn s16_registry_restarted_empty() {
     let (url, path) = (format!("{}/export", admin_url(&env)), export.clone());
     let status = blocking(move || curl(&path.display().to_string(), &[&url])).await;
     assert_eq!(status, 200, "registry export");
-    let mut guard = RegistryGuard::stop().await;
     let data = registry_data();
     assert!(
         data.is_dir(),
-        "registry storage not found at {}",
+        "registry storage not found at {} (scripts/registry.sh with REGISTRY_STORAGE=file)",
         data.display()
     );
-    std::fs::remove_dir_all(&data).expect("delete the registry storage");
-    guard.start().await;
     let mut restore = Restore {
         admin: admin_url(&env),
         export: export.clone(),
-        done: false,
+        armed: false,
     };
+    let mut guard = RegistryGuard::stop().await;
+    restore.armed = true;
+    std::fs::remove_dir_all(&data).expect("delete the registry storage");
+    guard.start().await;
     assert_eq!(
         blocking({
             let u = ids_url.clone();
@@ -194,7 +196,7 @@ async fn s16_registry_restarted_empty() {
     })
     .await;
     assert!(restored, "registry import");
-    restore.done = true;
+    restore.armed = false;
     assert_eq!(
         blocking({
             let u = ids_url.clone();

@@ -231,7 +231,8 @@ impl TestEnv {
         &self.admin
     }
 
-    fn track(&self, name: &str) {
+    /// Deletes topic `name` with this test's own topics when the environment is dropped.
+    pub fn track(&self, name: &str) {
         if let Ok(mut c) = self.created.lock() {
             c.push(name.to_owned());
         }

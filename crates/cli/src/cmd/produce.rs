@@ -64,8 +64,10 @@ pub(crate) struct ProduceStats {
     pub(crate) first_error: Option<String>,
     /// Failures Kafka will not change its mind about (not retried by librdkafka or by us).
     pub(crate) permanent: u64,
-    /// Sends the broker refused because this principal may not write the topic.
+    /// Sends the broker refused because this principal lacks a permission, and the first such
+    /// error code.
     pub(crate) unauthorized: u64,
+    pub(crate) unauthorized_code: Option<RDKafkaErrorCode>,
 }
 
 impl ProduceStats {
@@ -84,6 +86,7 @@ impl ProduceStats {
             first_error: None,
             permanent: 0,
             unauthorized: 0,
+            unauthorized_code: None,
         }
     }
 
@@ -105,8 +108,9 @@ impl ProduceStats {
                 self.failed += 1;
                 if let Some(e) = outcome.error().filter(|e| !e.is_retriable()) {
                     self.permanent += 1;
-                    if e.code().is_some_and(is_authorization) {
+                    if let Some(code) = e.code().filter(|c| is_authorization(*c)) {
                         self.unauthorized += 1;
+                        self.unauthorized_code.get_or_insert(code);
                     }
                 }
             }
@@ -372,12 +376,16 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
     }
     Ok(if stats.complete() && flush.complete {
         exit::SUCCESS
-    } else if stats.unauthorized > 0 && stats.acked == 0 {
-        // Nothing went through and the broker said why: the principal's permissions are the
-        // settings to fix, like refused credentials at start-up.
+    } else if stats.unauthorized > 0 && stats.unauthorized == stats.sent {
+        // Every send was refused for a missing permission, none is in doubt: the principal's
+        // permissions are the settings to fix, like refused credentials at start-up.
         eprintln!(
-            "error: Kafka refused every send to topic `{}` (TopicAuthorizationFailed): this principal may see the topic but not WRITE it; nothing was retried",
-            producer.raw().topic().name
+            "error: Kafka refused all {} sends to topic `{}` ({:?}): this principal may see the topic but lacks the permission to write it; nothing was retried",
+            stats.sent,
+            producer.raw().topic().name,
+            stats
+                .unauthorized_code
+                .unwrap_or(RDKafkaErrorCode::TopicAuthorizationFailed)
         );
         ExitCode::from(exit::CONFIG)
     } else {

@@ -193,7 +193,8 @@ fn original_headers(rec: &Record) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Sends until acknowledged (`true`) or cancelled (`false`), with backoff between attempts.
+/// Sends until acknowledged (`true`) or cancelled (`false`), with backoff between attempts;
+/// each send again bumps `resent`.
 /// After a fatal error of the producer handle the send is retried at once on a rebuilt handle
 /// (with the backoff again if that fresh handle fails fatally too, so a broken cluster cannot
 /// spin rebuilds).
@@ -204,11 +205,15 @@ pub(crate) async fn send(
     rec: &Record,
     hs: &[(String, Vec<u8>)],
     cancel: &CancellationToken,
+    resent: &std::sync::atomic::AtomicU64,
 ) -> bool {
     let mut attempt = 0u32;
     let mut after_rebuild = false;
     loop {
         attempt = attempt.saturating_add(1);
+        if attempt > 1 {
+            super::summary::bump(resent);
+        }
         let mut headers = OwnedHeaders::new_with_capacity(hs.len());
         for (k, v) in hs {
             headers = headers.insert(Header {

@@ -368,7 +368,16 @@ impl<H: Handler> Shared<H> {
             follower = err.is_none(),
             "parking record in the retry topic"
         );
-        let sent = forward::send(&self.producer, cfg, &cfg.topics.retry, rec, &hs, &ctx.stop).await;
+        let sent = forward::send(
+            &self.producer,
+            cfg,
+            &cfg.topics.retry,
+            rec,
+            &hs,
+            &ctx.stop,
+            &self.counters.forwards_resent,
+        )
+        .await;
         if sent {
             Outcome::Done
         } else {
@@ -394,6 +403,7 @@ impl<H: Handler> Shared<H> {
             rec,
             &hs,
             &ctx.stop,
+            &self.counters.forwards_resent,
         )
         .await;
         if !sent {

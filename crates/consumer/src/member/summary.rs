@@ -79,6 +79,10 @@ pub struct RunSummary {
     /// Retry or dead-letter copies whose send a stop or revoke cut short (the copy may exist;
     /// its source record stays uncommitted and comes again).
     pub forwards_abandoned: u64,
+    /// Retry or dead-letter sends that failed or timed out and were sent again. A timed-out
+    /// send may have been written all the same, so the retry or dead-letter topic can hold up
+    /// to this many extra copies.
+    pub forwards_resent: u64,
     /// Whether the shutdown drain or the close hit its deadline.
     pub forced_close: bool,
     /// Whether the commit of what the shutdown drain finished failed.
@@ -106,6 +110,7 @@ pub(crate) struct Counters {
     pub(crate) pauses: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) forwards_abandoned: AtomicU64,
+    pub(crate) forwards_resent: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -130,6 +135,7 @@ impl Counters {
             pauses: g(&self.pauses),
             handlers_cancelled: g(&self.cancelled),
             forwards_abandoned: g(&self.forwards_abandoned),
+            forwards_resent: g(&self.forwards_resent),
             ..RunSummary::default()
         }
     }

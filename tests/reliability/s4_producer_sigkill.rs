@@ -62,8 +62,8 @@ async fn child_producer() {
             e
         })
         .collect();
-    // A line the killed session left half-written is cut off, so this session's first line
-    // does not run into it.
+    // A half-written last line (its writer was SIGKILLed) is cut off, so the next line
+    // appended does not run into it.
     let text = std::fs::read_to_string(log_path).unwrap_or_default();
     let complete = text.rfind('\n').map_or(0, |end| end + 1);
     if complete < text.len() {

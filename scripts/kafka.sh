@@ -66,6 +66,8 @@ Runs Apache Kafka $KAFKA_VERSION (KRaft, combined broker+controller nodes) on 12
   logs [N] [-f]         without N: log paths; with N: tail (-f follows) node N's server.log
   reset                 stop and delete ${KAFKA_RUN#"$ROOT_DIR"/} (data, logs, layout)
   bootstrap             print the bootstrap servers of the current layout
+  proxy-routes          per node of the layout: "N PROXY_PORT PROXIED_PORT", the routes a fault
+                        proxy must serve for clients that bootstrap through it (see below)
   tool CLASS|ALIAS ...  run a Kafka tool with the cached classpath, e.g.
                           tool topics --bootstrap-server \$(scripts/kafka.sh bootstrap) --list
                         aliases (as the release's kafka-*.sh scripts):
@@ -73,7 +75,8 @@ $(tool_aliases | cut -d= -f1 | paste -sd' ' | fold -s -w 64 | sed 's/^/         
 
 Node N (1..3): PLAINTEXT 127.0.0.1:\$((B+2*(N-1))), CONTROLLER 127.0.0.1:\$((B+1+2*(N-1))) with
 B = \$KAFKA_PORT_BASE (default 9092, fixed when the cluster is created), so 9092/9093, 9094/9095,
-9096/9097; data ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/data, log ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/server.log.
+9096/9097; PROXIED 127.0.0.1:\$((B+100+2*(N-1))), advertised as 127.0.0.1:\$((B+101+2*(N-1))) where
+scripts/toxiproxy.sh forwards it (the reliability suite's network faults); data ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/data, log ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/server.log.
 
 Environment: KAFKA_PORT_BASE, KAFKA_HEAP ("$KAFKA_HEAP"), KAFKA_JVM_OPTS, KAFKA_TOOL_OPTS ("$KAFKA_TOOL_OPTS"),
 KAFKA_START_TIMEOUT ($KAFKA_START_TIMEOUT s), KAFKA_STOP_TIMEOUT ($KAFKA_STOP_TIMEOUT s),
@@ -144,6 +147,12 @@ port_base() {
 # Node N: PLAINTEXT on base+2(N-1), CONTROLLER right above it (9092/9093, 9094/9095, 9096/9097).
 plaintext_port() { printf '%s\n' "$(($(port_base) + 2 * ($1 - 1)))"; }
 controller_port() { printf '%s\n' "$(($(port_base) + 1 + 2 * ($1 - 1)))"; }
+# A third listener, PROXIED on base+100+2(N-1), advertises base+101+2(N-1): the port a fault
+# proxy (scripts/toxiproxy.sh) listens on and forwards to it. Clients that bootstrap through the
+# proxy are told the proxy's addresses, so every one of their connections crosses it; brokers
+# replicate over PLAINTEXT, untouched. Nothing listens on the advertised port without the proxy.
+proxied_port() { printf '%s\n' "$(($(port_base) + 100 + 2 * ($1 - 1)))"; }
+proxy_port() { printf '%s\n' "$(($(port_base) + 101 + 2 * ($1 - 1)))"; }
 node_dir() { printf '%s\n' "$KAFKA_RUN/node$1"; }
 
 # The broker's command line contains its own server.properties path: that is what ties a pid
@@ -230,11 +239,11 @@ write_node_config() {
 process.roles=broker,controller
 node.id=$node
 $quorum
-listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node")
+listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxied_port "$node")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxy_port "$node")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
 log.dirs=$dir/data
 
 # Durability: RF $rf everywhere, min ISR $min_isr, never elect an out-of-sync leader.
@@ -325,6 +334,7 @@ launch_node() {
   dir="$(node_dir "$node")"
   require_port_free "$(plaintext_port "$node")" "Kafka node $node PLAINTEXT listener"
   require_port_free "$(controller_port "$node")" "Kafka node $node CONTROLLER listener"
+  require_port_free "$(proxied_port "$node")" "Kafka node $node PROXIED listener"
   read -ra heap <<<"$KAFKA_HEAP"
   read -ra opts <<<"$KAFKA_JVM_OPTS"
   # log4j appends across restarts: mark where this run begins.
@@ -566,6 +576,7 @@ cmd_start_cluster() {
   for node in "${missing[@]}"; do
     require_port_free "$(plaintext_port "$node")" "Kafka node $node PLAINTEXT listener"
     require_port_free "$(controller_port "$node")" "Kafka node $node CONTROLLER listener"
+    require_port_free "$(proxied_port "$node")" "Kafka node $node PROXIED listener"
   done
   mkdir -p "$KAFKA_RUN"
   port_base >"$PORT_BASE_FILE"
@@ -750,6 +761,14 @@ cmd_bootstrap() {
   bootstrap_all "$layout"
 }
 
+cmd_proxy_routes() {
+  local layout n
+  layout="$(require_layout)"
+  for ((n = 1; n <= layout; n++)); do
+    printf '%d %d %d\n' "$n" "$(proxy_port "$n")" "$(proxied_port "$n")"
+  done
+}
+
 # Short names follow the kafka-*.sh scripts of the release tarball.
 tool_aliases() {
   cat <<'EOF'
@@ -798,6 +817,7 @@ main() {
     logs) cmd_logs "$@" ;;
     reset) cmd_reset ;;
     bootstrap) cmd_bootstrap ;;
+    proxy-routes) cmd_proxy_routes ;;
     tool) cmd_tool "$@" ;;
     help | -h | --help) usage ;;
     *)

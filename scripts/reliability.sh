@@ -8,8 +8,9 @@
 #                                      # last run's results.jsonl and run.json (exit status,
 #                                      # wall time, commit, command); refused when there is no run
 #
-# Starts Kafka (3 KRaft nodes) and the registry with scripts/services.sh when they are not
-# running, and stops only what it started. Running services must be the 3-node layout.
+# Starts Kafka (3 KRaft nodes) and the registry with scripts/services.sh, PostgreSQL and
+# Toxiproxy when they are not running, and stops only what it started. Running services must
+# be the 3-node layout.
 # Figures: one JSON row per scenario in target/reliability/results.jsonl (see
 # tests/reliability/checker.rs for the definitions), rendered into RELIABILITY.md.
 # The environment of scripts/kafka.sh and scripts/registry.sh applies (ORDERSTREAM_RUN_DIR,
@@ -57,7 +58,18 @@ if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
   bash scripts/postgres.sh start
   pg_started=1
 fi
+# Scenario 17's network faults go through Toxiproxy (built from its Go module on first use).
+toxiproxy_started=0
+if ! bash scripts/toxiproxy.sh status >/dev/null 2>&1; then
+  log "starting Toxiproxy"
+  bash scripts/toxiproxy.sh start
+  toxiproxy_started=1
+fi
+eval "$(bash scripts/toxiproxy.sh env)"
 cleanup() {
+  if [[ $toxiproxy_started == 1 ]]; then
+    bash scripts/toxiproxy.sh stop || true
+  fi
   if [[ $pg_started == 1 ]]; then
     bash scripts/postgres.sh stop || true
   fi

@@ -4,7 +4,7 @@
 //! Every scenario is `#[ignore]`d so the fast suite skips it; run them all with
 //! `scripts/reliability.sh` (starts the 3-node cluster when needed, writes `RELIABILITY.md`) or
 //! `cargo test --test reliability -- --ignored --test-threads=1 --nocapture`. Scenarios are
-//! named `sN_*` and run one at a time in the test runner's name order (s1, s10…s16, s2…s9);
+//! named `sN_*` and run one at a time in the test runner's name order (s1, s10…s17, s2…s9);
 //! each leaves the cluster and the registry as it found them, prints one table row and
 //! appends it to `target/reliability/results.jsonl` (see `reliability/checker.rs` for the
 //! definitions); RELIABILITY.md sorts the rows by number.
@@ -19,6 +19,8 @@ mod checker;
 mod producer_support;
 #[path = "reliability/support.rs"]
 mod support;
+#[path = "reliability/toxiproxy.rs"]
+mod toxiproxy;
 // One file per scenario.
 #[path = "reliability/s10_paused_leader.rs"]
 mod s10_paused_leader;
@@ -34,6 +36,8 @@ mod s14_coordinator_killed;
 mod s15_broker_killed_while_dead_lettering;
 #[path = "reliability/s16_registry_wiped.rs"]
 mod s16_registry_wiped;
+#[path = "reliability/s17_network_faults.rs"]
+mod s17_network_faults;
 #[path = "reliability/s1_leader_kills.rs"]
 mod s1_leader_kills;
 #[path = "reliability/s2_rolling_restart.rs"]

@@ -21,6 +21,9 @@ pub struct ProcessorCounts {
     pub unknown_kinds: u64,
     /// Events illegal in their order's state (dead-lettered).
     pub illegal: u64,
+    /// Events that came before a predecessor of their order (retried, as the predecessor may
+    /// still come).
+    pub early: u64,
     /// Batches the store failed to apply (retried).
     pub store_failures: u64,
 }
@@ -36,6 +39,7 @@ pub struct StoreProcessor {
     duplicates: AtomicU64,
     unknown_kinds: AtomicU64,
     illegal: AtomicU64,
+    early: AtomicU64,
     store_failures: AtomicU64,
 }
 
@@ -50,6 +54,7 @@ impl StoreProcessor {
             duplicates: AtomicU64::new(0),
             unknown_kinds: AtomicU64::new(0),
             illegal: AtomicU64::new(0),
+            early: AtomicU64::new(0),
             store_failures: AtomicU64::new(0),
         }
     }
@@ -66,6 +71,7 @@ impl StoreProcessor {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             unknown_kinds: self.unknown_kinds.load(Ordering::Relaxed),
             illegal: self.illegal.load(Ordering::Relaxed),
+            early: self.early.load(Ordering::Relaxed),
             store_failures: self.store_failures.load(Ordering::Relaxed),
         }
     }
@@ -107,6 +113,17 @@ impl BatchProcessor for StoreProcessor {
                         Effect::Applied => &self.applied,
                         Effect::Duplicate => &self.duplicates,
                         Effect::UnknownKind => &self.unknown_kinds,
+                        Effect::Early { expected } => {
+                            results[*i] = Err(ProcessError::Transient {
+                                class: "predecessor_missing",
+                                message: format!(
+                                    "order {}: {:?} (sequence {}) came before sequence {expected}",
+                                    event.order_id, event.event_type, event.sequence
+                                ),
+                                schema_id: *schema_id,
+                            });
+                            &self.early
+                        }
                         Effect::Illegal { from } => {
                             let err = ProcessError::permanent(
                                 "illegal_transition",

@@ -60,6 +60,14 @@ pub enum Effect {
     /// A kind this build does not know (a newer producer's enum symbol, read as `UNKNOWN`):
     /// recorded in the inbox, no effect on the order.
     UnknownKind,
+    /// Illegal in the order's current state, but an earlier event of the order has not been
+    /// applied yet (its sequence is above the next one expected): nothing written. The missing
+    /// one may still come (e.g. it waits in the retry topic after a consumer restart), so
+    /// this is worth retrying, unlike [`Effect::Illegal`].
+    Early {
+        /// The sequence the order expects next.
+        expected: i64,
+    },
     /// Illegal in the order's current state: nothing written.
     Illegal {
         /// The order's state before, if it exists.
@@ -233,7 +241,14 @@ impl OrderStore {
                 match transition(from, e.event_type) {
                     Some(next) => (e.event_type.symbol(), Some(next)),
                     None => {
-                        effects.push(Effect::Illegal { from });
+                        // Sequences are 0, 1, 2, ... per order: a jump means a predecessor is
+                        // missing, and with it the event may become legal.
+                        let expected = current.map_or(0, |(_, last)| last + 1);
+                        effects.push(if e.sequence > expected {
+                            Effect::Early { expected }
+                        } else {
+                            Effect::Illegal { from }
+                        });
                         continue;
                     }
                 }

@@ -120,6 +120,49 @@ async fn illegal_and_unknown_kinds() {
 }
 
 #[tokio::test]
+async fn an_event_ahead_of_a_missing_predecessor_waits_instead_of_being_illegal() {
+    let store = OrderStore::connect(&StoreConfig::new(db("early")))
+        .await
+        .unwrap();
+    let created = event("o5", 0, EventType::Created);
+    let paid = event("o5", 1, EventType::Paid);
+    let shipped = event("o5", 2, EventType::Shipped);
+    let paid_first = event("o6", 1, EventType::Paid);
+    let created_again = event("o5", 1, EventType::Created);
+    store.apply_batch(&[input(&created, 0)]).await.unwrap();
+    // SHIPPED before PAID: illegal in Created, but sequence 1 has not been applied yet.
+    assert_eq!(
+        store
+            .apply_batch(&[input(&shipped, 2), input(&paid_first, 3)])
+            .await
+            .unwrap(),
+        vec![Effect::Early { expected: 1 }, Effect::Early { expected: 0 }]
+    );
+    // An illegal event at the expected sequence stays illegal: no predecessor is missing.
+    assert_eq!(
+        store
+            .apply_batch(&[input(&created_again, 4)])
+            .await
+            .unwrap(),
+        vec![Effect::Illegal {
+            from: Some(OrderState::Created)
+        }]
+    );
+    assert_eq!(
+        store.apply_batch(&[input(&paid, 1)]).await.unwrap(),
+        vec![Effect::Applied]
+    );
+    assert_eq!(
+        store.apply_batch(&[input(&shipped, 2)]).await.unwrap(),
+        vec![Effect::Applied],
+        "once the predecessor is applied, the early event applies"
+    );
+    let orders = store.orders("o").await.unwrap();
+    assert_eq!(orders["o5"].state, OrderState::Shipped);
+    assert!(!orders.contains_key("o6"), "an early event writes nothing");
+}
+
+#[tokio::test]
 async fn bad_urls_are_refused_clearly() {
     for (url, needle) in [
         ("sqlite::memory:", "not durable"),

@@ -102,6 +102,7 @@ pub(crate) async fn consume(
                 per_sec = (n.applied - last) / 5,
                 duplicates = n.duplicates,
                 illegal = n.illegal,
+                early = n.early,
                 store_failures = n.store_failures,
                 "progress"
             );
@@ -116,7 +117,7 @@ pub(crate) async fn consume(
     let counts = store.counts().await?;
     println!(
         "consumed: processed {} | parked in retry topic {} | dead-lettered {}\n\
-         this process: applied {} | duplicates recognised by the store {} | unknown kinds {} | illegal transitions {} | batches the store failed {}\n\
+         this process: applied {} | duplicates recognised by the store {} | unknown kinds {} | illegal transitions {} | ahead of a missing predecessor (retried) {} | batches the store failed {}\n\
          store {} (queried): events in the inbox {} | orders {} | by state {:?}\n\
          commits: {} ({} failed) | rebalances {}",
         run.processed,
@@ -126,6 +127,7 @@ pub(crate) async fn consume(
         n.duplicates,
         n.unknown_kinds,
         n.illegal,
+        n.early,
         n.store_failures,
         store.url(),
         counts.inbox,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::checker::{Observed, check};
 use super::support::{
     NodesGuard, ProduceLog, Recorder, consumer_config, group_coordinator, pipeline_topics,
-    spawn_member, wait_consumed_all, wait_isr_full,
+    spawn_member, wait_committed_to_end, wait_consumed_all, wait_isr_full,
 };
 use super::{finish, order_producer, producer_support, setup};
 
@@ -57,19 +57,14 @@ async fn s14_group_coordinator_sigkill() {
     let consumed_at_kill = rec.distinct();
     wait_consumed_all(&rec, &log.acked, Duration::from_secs(120)).await;
     // Every partition committed to its end while the old coordinator is still down.
-    let ends = env.end_offsets(&topic);
-    let committed_deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let committed = env.committed_offsets(&group, &topic).await;
-        if committed == ends {
-            break;
-        }
-        assert!(
-            Instant::now() < committed_deadline,
-            "commits stuck after the coordinator died: committed {committed:?}, ends {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_committed_to_end(
+        &env,
+        &group,
+        &topic,
+        Duration::from_secs(60),
+        "commits stuck after the coordinator died",
+    )
+    .await;
     let all_committed = killed.elapsed();
     let new_coordinator = group_coordinator(&env, &group).await;
     cancel.cancel();

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::checker::{Observed, check};
 use super::support::{
     BackgroundProducer, Pace, Recorder, consumer_config, leaders, pipeline_topics, spawn_member,
-    wait_consumed_all, wait_until,
+    wait_committed_to_end, wait_consumed_all, wait_until,
 };
 use super::toxiproxy::Proxies;
 use super::{finish, order_producer, producer_support, read_topic, setup};
@@ -146,19 +146,14 @@ async fn s17_network_faults() {
     let recovered = healed.elapsed();
     let log = bg.finish().await;
     let caught_up = wait_consumed_all(&rec, &log.acked, Duration::from_secs(120)).await;
-    let ends = env.end_offsets(&topic);
-    let committed_deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let committed = env.committed_offsets(&group, &topic).await;
-        if committed == ends {
-            break;
-        }
-        assert!(
-            Instant::now() < committed_deadline,
-            "the member did not commit to the end after the heal: committed {committed:?}, ends {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_committed_to_end(
+        &env,
+        &group,
+        &topic,
+        Duration::from_secs(60),
+        "the member did not commit to the end after the heal",
+    )
+    .await;
     cancel.cancel();
     let summary = member.await.expect("member task");
     drop(proxies);

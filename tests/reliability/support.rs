@@ -598,6 +598,30 @@ pub async fn wait_consumed_all(rec: &Recorder, acked: &[Ev], timeout: Duration) 
     }
 }
 
+/// Waits until `group`'s committed offsets on `topic` equal the end offsets, and returns how
+/// long that took; fails with `what`, the offsets and the ends after `within`.
+pub async fn wait_committed_to_end(
+    env: &TestEnv,
+    group: &str,
+    topic: &str,
+    within: Duration,
+    what: &str,
+) -> Duration {
+    let ends = env.end_offsets(topic);
+    let t0 = Instant::now();
+    loop {
+        let committed = env.committed_offsets(group, topic).await;
+        if committed == ends {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{what}: committed {committed:?}, ends {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until every partition of `topic` has 3 in-sync replicas again.
 pub async fn wait_isr_full(env: &TestEnv, topic: &str, within: Duration) {
     let deadline = Instant::now() + within;

@@ -2,6 +2,7 @@
 //! measured in the same invocation, interleaved A/B/A/B and repeated (median, min–max over
 //! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
 
+mod bare;
 mod consume;
 mod notify;
 mod procs;
@@ -77,6 +78,14 @@ pub(crate) struct Args {
     /// Cluster description for the report (e.g. "1 node"); detected when absent.
     #[arg(long, env = "ORDERSTREAM_BENCH_CLUSTER")]
     pub(crate) cluster: Option<String>,
+    /// Instead of the suite: send `--profile-records` through one W1 variant at the headline
+    /// setting (linger 5 ms, ~100 B, no compression), print msgs/s and CPU µs per message, exit.
+    /// For a profiler, e.g. `perf record -g -- orderstream-bench --profile-w1 raw`.
+    #[arg(long, value_enum)]
+    pub(crate) profile_w1: Option<w1::Profiled>,
+    /// Records of `--profile-w1`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) profile_records: usize,
     /// Run ProducerPerformance on every W1 setting, not only the headline one.
     #[arg(long)]
     pub(crate) java_all: bool,
@@ -129,6 +138,13 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if args.produce_only.is_some() || args.member_of.is_some() || args.mem_phase_secs.is_some() {
         return child_role(&args).await;
+    }
+    if let Some(variant) = args.profile_w1 {
+        let codec = OrderCodec::new(RegistryConfig {
+            url: args.registry_url.clone(),
+            ..RegistryConfig::default()
+        })?;
+        return w1::profile(&args.bootstrap, &codec, variant, args.profile_records).await;
     }
     let started = Instant::now();
     let rounds = args.rounds.max(3);
@@ -187,16 +203,18 @@ async fn main() -> Result<()> {
                 compression,
             };
             if args.quick {
+                // The headline first: no compression, where the ceilings send what we send.
                 vec![
+                    s(5, 0, Compression::None),
                     s(5, 0, Compression::Lz4),
-                    s(20, 0, Compression::Lz4),
+                    s(20, 0, Compression::None),
                     s(5, 900, Compression::None),
                 ]
             } else {
                 let mut v = Vec::new();
                 for linger in [5, 20] {
                     for pad in [0, 900] {
-                        for c in [Compression::Lz4, Compression::None] {
+                        for c in [Compression::None, Compression::Lz4] {
                             v.push(s(linger, pad, c));
                         }
                     }
@@ -230,10 +248,15 @@ async fn main() -> Result<()> {
             }
         }
     }
-    // W1's max: the Avro producer at the headline setting (linger 5 ms, ~100 B, lz4).
+    // W1's max: the Avro producer at the product's default setting (linger 5 ms, ~100 B, lz4).
     let max_rate = res
         .w1
-        .first()
+        .iter()
+        .find(|r| {
+            r.setting.linger_ms == 5
+                && r.setting.pad == 0
+                && r.setting.compression == Compression::Lz4
+        })
         .map(|r| r.avro.m(|x| x.msgs_s).med)
         .filter(|r| r.is_finite() && *r > 0.0)
         .unwrap_or(20_000.0);

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::util::Mmm;
 use crate::{Args, Results, Tools};
+use orderstream_producer::Compression;
 
 fn pf(ok: bool) -> &'static str {
     if ok { "**PASS**" } else { "**MISS**" }
@@ -97,25 +98,51 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         t,
         "| # | target | measured (median, min–max) | verdict |\n|---|---|---|---|"
     );
-    if let Some(h) = r.w1.first() {
-        let m = h.raw_vs_rdk();
+    for x in r.w1.iter().filter(|x| x.setting.pad == 0) {
+        let label = x.setting.label(x.size);
+        let m = x.raw_vs_bare();
         let _ = writeln!(
             t,
-            "| 1 | raw-bytes producer ≥ 0.90× `rdkafka_performance` msgs/s ({}) | {}× | {} |",
-            h.setting.label(h.size),
+            "| 1 | raw-bytes producer ≥ 1.0× the bare rust-rdkafka loop, same records ({label}) | {}× | {} |",
             m.fmt(2),
-            verdict(m, |x| x >= 0.9)
+            verdict(m, |v| v >= 1.0)
         );
-        for x in r.w1.iter().filter(|x| x.setting.pad == 0) {
-            let m = x.avro_vs_raw();
+        if x.setting.compression == Compression::None {
+            let m = x.raw_vs_rdk();
             let _ = writeln!(
                 t,
-                "| 2 | keyed idempotent Avro ≥ 0.85× raw bytes ({}) | {}× | {} |",
-                x.setting.label(x.size),
+                "| 1 | raw-bytes producer ≥ 0.90× `rdkafka_performance` ({label}) | {}× | {} |",
                 m.fmt(2),
-                verdict(m, |v| v >= 0.85)
+                verdict(m, |v| v >= 0.9)
+            );
+        } else {
+            // rdkafka_performance sends one constant pattern, which compresses far better than
+            // Avro: the comparable-payload ceiling under compression is the bare loop.
+            let m = x.raw_vs_bare();
+            let _ = writeln!(
+                t,
+                "| 1 | raw-bytes producer ≥ 0.80× a ceiling with comparable payloads: the bare loop ({label}) | {}× | {} |",
+                m.fmt(2),
+                verdict(m, |v| v >= 0.8)
             );
         }
+        let m = x.raw_vs_py();
+        let _ = writeln!(
+            t,
+            "| 1 | raw-bytes producer ≥ 2× Python confluent-kafka ({label}) | {}× | {} |",
+            m.fmt(2),
+            verdict(m, |v| v >= 2.0)
+        );
+    }
+    for x in &r.w1 {
+        let m = x.avro_vs_raw();
+        let _ = writeln!(
+            t,
+            "| 2 | keyed idempotent Avro ≥ 0.90× raw bytes ({}) | {}× | {} |",
+            x.setting.label(x.size),
+            m.fmt(2),
+            verdict(m, |v| v >= 0.9)
+        );
     }
     if let Some(w) = &r.w0 {
         let _ = writeln!(
@@ -303,8 +330,9 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         let _ = writeln!(
             s,
             "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame with \
-             `event_id` + `content-type` headers; 4 concurrent workers × `send_batch` of 5 000. `raw` = the same binary and producer sending \
+             `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). `raw` = the same binary and producer sending \
              the same pre-encoded values and keys (`RawProducer::send_raw_batch`, same batching; only the shared `content-type` header, no per-record `event_id` header, so raw does slightly less work): the difference is the codec. \
+             `bare rust-rdkafka loop` (baseline, `crates/bench/src/bare.rs`) is the code a user would write without orderstream: a `ThreadedProducer` with exactly our producer's librdkafka properties sending the same keys, values and `content-type` header, delivery reports only counted; the floor for raw. \
              `Python confluent-kafka` (baseline, `crates/bench/python/produce_baseline.py`, one process per round) sends the same pre-encoded keys, values and `content-type` header as raw, \
              with exactly our producer's librdkafka properties (murmur2 partitioner, so the same partitions) but through the librdkafka bundled in the wheel (version above): \
              a `produce()` loop (`poll(0)` every 1 000 records, `poll(0.1)` and retry on a full queue), then `flush()`; its timed window starts at the first `produce()` after a warm-up \
@@ -312,7 +340,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
              `rdkafka_performance` (same librdkafka, `-a -1 -X enable.idempotence=true -X linger.ms=… -z … -X sticky.partitioning.linger.ms=0`, batch and queue limits as ours, 5× our record count so its ~0.5 s start-up — connect + idempotent producer id, during which it fills its queue — is amortised; its payload is a constant pattern, which lz4 compresses far better than Avro) and `ProducerPerformance` \
              (Java client defaults except acks/idempotence/linger/compression) send **unkeyed** records of the same size: ceilings. \
              Delivery latency = enqueue → ack (closed loop, so it is mostly queueing). CPU = this process's user+sys time (all threads) per message \
-             (the Python baseline: its own process; n/a for the other external tools).\n"
+             (the Python baseline: its own process; n/a for the other external tools). The bench process overrides `malloc` with mimalloc (librdkafka's allocations included), like the `orderstream` binary; the external baselines use their own allocators.\n"
         );
         let _ = writeln!(
             s,
@@ -322,6 +350,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
             for (name, v) in [
                 ("Avro (OrderProducer)", &x.avro),
                 ("raw bytes (RawProducer)", &x.raw),
+                ("bare rust-rdkafka loop (baseline)", &x.bare),
                 ("Python confluent-kafka (baseline)", &x.py),
                 ("rdkafka_performance (5× records)", &x.rdk),
                 ("ProducerPerformance", &x.java),
@@ -348,15 +377,17 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         }
         let _ = writeln!(
             s,
-            "\n| setting | Avro / raw | raw / rdkafka_performance | raw Rust producer / Python confluent-kafka (baseline) | Avro / ProducerPerformance |\n|---|---|---|---|---|"
+            "\n| setting | Avro / raw | raw / bare rust-rdkafka | raw / rdkafka_performance | bare rust-rdkafka / rdkafka_performance | raw Rust producer / Python confluent-kafka (baseline) | Avro / ProducerPerformance |\n|---|---|---|---|---|---|---|"
         );
         for x in &r.w1 {
             let _ = writeln!(
                 s,
-                "| {} | {}× | {}× | {}× | {}× |",
+                "| {} | {}× | {}× | {}× | {}× | {}× | {}× |",
                 x.setting.label(x.size),
                 x.avro_vs_raw().fmt(2),
+                x.raw_vs_bare().fmt(2),
                 x.raw_vs_rdk().fmt(2),
+                x.bare_vs_rdk().fmt(2),
                 x.raw_vs_py().fmt(2),
                 x.avro_vs_java().fmt(2)
             );

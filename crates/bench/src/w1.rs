@@ -1,6 +1,7 @@
-//! W1: producer saturation. Per setting, interleaved A/B/C/D/E per round: the keyed idempotent
+//! W1: producer saturation. Per setting, interleaved per round: the keyed idempotent
 //! Avro producer (`OrderProducer::send_batch`), the same binary sending the pre-encoded bytes
-//! (`RawProducer::send_raw_batch`, same keys and headers), a Python `confluent-kafka` producer
+//! (`RawProducer::send_raw_batch`, same keys and headers), a bare rust-rdkafka loop sending the
+//! same records (`bare.rs`), a Python `confluent-kafka` producer
 //! sending those same pre-encoded keys and values with the same librdkafka properties
 //! (`python/produce_baseline.py`), librdkafka's `rdkafka_performance` and Kafka's
 //! `ProducerPerformance` (both unkeyed: ceilings).
@@ -16,11 +17,15 @@ use orderstream_producer::{
     Compression, DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic,
 };
 use orderstream_schema::{OrderCodec, OrderEvent};
+use rdkafka::producer::Producer as _;
 
+use crate::bare;
 use crate::util::{self, Mmm, PARTITIONS, Tools, number_after, number_before, ratio};
 
-const WORKERS: usize = 4;
-const CHUNK: usize = 5_000;
+/// 8 × 10 000 in flight at most: under librdkafka's queue (100 000), so the awaited window does
+/// not bound us below the bare loop, which never waits for reports before sending more.
+const WORKERS: usize = 8;
+const CHUNK: usize = 10_000;
 /// `rdkafka_performance` sends this many times the records of our runs (start-up amortised).
 pub(crate) const RDK_FACTOR: usize = 5;
 
@@ -76,6 +81,8 @@ pub(crate) struct SettingResult {
     pub(crate) records: usize,
     pub(crate) avro: Variant,
     pub(crate) raw: Variant,
+    /// A plain rust-rdkafka `ThreadedProducer` loop (`bare.rs`): the floor for `raw`.
+    pub(crate) bare: Variant,
     /// Python `confluent-kafka` (empty when the baseline is not available).
     pub(crate) py: Variant,
     pub(crate) rdk: Variant,
@@ -85,6 +92,12 @@ pub(crate) struct SettingResult {
 impl SettingResult {
     pub(crate) fn avro_vs_raw(&self) -> Mmm {
         ratio(&self.avro.rates(), &self.raw.rates())
+    }
+    pub(crate) fn raw_vs_bare(&self) -> Mmm {
+        ratio(&self.raw.rates(), &self.bare.rates())
+    }
+    pub(crate) fn bare_vs_rdk(&self) -> Mmm {
+        ratio(&self.bare.rates(), &self.rdk.rates())
     }
     pub(crate) fn raw_vs_rdk(&self) -> Mmm {
         ratio(&self.raw.rates(), &self.rdk.rates())
@@ -151,7 +164,7 @@ async fn run_avro(p: &OrderProducer, events: &[OrderEvent], bytes: usize) -> Res
     Ok(finish(started, cpu0, ok, bytes, &h))
 }
 
-type Pre = (Vec<u8>, Vec<u8>, Vec<u8>); // key, value, event_id header
+pub(crate) type Pre = (Vec<u8>, Vec<u8>, Vec<u8>); // key, value, event_id header
 
 async fn run_raw(p: &OrderProducer, records: &[Pre]) -> Result<Run> {
     let cpu0 = util::process_cpu();
@@ -421,6 +434,7 @@ pub(crate) async fn run_setting(
         .filter(|(k, _)| *k != "bootstrap.servers")
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let bare = std::sync::Arc::new(bare::producer(&cfg.to_client_config()?)?);
     let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
     let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, s.pad)).collect();
     let schema_id = codec.schema_id_for(&topic).await?;
@@ -434,6 +448,7 @@ pub(crate) async fn run_setting(
             e.event_id.as_bytes().to_vec(),
         ));
     }
+    let pre = std::sync::Arc::new(pre);
     let bytes: usize = pre.iter().map(|r| r.1.len()).sum();
     let size = bytes / records.max(1);
     let py_file: Option<PathBuf> = if tools.python.is_ok() {
@@ -445,12 +460,22 @@ pub(crate) async fn run_setting(
     };
     // Warm-up: connections, producer id, broker JIT.
     run_raw(&p, &pre[..records.min(10_000)]).await?;
+    let run_bare = |n: usize| {
+        let (b, t, recs) = (
+            std::sync::Arc::clone(&bare),
+            topic.clone(),
+            std::sync::Arc::clone(&pre),
+        );
+        tokio::task::spawn_blocking(move || bare::run(&b, &t, &recs[..n]))
+    };
+    run_bare(records.min(10_000)).await??;
     let mut res = SettingResult {
         setting: s,
         size,
         records,
         avro: Variant::default(),
         raw: Variant::default(),
+        bare: Variant::default(),
         py: Variant::default(),
         rdk: Variant::default(),
         java: Variant::default(),
@@ -458,6 +483,7 @@ pub(crate) async fn run_setting(
     for round in 0..rounds {
         push(&mut res.avro, run_avro(&p, &events, bytes).await);
         push(&mut res.raw, run_raw(&p, &pre).await);
+        push(&mut res.bare, run_bare(records).await?);
         if let Some(f) = &py_file {
             let (t, b, tl, f, pr) = (
                 topic.clone(),
@@ -486,18 +512,82 @@ pub(crate) async fn run_setting(
             push(&mut res.java, r);
         }
         eprintln!(
-            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
+            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s bare rust-rdkafka {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
             s.label(size),
             res.avro.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.raw.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.bare.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.py.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.rdk.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.java.runs.last().map_or(f64::NAN, |r| r.msgs_s),
         );
     }
     p.shutdown(Duration::from_secs(30)).await;
+    let _ = tokio::task::spawn_blocking(move || bare.flush(Duration::from_secs(30))).await;
     if let Some(f) = &py_file {
         let _ = std::fs::remove_file(f);
     }
     Ok(res)
+}
+
+/// A W1 variant run alone by `--profile-w1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Profiled {
+    /// `OrderProducer::send_batch` (Avro encode included).
+    Avro,
+    /// `RawProducer::send_raw_batch` with pre-encoded records.
+    Raw,
+    /// The bare rust-rdkafka loop.
+    Bare,
+}
+
+/// Sends `records` through one variant at linger 5 ms, ~100 B, no compression (after a warm-up),
+/// and prints its rate and CPU per message: a target for a profiler.
+pub(crate) async fn profile(
+    bootstrap: &str,
+    codec: &OrderCodec,
+    variant: Profiled,
+    records: usize,
+) -> Result<()> {
+    let topic = format!("bench-w1-profile-{}", std::process::id());
+    util::create_topic(bootstrap, &topic).await?;
+    let cfg = ProducerConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        compression: Compression::None,
+        ..ProducerConfig::default()
+    };
+    let bare = std::sync::Arc::new(bare::producer(&cfg.to_client_config()?)?);
+    let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
+    let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, 0)).collect();
+    let schema_id = codec.schema_id_for(&topic).await?;
+    let mut pre: Vec<Pre> = Vec::with_capacity(records);
+    for e in &events {
+        let mut b = Vec::with_capacity(128);
+        codec.encode_with_cached_id(schema_id, e, &mut b)?;
+        pre.push((e.order_id.as_bytes().to_vec(), b, Vec::new()));
+    }
+    let pre = std::sync::Arc::new(pre);
+    let bytes: usize = pre.iter().map(|r| r.1.len()).sum();
+    run_raw(&p, &pre[..records.min(10_000)]).await?;
+    let run_bare = |n: usize| {
+        let (b, t, recs) = (
+            std::sync::Arc::clone(&bare),
+            topic.clone(),
+            std::sync::Arc::clone(&pre),
+        );
+        tokio::task::spawn_blocking(move || bare::run(&b, &t, &recs[..n]))
+    };
+    run_bare(records.min(10_000)).await??;
+    let run = match variant {
+        Profiled::Avro => run_avro(&p, &events, bytes).await?,
+        Profiled::Raw => run_raw(&p, &pre).await?,
+        Profiled::Bare => run_bare(records).await??,
+    };
+    println!(
+        "{variant:?}: {records} records, {:.0} msgs/s, {:.2} CPU µs/msg",
+        run.msgs_s, run.cpu_us_per_msg
+    );
+    p.shutdown(Duration::from_secs(30)).await;
+    util::delete_topics(bootstrap, &[topic]).await;
+    Ok(())
 }

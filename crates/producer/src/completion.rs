@@ -24,8 +24,8 @@ pub(crate) enum Report {
         offset: i64,
         at: Instant,
     },
-    /// Failed with `error`.
-    Failed { error: KafkaError, at: Instant },
+    /// Failed with `error` (boxed: failures are rare, and a report is kept per record of a batch).
+    Failed { error: Box<KafkaError>, at: Instant },
 }
 
 /// Reports of a group of sends. Each index completes exactly once: when its [`Slot`] is

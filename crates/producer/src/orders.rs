@@ -71,15 +71,11 @@ impl OrderProducer {
         if let Err(e) = self.codec.encode_with_cached_id(schema_id, event, buf) {
             return Pending::Done(self.raw.not_sent(self.encode_error(event, e)));
         }
-        let headers: [(&str, &[u8]); 2] = [
-            ("event_id", event.event_id.as_bytes()),
-            ("content-type", CONTENT_TYPE.as_bytes()),
-        ];
         self.raw
             .enqueue(
                 Some(event.order_id.as_bytes()),
                 buf,
-                &headers,
+                &headers(event),
                 Some(schema_id),
                 slot,
             )
@@ -140,14 +136,27 @@ impl OrderProducer {
                     .collect();
             }
         };
-        let batch = Batch::new(events.len());
-        let mut pending = Vec::with_capacity(events.len());
+        let mut sends = self.raw.sends(events.len());
         let mut buf = Vec::with_capacity(256);
-        for (i, event) in events.iter().enumerate() {
-            let slot = batch.slot(i);
-            pending.push(self.enqueue_encoded(event, schema_id, &mut buf, slot).await);
+        for event in events {
+            buf.clear();
+            if let Err(e) = self.codec.encode_with_cached_id(schema_id, event, &mut buf) {
+                sends.not_handed_over(self.raw.not_sent(self.encode_error(event, e)));
+                continue;
+            }
+            self.raw
+                .hand_over(
+                    &mut sends,
+                    Some(event.order_id.as_bytes()),
+                    &buf,
+                    &headers(event),
+                    Some(schema_id),
+                )
+                .await;
         }
-        RawProducer::await_all(pending).await
+        sends
+            .outcomes(|i| events.get(i).map(|e| e.order_id.as_bytes()))
+            .await
     }
 
     /// Sends pre-encoded bytes as they are (benchmark baseline, poison-record injection).
@@ -194,6 +203,14 @@ impl OrderProducer {
     pub fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
         self.raw.fatal_error()
     }
+}
+
+/// The headers every order event carries.
+fn headers(event: &OrderEvent) -> [(&'static str, &[u8]); 2] {
+    [
+        ("event_id", event.event_id.as_bytes()),
+        ("content-type", CONTENT_TYPE.as_bytes()),
+    ]
 }
 
 /// A queued send; [`PendingDelivery::outcome`] waits for its delivery report.

@@ -21,6 +21,10 @@ use crate::diagnosis::LastBrokerError;
 use crate::error::{ProducerError, is_possibly_persisted_code, is_retriable_code};
 use crate::partition::partition_for_key;
 
+mod sends;
+
+pub(crate) use sends::Sends;
+
 /// The topic a producer writes to, and the partition count the layout (topology.toml) expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerTopic {
@@ -212,7 +216,7 @@ impl ProducerContext for Ctx {
                 at,
             },
             Err((error, _msg)) => Report::Failed {
-                error: error.clone(),
+                error: Box::new(error.clone()),
                 at,
             },
         });
@@ -357,33 +361,34 @@ pub(crate) struct Waiting {
 impl Waiting {
     fn new(
         core: &Arc<Core>,
-        handle: Arc<Handle>,
+        sent: Sent,
         (batch, index): (Arc<Batch>, usize),
-        started: Instant,
         key: Option<&[u8]>,
-        span: Span,
     ) -> Self {
-        core.in_flight.fetch_add(1, Ordering::SeqCst);
-        // increment/decrement, not set: sets from two threads can land out of order and leave
-        // the gauge stale when the producer goes idle
-        core.metrics.in_flight.increment(1.0);
+        core.track_in_flight(1);
         Self {
             core: Arc::clone(core),
-            handle,
+            handle: sent.handle,
             batch,
             index,
-            started,
+            started: sent.started,
             key: KeyCopy::new(key),
-            span,
+            span: sent.span,
         }
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.core.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.core.metrics.in_flight.decrement(1.0);
+        self.core.untrack_in_flight(1);
     }
+}
+
+/// A record librdkafka took: the handle it went out on, when, and its tracing span.
+pub(crate) struct Sent {
+    handle: Arc<Handle>,
+    started: Instant,
+    span: Span,
 }
 
 /// A record's outcome: known already, or awaiting its delivery report.
@@ -400,27 +405,34 @@ impl Pending {
                 w.batch.complete().await;
                 let report = w.batch.report(w.index);
                 let outcome = w.core.classify(&w.handle, report, w.started, w.key.get());
-                if !w.span.is_disabled() {
-                    if let DeliveryOutcome::Delivered {
-                        partition, offset, ..
-                    } = &outcome
-                    {
-                        w.span.record("partition", partition);
-                        w.span.record("offset", offset);
-                    }
-                    w.span.in_scope(|| match &outcome {
-                        DeliveryOutcome::Delivered { .. } => tracing::trace!("delivered"),
-                        other => {
-                            if let Some(e) = other.error() {
-                                tracing::debug!(error = %e, "not delivered");
-                            }
-                        }
-                    });
-                }
+                trace_outcome(&w.span, &outcome);
                 outcome
             }
         }
     }
+}
+
+/// Records a delivered record's position on its span and logs the outcome in it (no-op when
+/// the span is disabled, as it is unless a subscriber listens at `debug`).
+fn trace_outcome(span: &Span, outcome: &DeliveryOutcome) {
+    if span.is_disabled() {
+        return;
+    }
+    if let DeliveryOutcome::Delivered {
+        partition, offset, ..
+    } = outcome
+    {
+        span.record("partition", partition);
+        span.record("offset", offset);
+    }
+    span.in_scope(|| match outcome {
+        DeliveryOutcome::Delivered { .. } => tracing::trace!("delivered"),
+        other => {
+            if let Some(e) = other.error() {
+                tracing::debug!(error = %e, "not delivered");
+            }
+        }
+    });
 }
 
 fn lossy_key(key: Option<&[u8]>) -> Option<String> {
@@ -511,7 +523,7 @@ impl Core {
             }
             Some(Report::Failed { error, at }) => {
                 let latency = at.saturating_duration_since(started);
-                let error = error.clone();
+                let error = KafkaError::clone(error);
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 // rd_kafka_fatal_error() is set before the failed delivery reports are queued,
                 // so it is checked here even if the error event has not been polled yet.
@@ -570,17 +582,19 @@ impl Core {
         }
     }
 
-    fn failed(&self, retriable: bool) {
-        if retriable {
-            self.metrics.failed_retriable.increment(1);
-        } else {
-            self.metrics.failed_permanent.increment(1);
-        }
+    fn track_in_flight(&self, n: usize) {
+        self.in_flight.fetch_add(n, Ordering::SeqCst);
+        // increment/decrement, not set: sets from two threads can land out of order and leave
+        // the gauge stale when the producer goes idle
+        self.metrics.in_flight.increment(n as f64);
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full (backpressure).
-    /// `slot` travels with the record as librdkafka's delivery opaque; dropping it on any path
-    /// that does not hand the record over completes it.
+    fn untrack_in_flight(&self, n: usize) {
+        self.in_flight.fetch_sub(n, Ordering::SeqCst);
+        self.metrics.in_flight.decrement(n as f64);
+    }
+
+    /// [`Core::hand_over`] for a record awaited on its own.
     async fn enqueue(
         self: &Arc<Self>,
         key: Option<&[u8]>,
@@ -589,10 +603,36 @@ impl Core {
         schema_id: Option<u32>,
         slot: Box<Slot>,
     ) -> Pending {
+        let position = slot.position();
+        match self.hand_over(key, payload, headers, schema_id, slot).await {
+            Ok(sent) => Pending::Waiting(Waiting::new(self, sent, position, key)),
+            Err(outcome) => Pending::Done(outcome),
+        }
+    }
+
+    fn failed(&self, retriable: bool) {
+        if retriable {
+            self.metrics.failed_retriable.increment(1);
+        } else {
+            self.metrics.failed_permanent.increment(1);
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full (backpressure); the
+    /// outcome when it never got there. `slot` travels with the record as librdkafka's delivery
+    /// opaque; dropping it on any path that does not hand the record over completes it.
+    async fn hand_over(
+        self: &Arc<Self>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        schema_id: Option<u32>,
+        slot: Box<Slot>,
+    ) -> Result<Sent, DeliveryOutcome> {
         let topic = &self.topic.name;
         if self.closed.load(Ordering::SeqCst) {
             self.metrics.not_sent.increment(1);
-            return Pending::Done(DeliveryOutcome::NotSent {
+            return Err(DeliveryOutcome::NotSent {
                 error: ProducerError::ShuttingDown {
                     topic: topic.clone(),
                 },
@@ -623,7 +663,6 @@ impl Core {
                 span.record("schema_id", id);
             }
         }
-        let position = slot.position();
         let mut record: BaseRecord<'_, [u8], [u8], Box<Slot>> =
             BaseRecord::with_opaque_to(topic, slot).payload(payload);
         // librdkafka takes ownership of a record's headers, so they are built per record; none
@@ -681,14 +720,18 @@ impl Core {
         match enqueued {
             Ok(()) => {
                 self.metrics.sent.increment(1);
-                Pending::Waiting(Waiting::new(self, handle, position, started, key, span))
+                Ok(Sent {
+                    handle,
+                    started,
+                    span,
+                })
             }
             Err(e) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 let retriable = is_retriable_code(code);
                 span.in_scope(|| tracing::debug!(error = %e, "enqueue refused"));
                 self.failed(retriable);
-                Pending::Done(DeliveryOutcome::Failed {
+                Err(DeliveryOutcome::Failed {
                     error: ProducerError::Delivery {
                         topic: topic.clone(),
                         key: lossy_key(key),
@@ -839,14 +882,26 @@ impl RawProducer {
             .await
     }
 
-    /// Outcomes in input order. Sends of one [`Batch`] complete together, so awaiting them in
-    /// turn costs one wake-up per batch, not one per record.
-    pub(crate) async fn await_all(pending: Vec<Pending>) -> Vec<DeliveryOutcome> {
-        let mut outcomes = Vec::with_capacity(pending.len());
-        for p in pending {
-            outcomes.push(p.outcome().await);
-        }
-        outcomes
+    /// Bookkeeping for a batch of `len` sends awaited together.
+    pub(crate) fn sends(&self, len: usize) -> Sends {
+        Sends::new(&self.core, len)
+    }
+
+    /// [`Core::hand_over`]: the record's place in `sends` is its next slot.
+    pub(crate) async fn hand_over(
+        &self,
+        sends: &mut Sends,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        schema_id: Option<u32>,
+    ) {
+        let slot = sends.next_slot();
+        let handed_over = self
+            .core
+            .hand_over(key, payload, headers, schema_id, slot)
+            .await;
+        sends.push(handed_over);
     }
 
     pub(crate) fn not_sent(&self, error: ProducerError) -> DeliveryOutcome {
@@ -862,13 +917,14 @@ impl RawProducer {
         records: &[(Option<&[u8]>, &[u8])],
         headers: &[(&str, &[u8])],
     ) -> Vec<DeliveryOutcome> {
-        let batch = Batch::new(records.len());
-        let mut pending = Vec::with_capacity(records.len());
-        for (i, (key, payload)) in records.iter().enumerate() {
-            let slot = batch.slot(i);
-            pending.push(self.core.enqueue(*key, payload, headers, None, slot).await);
+        let mut sends = self.sends(records.len());
+        for (key, payload) in records {
+            self.hand_over(&mut sends, *key, payload, headers, None)
+                .await;
         }
-        Self::await_all(pending).await
+        sends
+            .outcomes(|i| records.get(i).and_then(|(key, _)| *key))
+            .await
     }
 
     /// Waits up to `deadline` for every record handed to librdkafka to be acknowledged or fail.

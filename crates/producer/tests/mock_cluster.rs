@@ -242,6 +242,87 @@ async fn oversized_record_fails_permanently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_outcomes_keep_input_order_when_some_records_never_reach_librdkafka() {
+    let m = mock("t", 1);
+    let mut cfg = config(m.bootstrap_servers());
+    cfg.message_max_bytes = 10_000;
+    let p = RawProducer::new(cfg, ProducerTopic::new("t", 1))
+        .await
+        .expect("start");
+    let big = vec![7u8; 20_000];
+    let keys: Vec<String> = (0..7).map(|i| format!("order-{i}")).collect();
+    // Records 1, 2 and 5 are refused at enqueue (too large); the others are delivered.
+    let refused = [1, 2, 5];
+    let records: Vec<(Option<&[u8]>, &[u8])> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let payload: &[u8] = if refused.contains(&i) { &big } else { b"small" };
+            (Some(k.as_bytes()), payload)
+        })
+        .collect();
+    let outcomes = p.send_raw_batch(&records, &[("h", b"v")]).await;
+    assert_eq!(outcomes.len(), records.len());
+    let mut next_offset = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            DeliveryOutcome::Delivered { offset, .. } => {
+                assert!(!refused.contains(&i), "record {i} must have been refused");
+                assert_eq!(
+                    *offset, next_offset,
+                    "record {i}: offsets follow input order"
+                );
+                next_offset += 1;
+            }
+            DeliveryOutcome::Failed { error, retriable } => {
+                assert!(
+                    refused.contains(&i),
+                    "record {i} must have been delivered: {error}"
+                );
+                assert!(!retriable);
+                assert_eq!(error.code(), Some(RDKafkaErrorCode::MessageSizeTooLarge));
+                assert!(
+                    error.to_string().contains(&keys[i]),
+                    "record {i}'s error names its own key: {error}"
+                );
+            }
+            other => panic!("record {i}: {other:?}"),
+        }
+    }
+    assert_eq!(next_offset, 4);
+    assert_eq!(
+        p.in_flight(),
+        0,
+        "nothing counted in flight once outcomes are read"
+    );
+
+    // Failures reported by the broker after enqueue carry their own record's key too.
+    m.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 8],
+    );
+    let records: Vec<(Option<&[u8]>, &[u8])> = keys
+        .iter()
+        .map(|k| (Some(k.as_bytes()), &b"small"[..]))
+        .collect();
+    let outcomes = p.send_raw_batch(&records, &[]).await;
+    assert_eq!(outcomes.len(), records.len());
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let Some(error) = outcome.error() else {
+            panic!("record {i}: {outcome:?}");
+        };
+        assert_eq!(
+            error.code(),
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+        );
+        assert!(
+            error.to_string().contains(&format!("`{}`", keys[i])),
+            "record {i}'s error names its own key: {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_applies_backpressure_not_errors() {
     let m = mock("t", 3);
     let mut cfg = config(m.bootstrap_servers());

@@ -1,0 +1,102 @@
+//! W1's floor for our raw path: a plain rust-rdkafka `ThreadedProducer` loop, the code a user
+//! would write without orderstream. Same librdkafka properties, same pre-encoded keys and values,
+//! the same `content-type` header per record; delivery reports only counted (no per-record
+//! outcome, span, metric or latency), so anything our producer costs above it is ours.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::util;
+use crate::w1::{Pre, Run};
+
+/// Counts delivery reports.
+#[derive(Debug, Default)]
+pub(crate) struct Counting {
+    delivered: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let counter = if result.is_ok() {
+            &self.delivered
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) type Bare = ThreadedProducer<Counting>;
+
+/// A producer with exactly `config` (our producer's librdkafka properties).
+pub(crate) fn producer(config: &ClientConfig) -> Result<Bare> {
+    ThreadedProducer::from_config_and_context(config, Counting::default())
+        .context("creating the bare rust-rdkafka producer")
+}
+
+/// Sends every record (sleeping briefly on a full queue, as a user would), then waits for every
+/// delivery report. Blocking: run it off the async threads.
+pub(crate) fn run(p: &Bare, topic: &str, records: &[Pre]) -> Result<Run> {
+    let ctx = p.context();
+    let (d0, f0) = (
+        ctx.delivered.load(Ordering::Relaxed),
+        ctx.failed.load(Ordering::Relaxed),
+    );
+    let cpu0 = util::process_cpu();
+    let started = Instant::now();
+    let content_type = orderstream_producer::CONTENT_TYPE.as_bytes();
+    for (key, value, _) in records {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "content-type",
+            value: Some(content_type),
+        });
+        let mut record = BaseRecord::to(topic)
+            .key(key.as_slice())
+            .payload(value.as_slice())
+            .headers(headers);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                Err((e, _)) => bail!("bare rust-rdkafka: enqueue refused: {e}"),
+            }
+        }
+    }
+    let n = records.len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done =
+        || ctx.delivered.load(Ordering::Relaxed) - d0 + ctx.failed.load(Ordering::Relaxed) - f0;
+    while done() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let s = started.elapsed().as_secs_f64();
+    let cpu = util::process_cpu().saturating_sub(cpu0);
+    let delivered = ctx.delivered.load(Ordering::Relaxed) - d0;
+    if delivered != n {
+        bail!("bare rust-rdkafka: {delivered} of {n} delivered");
+    }
+    let bytes: usize = records.iter().map(|r| r.1.len()).sum();
+    Ok(Run {
+        msgs_s: n as f64 / s,
+        mb_s: bytes as f64 / s / 1e6,
+        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / n as f64,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        p999_us: f64::NAN,
+    })
+}

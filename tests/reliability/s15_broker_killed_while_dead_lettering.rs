@@ -143,7 +143,12 @@ async fn s15_broker_sigkill_while_dead_lettering() {
     );
     assert_eq!(not_poison, 0, "valid events dead-lettered: {f:?}");
     assert_eq!(unreadable, 0, "dead letters without source headers: {f:?}");
-    assert_eq!(summary.forwards_abandoned, 0, "{f:?}");
+    // A forward is given up only when its partition is taken away (the member must stop
+    // touching it; the next owner dead-letters the record again, which `missing == 0` proves);
+    // with the assignment kept, the member's own retry loop must carry the whole outage.
+    if summary.partitions_lost == 0 {
+        assert_eq!(summary.forwards_abandoned, 0, "{f:?}");
+    }
     assert!(
         summary.forwards_resent > 0,
         "no dead letter had to be sent again: the kill missed the forwarding: {f:?}"

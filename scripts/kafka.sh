@@ -25,6 +25,8 @@ readonly CLUSTER_ID_FILE="$KAFKA_RUN/cluster.id"
 # The first PLAINTEXT port, fixed when the cluster is created (KAFKA_PORT_BASE, default 9092):
 # a 1-node cluster stores its controller endpoint in its metadata, so ports cannot move later.
 readonly PORT_BASE_FILE="$KAFKA_RUN/port-base"
+# How the 3-node layout's brokers reach each other: "direct" (default) or "proxied".
+readonly REPLICATION_FILE="$KAFKA_RUN/replication"
 readonly PROBE_CONFIG="$KAFKA_RUN/probe-admin.properties"
 readonly LOCK_FILE="$RUN_DIR/kafka.lock"
 
@@ -68,6 +70,12 @@ Runs Apache Kafka $KAFKA_VERSION (KRaft, combined broker+controller nodes) on 12
   bootstrap             print the bootstrap servers of the current layout
   proxy-routes          per node of the layout: "N PROXY_PORT PROXIED_PORT", the routes a fault
                         proxy must serve for clients that bootstrap through it (see below)
+  replication [direct|proxied]
+                        print, or set and apply (restarting a running cluster), how the 3-node
+                        layout's brokers reach each other: directly, or each link (S, D)
+                        through its own port where a fault proxy forwards it
+  replication-routes    "S D PROXY_PORT REPL_PORT" per link from node S to node D: the routes
+                        a fault proxy must serve while replication is proxied
   tool CLASS|ALIAS ...  run a Kafka tool with the cached classpath, e.g.
                           tool topics --bootstrap-server \$(scripts/kafka.sh bootstrap) --list
                         aliases (as the release's kafka-*.sh scripts):
@@ -76,7 +84,8 @@ $(tool_aliases | cut -d= -f1 | paste -sd' ' | fold -s -w 64 | sed 's/^/         
 Node N (1..3): PLAINTEXT 127.0.0.1:\$((B+2*(N-1))), CONTROLLER 127.0.0.1:\$((B+1+2*(N-1))) with
 B = \$KAFKA_PORT_BASE (default 9092, fixed when the cluster is created), so 9092/9093, 9094/9095,
 9096/9097; PROXIED 127.0.0.1:\$((B+100+2*(N-1))), advertised as 127.0.0.1:\$((B+101+2*(N-1))) where
-scripts/toxiproxy.sh forwards it (the reliability suite's network faults); data ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/data, log ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/server.log.
+scripts/toxiproxy.sh forwards it (the reliability suite's network faults); in the 3-node layout
+REPLS 127.0.0.1:\$((B+200+10*(N-1)+2*(S-1))) for node S's links to N, advertised one port above; data ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/data, log ${KAFKA_RUN#"$ROOT_DIR"/}/nodeN/server.log.
 
 Environment: KAFKA_PORT_BASE, KAFKA_HEAP ("$KAFKA_HEAP"), KAFKA_JVM_OPTS, KAFKA_TOOL_OPTS ("$KAFKA_TOOL_OPTS"),
 KAFKA_START_TIMEOUT ($KAFKA_START_TIMEOUT s), KAFKA_STOP_TIMEOUT ($KAFKA_STOP_TIMEOUT s),
@@ -153,7 +162,52 @@ controller_port() { printf '%s\n' "$(($(port_base) + 1 + 2 * ($1 - 1)))"; }
 # replicate over PLAINTEXT, untouched. Nothing listens on the advertised port without the proxy.
 proxied_port() { printf '%s\n' "$(($(port_base) + 100 + 2 * ($1 - 1)))"; }
 proxy_port() { printf '%s\n' "$(($(port_base) + 101 + 2 * ($1 - 1)))"; }
+# In the 3-node layout node D also has one replication listener per node S that may fetch from
+# it, REPLS on base+200+10(D-1)+2(S-1), advertised on the port right above it. Node S sends
+# its inter-broker traffic over the listener named after itself, so every (S, D) link has a
+# port of its own, where a fault proxy can cut or slow that link alone. With replication
+# "direct" the brokers use PLAINTEXT and these listeners sit idle; "proxied" (scripts/kafka.sh
+# replication proxied) switches every node to REPLS, which then works only while a proxy
+# forwards each advertised port to its listener (scripts/kafka.sh replication-routes).
+repl_port() { printf '%s\n' "$(($(port_base) + 200 + 10 * ($1 - 1) + 2 * ($2 - 1)))"; }
+repl_proxy_port() { printf '%s\n' "$(($(repl_port "$1" "$2") + 1))"; }
 node_dir() { printf '%s\n' "$KAFKA_RUN/node$1"; }
+
+replication_mode() {
+  if [[ -s "$REPLICATION_FILE" ]]; then
+    cat "$REPLICATION_FILE"
+  else
+    echo direct
+  fi
+}
+
+# The listener entries (listeners, advertised.listeners, security map) of node D's
+# replication listeners, comma-led; empty for the 1-node layout.
+repl_listeners() {
+  local node="$1" layout="$2" what="$3" s out=""
+  ((layout == 3)) || return 0
+  for ((s = 1; s <= layout; s++)); do
+    case "$what" in
+      listen) out+=",REPL$s://127.0.0.1:$(repl_port "$node" "$s")" ;;
+      advertise) out+=",REPL$s://127.0.0.1:$(repl_proxy_port "$node" "$s")" ;;
+      map) out+=",REPL$s:PLAINTEXT" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# Every port node N listens on, with a name for error messages.
+require_node_ports_free() {
+  local node="$1" layout="$2" s
+  require_port_free "$(plaintext_port "$node")" "Kafka node $node PLAINTEXT listener"
+  require_port_free "$(controller_port "$node")" "Kafka node $node CONTROLLER listener"
+  require_port_free "$(proxied_port "$node")" "Kafka node $node PROXIED listener"
+  if ((layout == 3)); then
+    for ((s = 1; s <= layout; s++)); do
+      require_port_free "$(repl_port "$node" "$s")" "Kafka node $node REPL$s listener"
+    done
+  fi
+}
 
 # The broker's command line contains its own server.properties path: that is what ties a pid
 # to a node (and not to some other java process that inherited a recycled pid).
@@ -220,8 +274,11 @@ validate_node() {
 # One generated server.properties per node, rewritten on every start so edits here apply to
 # existing clusters too. Keep docker-compose.yml in step with this function.
 write_node_config() {
-  local node="$1" layout="$2" dir quorum rf min_isr
+  local node="$1" layout="$2" dir quorum rf min_isr inter=PLAINTEXT
   dir="$(node_dir "$node")"
+  if ((layout == 3)) && [[ "$(replication_mode)" == proxied ]]; then
+    inter="REPL$node"
+  fi
   if ((layout == 1)); then
     # Dynamic quorum (KIP-853) of one voter, formatted with --standalone.
     quorum="controller.quorum.bootstrap.servers=127.0.0.1:$(controller_port 1)"
@@ -239,11 +296,12 @@ write_node_config() {
 process.roles=broker,controller
 node.id=$node
 $quorum
-listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxied_port "$node")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxy_port "$node")
+listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxied_port "$node")$(repl_listeners "$node" "$layout" listen)
+advertised.listeners=PLAINTEXT://127.0.0.1:$(plaintext_port "$node"),CONTROLLER://127.0.0.1:$(controller_port "$node"),PROXIED://127.0.0.1:$(proxy_port "$node")$(repl_listeners "$node" "$layout" advertise)
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
+# Replication: $(replication_mode)
+inter.broker.listener.name=$inter
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT$(repl_listeners "$node" "$layout" map)
 log.dirs=$dir/data
 
 # Durability: RF $rf everywhere, min ISR $min_isr, never elect an out-of-sync leader.
@@ -332,9 +390,7 @@ format_nodes() {
 launch_node() {
   local node="$1" dir heap opts
   dir="$(node_dir "$node")"
-  require_port_free "$(plaintext_port "$node")" "Kafka node $node PLAINTEXT listener"
-  require_port_free "$(controller_port "$node")" "Kafka node $node CONTROLLER listener"
-  require_port_free "$(proxied_port "$node")" "Kafka node $node PROXIED listener"
+  require_node_ports_free "$node" "$(require_layout)"
   read -ra heap <<<"$KAFKA_HEAP"
   read -ra opts <<<"$KAFKA_JVM_OPTS"
   # log4j appends across restarts: mark where this run begins.
@@ -471,6 +527,14 @@ node_in_sync() {
     END { exit lagging > 0 }' <<<"$described"
 }
 
+# all_in_sync LAYOUT: 0 when every node is in the ISR of every partition it replicates.
+all_in_sync() {
+  local layout="$1" n
+  for ((n = 1; n <= layout; n++)); do
+    node_in_sync "$layout" "$n" || return 1
+  done
+}
+
 print_log_tails() {
   local node dir
   for node in "$@"; do
@@ -574,9 +638,7 @@ cmd_start_cluster() {
   done
   # Check every port before launching anything, so a clash never leaves half a cluster.
   for node in "${missing[@]}"; do
-    require_port_free "$(plaintext_port "$node")" "Kafka node $node PLAINTEXT listener"
-    require_port_free "$(controller_port "$node")" "Kafka node $node CONTROLLER listener"
-    require_port_free "$(proxied_port "$node")" "Kafka node $node PROXIED listener"
+    require_node_ports_free "$node" "$wanted"
   done
   mkdir -p "$KAFKA_RUN"
   port_base >"$PORT_BASE_FILE"
@@ -692,7 +754,7 @@ cmd_status() {
     echo "kafka: not set up (scripts/kafka.sh start [--nodes 1|3])"
     return 3
   fi
-  echo "kafka $KAFKA_VERSION: $layout-node layout, state in $KAFKA_RUN"
+  echo "kafka $KAFKA_VERSION: $layout-node layout, replication $(replication_mode), state in $KAFKA_RUN"
   for ((n = 1; n <= layout; n++)); do
     local state="stopped" pp cp
     pid="$(node_pid "$n")" && state="running pid $pid"
@@ -769,6 +831,54 @@ cmd_proxy_routes() {
   done
 }
 
+cmd_replication_routes() {
+  local layout s d
+  layout="$(require_layout)"
+  ((layout == 3)) || die "replication-routes: only the 3-node layout has replication listeners"
+  for ((s = 1; s <= layout; s++)); do
+    for ((d = 1; d <= layout; d++)); do
+      ((s == d)) && continue
+      printf '%d %d %d %d\n' "$s" "$d" "$(repl_proxy_port "$d" "$s")" "$(repl_port "$d" "$s")"
+    done
+  done
+}
+
+# replication [direct|proxied]: without an argument print the mode; with one, record it and,
+# when the cluster runs, restart every node with it (all at once: the metadata quorum and the
+# data stay, as after scripts/kafka.sh stop and start).
+cmd_replication() {
+  local mode="${1:-}" layout alive
+  layout="$(require_layout)"
+  if [[ -z "$mode" ]]; then
+    replication_mode
+    return 0
+  fi
+  [[ "$mode" == direct || "$mode" == proxied ]] || die "replication: expected direct or proxied, not '$mode'"
+  ((layout == 3)) || die "replication: only the 3-node layout has replication listeners"
+  if [[ "$(replication_mode)" == "$mode" ]]; then
+    log "replication already $mode; nothing to do"
+    return 0
+  fi
+  with_lock "$LOCK_FILE"
+  alive="$(alive_nodes "$layout")"
+  printf '%s\n' "$mode" >"$REPLICATION_FILE"
+  if [[ -z "$alive" ]]; then
+    log "replication $mode from the next start"
+    return 0
+  fi
+  log "replication $mode: restarting every node"
+  cmd_stop
+  cmd_start_cluster "$layout"
+  # The nodes came back one after another, so the last one leads almost everything: once
+  # every replica is in sync, give each partition back to its preferred leader.
+  wait_until "$KAFKA_START_TIMEOUT" 1 "every node to rejoin every ISR" all_in_sync "$layout" ||
+    die "replication $mode: the nodes are up but not back in sync"
+  admin_tool org.apache.kafka.tools.LeaderElectionCommand --bootstrap-server "$(bootstrap_all "$layout")" \
+    --admin.config "$PROBE_CONFIG" --election-type PREFERRED --all-topic-partitions >/dev/null ||
+    warn "replication $mode: the preferred-leader election did not finish for every partition"
+  log "replication $mode: every node in sync, preferred leaders elected"
+}
+
 # Short names follow the kafka-*.sh scripts of the release tarball.
 tool_aliases() {
   cat <<'EOF'
@@ -784,6 +894,7 @@ cluster=org.apache.kafka.tools.ClusterTool
 get-offsets=org.apache.kafka.tools.GetOffsetShell
 delete-records=org.apache.kafka.tools.DeleteRecordsCommand
 transactions=org.apache.kafka.tools.TransactionsCommand
+leader-election=org.apache.kafka.tools.LeaderElectionCommand
 EOF
 }
 
@@ -818,6 +929,8 @@ main() {
     reset) cmd_reset ;;
     bootstrap) cmd_bootstrap ;;
     proxy-routes) cmd_proxy_routes ;;
+    replication-routes) cmd_replication_routes ;;
+    replication) cmd_replication "$@" ;;
     tool) cmd_tool "$@" ;;
     help | -h | --help) usage ;;
     *)

@@ -58,7 +58,8 @@ if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
   bash scripts/postgres.sh start
   pg_started=1
 fi
-# Scenario 17's network faults go through Toxiproxy (built from its Go module on first use).
+# Scenarios 17 and 18 put network faults between clients and brokers, and between brokers,
+# through Toxiproxy (built from its Go module on first use).
 toxiproxy_started=0
 if ! bash scripts/toxiproxy.sh status >/dev/null 2>&1; then
   log "starting Toxiproxy"

@@ -2,7 +2,7 @@
 # Run Toxiproxy, a real TCP fault proxy, on 127.0.0.1 for the reliability suite's network faults:
 # built once from its Go module (the Go module proxy serves it), API on a loopback port.
 # Proxies and their toxics are made by the tests through the API; `scripts/kafka.sh proxy-routes`
-# lists the routes the brokers advertise. `scripts/toxiproxy.sh help` lists the commands.
+# and `replication-routes` list the routes the brokers advertise. `scripts/toxiproxy.sh help` lists the commands.
 set -euo pipefail
 
 LOG_TAG=toxiproxy

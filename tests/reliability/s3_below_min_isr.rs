@@ -5,70 +5,16 @@
 //! hears NOT_ENOUGH_REPLICAS from every partition, nothing acknowledged is lost, and acks resume
 //! once the broker is back.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use orderstream_producer::ProducerConfig;
 use orderstream_testkit::TestEnv;
 
 use super::checker::{Observed, check};
-use super::support::{self, BackgroundProducer, NodesGuard, Pace, require_cluster, wait_until};
+use super::support::{
+    self, BackgroundProducer, NodesGuard, Pace, probe_min_isr, require_cluster, wait_until,
+};
 use super::{finish, order_producer, producer_support, read_topic};
-
-/// Outcome of one probe send per partition.
-#[derive(Debug, Default)]
-struct Probe {
-    acked: usize,
-    not_enough_replicas: usize,
-    /// Other answers, asked again (leadership moving): by error.
-    other: BTreeMap<String, usize>,
-}
-
-/// One record to every partition of `topic` from a producer without idempotence or retries,
-/// so the broker's own answer comes back unchanged: a partition that answers with another
-/// error (a leader moving) is asked again, up to 10 times.
-async fn probe_min_isr(env: &TestEnv, topic: &str, partitions: i32) -> Probe {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = env
-        .client_config()
-        .set("enable.idempotence", "false")
-        .set("acks", "all")
-        .set("message.send.max.retries", "0")
-        .set("message.timeout.ms", "10000")
-        .set("request.timeout.ms", "5000")
-        .create()
-        .unwrap_or_else(|e| panic!("probe producer: {e}"));
-    let mut probe = Probe::default();
-    for partition in 0..partitions {
-        for _ in 0..10 {
-            let record = FutureRecord::to(topic)
-                .partition(partition)
-                .key("probe")
-                .payload("probe");
-            match producer.send(record, Duration::from_secs(10)).await {
-                Ok(_) => probe.acked += 1,
-                Err((e, _)) => {
-                    let code = e.rdkafka_error_code();
-                    if matches!(
-                        code,
-                        Some(
-                            rdkafka::types::RDKafkaErrorCode::NotEnoughReplicas
-                                | rdkafka::types::RDKafkaErrorCode::NotEnoughReplicasAfterAppend
-                        )
-                    ) {
-                        probe.not_enough_replicas += 1;
-                    } else {
-                        *probe.other.entry(format!("{code:?}")).or_default() += 1;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                }
-            }
-            break;
-        }
-    }
-    probe
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "reliability suite: needs the 3-node cluster; run scripts/reliability.sh"]
@@ -124,7 +70,7 @@ async fn s3_below_min_isr() {
     let below_min = Instant::now();
     // The probe writes to the layout's retry topic (same replicas, same minimum), so the
     // orders topic holds only the scenario's own events.
-    let probe = probe_min_isr(&env, &t.names.retry, 6).await;
+    let probe = probe_min_isr(&env, &t.names.retry, &[0, 1, 2, 3, 4, 5]).await;
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(below_min.elapsed())).await;
     let outage_end = Instant::now();
     nodes.start(3).await;

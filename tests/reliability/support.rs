@@ -693,3 +693,58 @@ pub async fn group_coordinator(env: &TestEnv, group: &str) -> Option<i32> {
         })
         .and_then(|id| id.trim().parse().ok())
 }
+
+/// Outcome of one probe send per partition.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub acked: usize,
+    pub not_enough_replicas: usize,
+    /// Other answers, asked again (leadership moving): by error.
+    pub other: BTreeMap<String, usize>,
+}
+
+/// One record to each of `partitions` of `topic` from a producer without idempotence or retries,
+/// so the broker's own answer comes back unchanged: a partition that answers with another
+/// error (a leader moving) is asked again, up to 10 times.
+pub async fn probe_min_isr(env: &TestEnv, topic: &str, partitions: &[i32]) -> Probe {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = env
+        .client_config()
+        .set("enable.idempotence", "false")
+        .set("acks", "all")
+        .set("message.send.max.retries", "0")
+        .set("message.timeout.ms", "10000")
+        .set("request.timeout.ms", "5000")
+        .create()
+        .unwrap_or_else(|e| panic!("probe producer: {e}"));
+    let mut probe = Probe::default();
+    for &partition in partitions {
+        for _ in 0..10 {
+            let record = FutureRecord::to(topic)
+                .partition(partition)
+                .key("probe")
+                .payload("probe");
+            match producer.send(record, Duration::from_secs(10)).await {
+                Ok(_) => probe.acked += 1,
+                Err((e, _)) => {
+                    let code = e.rdkafka_error_code();
+                    if matches!(
+                        code,
+                        Some(
+                            rdkafka::types::RDKafkaErrorCode::NotEnoughReplicas
+                                | rdkafka::types::RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                        )
+                    ) {
+                        probe.not_enough_replicas += 1;
+                    } else {
+                        *probe.other.entry(format!("{code:?}")).or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    probe
+}

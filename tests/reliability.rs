@@ -4,7 +4,7 @@
 //! Every scenario is `#[ignore]`d so the fast suite skips it; run them all with
 //! `scripts/reliability.sh` (starts the 3-node cluster when needed, writes `RELIABILITY.md`) or
 //! `cargo test --test reliability -- --ignored --test-threads=1 --nocapture`. Scenarios are
-//! named `sN_*` and run one at a time in the test runner's name order (s1, s10…s18, s2…s9);
+//! named `sN_*` and run one at a time in the test runner's name order (s1, s10…s19, s2…s9);
 //! each leaves the cluster and the registry as it found them, prints one table row and
 //! appends it to `target/reliability/results.jsonl` (see `reliability/checker.rs` for the
 //! definitions); RELIABILITY.md sorts the rows by number.
@@ -40,6 +40,8 @@ mod s16_registry_wiped;
 mod s17_network_faults;
 #[path = "reliability/s18_broker_links.rs"]
 mod s18_broker_links;
+#[path = "reliability/s19_transactions.rs"]
+mod s19_transactions;
 #[path = "reliability/s1_leader_kills.rs"]
 mod s1_leader_kills;
 #[path = "reliability/s2_rolling_restart.rs"]

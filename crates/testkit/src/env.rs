@@ -425,12 +425,36 @@ impl TestEnv {
         topic: &str,
         timeout: Duration,
     ) -> Vec<rdkafka::message::OwnedMessage> {
+        self.read_all_as(topic, timeout, "read_committed").await
+    }
+
+    /// [`TestEnv::read_all`] as a `read_uncommitted` reader: records of aborted transactions
+    /// included.
+    ///
+    /// # Panics
+    /// When the records cannot be read within `timeout`.
+    pub async fn read_all_uncommitted(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Vec<rdkafka::message::OwnedMessage> {
+        self.read_all_as(topic, timeout, "read_uncommitted").await
+    }
+
+    async fn read_all_as(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        isolation: &'static str,
+    ) -> Vec<rdkafka::message::OwnedMessage> {
         let ends = self.end_offsets(topic);
         let cfg = self.client_config();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || crate::read::read_until(cfg, &topic, &ends, timeout))
-            .await
-            .unwrap_or_else(|e| panic!("reader task: {e}"))
+        tokio::task::spawn_blocking(move || {
+            crate::read::read_until(cfg, &topic, &ends, timeout, isolation)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("reader task: {e}"))
     }
 }
 

@@ -5,17 +5,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// Reads every partition from the beginning until each reaches its end offset.
+/// Reads every partition from the beginning until each reaches its end offset, with
+/// `isolation.level` `isolation` (`read_committed`, or `read_uncommitted` to see what aborted
+/// transactions left in the log too).
 pub(crate) fn read_until(
     mut cfg: ClientConfig,
     topic: &str,
     ends: &BTreeMap<i32, i64>,
     timeout: Duration,
+    isolation: &str,
 ) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = cfg
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .unwrap_or_else(|e| panic!("create reader: {e}"));
     let mut tpl = TopicPartitionList::new();

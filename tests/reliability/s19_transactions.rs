@@ -9,6 +9,11 @@
 //! orders topic (set equality: 0 lost, 0 phantoms), none twice, each order's statuses in
 //! sequence; the aborted transactions' records are in the log (a `read_uncommitted` reader
 //! sees them) and none is visible; the group committed every input offset.
+//!
+//! Known open defect: one run in three ended with the group committed to the input's end
+//! while 48 source events had no committed status (exactly-once broken: offsets committed past
+//! outputs that were aborted). `scripts/reliability.sh` skips this scenario unless
+//! `RELIABILITY_KNOWN_DEFECTS=1`; `missing_at` names the lost source positions.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -192,7 +197,12 @@ async fn s19_transactions() {
     let aborted_in_log = uncommitted.len() - committed.len();
     let source_ids: BTreeSet<&str> = in_source.iter().map(|e| e.event_id.as_str()).collect();
     let output_ids: BTreeSet<&str> = committed.iter().map(|e| e.event_id.as_str()).collect();
-    let missing = source_ids.difference(&output_ids).count();
+    let missing_events: Vec<String> = in_source
+        .iter()
+        .filter(|e| !output_ids.contains(e.event_id.as_str()))
+        .map(|e| format!("{}@{}", e.partition, e.offset))
+        .collect();
+    let missing = missing_events.len();
     let phantom = output_ids.difference(&source_ids).count();
     let uncommitted_dups = uncommitted.len()
         - statuses(&uncommitted)
@@ -216,6 +226,10 @@ async fn s19_transactions() {
     .with("events_in_source", source_ids.len())
     .with("statuses_missing_for_source_events", missing)
     .with("statuses_without_source_event", phantom)
+    .with(
+        "missing_at",
+        missing_events.iter().take(20).cloned().collect::<Vec<_>>(),
+    )
     .with("transactions_committed", transactions)
     .with("transactions_aborted", aborted)
     .with("aborted_records_in_log", aborted_in_log)

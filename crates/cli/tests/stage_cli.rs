@@ -289,9 +289,9 @@ impl Rig {
     }
 }
 
-/// `(records, dead-lettered, aborted, dropped on revoke, producers replaced)` from a member's
-/// summary line.
-fn figures(out: &Output) -> (u64, u64, u64, u64, u64) {
+/// `(records, dead-lettered, aborted, dropped on revoke, producers replaced, records undecided)`
+/// from a member's summary line.
+fn figures(out: &Output) -> (u64, u64, u64, u64, u64, u64) {
     let (stdout, stderr) = text(out);
     assert!(out.status.success(), "stage failed: {stdout}\n{stderr}");
     let line = stdout
@@ -312,6 +312,7 @@ fn figures(out: &Output) -> (u64, u64, u64, u64, u64) {
         n("transactions aborted"),
         n("records dropped on revoke"),
         n("producers replaced"),
+        n("records undecided"),
     )
 }
 
@@ -338,7 +339,7 @@ async fn two_members_turn_every_event_into_one_committed_status_record() {
     rig.caught_up(Duration::from_secs(120)).await;
     let outs: Vec<Output> = members.into_iter().map(interrupt).collect();
     let per_member: Vec<_> = outs.iter().map(figures).collect();
-    println!("members (records, dead, aborted, dropped, replaced): {per_member:?}");
+    println!("members (records, dead, aborted, dropped, replaced, undecided): {per_member:?}");
     let committed: u64 = per_member.iter().map(|f| f.0).sum();
     let dead: u64 = per_member.iter().map(|f| f.1).sum();
     // The members' own counts: every source record committed by exactly one transaction.
@@ -471,7 +472,9 @@ async fn statuses_exactly_once_through_broker_kills_and_stage_sigkills() {
     let mut after = 0;
     for m in members {
         let f = figures(&interrupt(m));
-        println!("member after the kills (records, dead, aborted, dropped, replaced): {f:?}");
+        println!(
+            "member after the kills (records, dead, aborted, dropped, replaced, undecided): {f:?}"
+        );
         after += f.0;
     }
     assert!(
@@ -533,17 +536,21 @@ async fn a_member_paused_past_its_session_commits_nothing_when_resumed() {
     let zombie_out = interrupt(zombie);
     let other_out = interrupt(other);
     let (z, o) = (figures(&zombie_out), figures(&other_out));
-    println!("zombie (records, dead, aborted, dropped, replaced) {z:?}; other {o:?}");
+    println!("zombie (records, dead, aborted, dropped, replaced, undecided) {z:?}; other {o:?}");
     // The pause really outlived the session: the group took the zombie's partitions.
     let log = std::fs::read_to_string(rig.logs.join("zombie.log")).expect("zombie log");
     assert!(
         log.contains("lost=true"),
         "the zombie's partitions were taken while it was paused: {log}"
     );
-    assert_eq!(
-        z.0 + o.0,
-        input.len() as u64,
-        "every record committed exactly once"
+    // The members' own counts: every record in one committed transaction, except those of a
+    // transaction whose commit the pause left undecided (the broker may have committed it; the
+    // output topic, checked below, is what decides).
+    let (counted, undecided) = (z.0 + o.0, z.5 + o.5);
+    let n = input.len() as u64;
+    assert!(
+        counted <= n && n <= counted + undecided,
+        "records counted as committed {counted}, undecided {undecided}, of {n}"
     );
     rig.assert_exactly_once(&input).await;
 }

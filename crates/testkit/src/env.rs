@@ -381,21 +381,29 @@ impl TestEnv {
         .unwrap_or_else(|e| panic!("committed offsets task: {e}"))
     }
 
-    /// High watermarks (next offset to be written) per partition.
+    /// High watermarks (next offset to be written) per partition. Errors are retried for a
+    /// minute: right after a fault, a partition's leader may still be moving.
     ///
     /// # Panics
-    /// When the cluster cannot answer.
+    /// When the cluster cannot answer within that minute.
     pub fn end_offsets(&self, topic: &str) -> BTreeMap<i32, i64> {
         let consumer: BaseConsumer = self
             .client_config()
             .create()
             .unwrap_or_else(|e| panic!("create consumer: {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         (0..self.partition_count(topic))
             .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
-                (p, high)
+                loop {
+                    match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                        Ok((_, high)) => break (p, high),
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            eprintln!("watermarks of {topic}/{p}: {e}; asking again");
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
+                    }
+                }
             })
             .collect()
     }

@@ -91,7 +91,7 @@ pub(crate) async fn run(settings: &Effective, args: StageArgs) -> anyhow::Result
         Err(e) => return Err(e.into()),
     };
     println!(
-        "stage {id}: transactions committed {} | records {} | status records {} | dead-lettered {} | transactions aborted {} | producers replaced {} | records dropped on revoke {} | rebalances {}",
+        "stage {id}: transactions committed {} | records {} | status records {} | dead-lettered {} | transactions aborted {} | producers replaced {} | records dropped on revoke {} | records undecided {} | rebalances {}",
         summary.transactions,
         summary.records,
         summary.outputs,
@@ -99,6 +99,7 @@ pub(crate) async fn run(settings: &Effective, args: StageArgs) -> anyhow::Result
         summary.aborted,
         summary.producer_replacements,
         summary.dropped_on_revoke,
+        summary.undecided,
         summary.rebalances,
     );
     Ok(exit::SUCCESS)

@@ -38,9 +38,6 @@ impl Batch {
         &self.records
     }
 
-    /// Forgets the records of partitions this member no longer owns: their new owner starts
-    /// from the last committed offset, so they are neither lost nor committed twice. Returns
-    /// how many were dropped.
     /// Drops the records of every partition whose assignment epoch moved on since they were
     /// polled (revoked, or revoked and assigned again, which restarts it from the committed
     /// offset). Returns how many were dropped.
@@ -72,9 +69,12 @@ impl Batch {
         self.spans.iter().map(|(p, (_, next))| (*p, *next))
     }
 
-    /// Where each partition's consumer position goes back to when the transaction is aborted.
-    pub(crate) fn rewind_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.spans.iter().map(|(p, (first, _))| (*p, *first))
+    /// Where each partition's consumer position goes back to when the transaction is aborted,
+    /// with the assignment epoch its records were polled under.
+    pub(crate) fn rewind_offsets(&self) -> impl Iterator<Item = (i32, i64, u64)> + '_ {
+        self.spans
+            .iter()
+            .map(|(p, (first, _))| (*p, *first, self.epochs.get(p).copied().unwrap_or(0)))
     }
 
     pub(crate) fn clear(&mut self) {
@@ -122,7 +122,7 @@ mod tests {
                 .sum();
             prop_assert_eq!(dropped, expected_dropped);
             let commits: BTreeMap<i32, i64> = b.commit_offsets().collect();
-            let rewinds: BTreeMap<i32, i64> = b.rewind_offsets().collect();
+            let rewinds: BTreeMap<i32, i64> = b.rewind_offsets().map(|(p, o, _)| (p, o)).collect();
             for (p, len) in lens.iter().enumerate() {
                 let p32 = p as i32;
                 if revoked.contains(&p32) || *len == 0 {

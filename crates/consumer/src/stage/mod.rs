@@ -75,6 +75,11 @@ pub struct StageSummary {
     pub dropped_on_revoke: u64,
     /// Rebalance events seen.
     pub rebalances: u64,
+    /// Source records of transactions whose commit was sent but never confirmed (not counted
+    /// in `records`): the broker committed or aborted each of them, and only the output topic
+    /// and the committed offsets tell which. Their records were positioned from the committed
+    /// offsets afterwards, so none is lost or committed twice either way.
+    pub undecided: u64,
 }
 
 /// Why a stage member stopped.
@@ -102,6 +107,17 @@ pub enum StageError {
     Fenced {
         /// The shared transactional id.
         transactional_id: String,
+    },
+    /// The partitions of an aborted transaction could not be moved back within
+    /// `transaction_timeout`: the member stops with the batch uncommitted rather than commit
+    /// past it (its partitions' next owner starts from the committed offsets).
+    #[error("stage member `{transactional_id}` could not rewind after an aborted transaction")]
+    Rewind {
+        /// The member's transactional id.
+        transactional_id: String,
+        /// librdkafka's error of the last try.
+        #[source]
+        source: rdkafka::error::KafkaError,
     },
     /// The stage's thread ended abnormally.
     #[error("stage thread: {0}")]

@@ -121,13 +121,20 @@ struct Failed {
     reaction: Reaction,
     /// For the log.
     what: String,
+    /// The commit was sent but its outcome never came back: the broker may have committed it.
+    undecided: bool,
 }
 
 impl Failed {
     fn kafka(op: &'static str, e: &KafkaError) -> Failed {
+        Failed::new(react(e), format!("{op}: {e}"))
+    }
+
+    fn new(reaction: Reaction, what: String) -> Failed {
         Failed {
-            reaction: react(e),
-            what: format!("{op}: {e}"),
+            reaction,
+            what,
+            undecided: false,
         }
     }
 }
@@ -213,6 +220,9 @@ impl Member {
                 }
                 Err(failed) => {
                     self.summary.aborted += 1;
+                    if failed.undecided {
+                        self.summary.undecided += batch.len() as u64;
+                    }
                     warn!(
                         records = batch.len(),
                         attempt,
@@ -295,15 +305,15 @@ impl Member {
                     dead += 1;
                 }
                 Err(e) => {
-                    return Err(Failed {
-                        reaction: Reaction::Abort,
-                        what: format!(
+                    return Err(Failed::new(
+                        Reaction::Abort,
+                        format!(
                             "transient failure at {}/{}@{}: {e}",
                             rec.topic(),
                             rec.partition(),
                             rec.offset()
                         ),
-                    });
+                    ));
                 }
             }
         }
@@ -319,9 +329,11 @@ impl Member {
                 .map(|()| (outputs, dead));
         }
         self.still_a_member()?;
-        let group = self.consumer.group_metadata().ok_or_else(|| Failed {
-            reaction: Reaction::Abort,
-            what: "no group metadata (not a group member yet)".into(),
+        let group = self.consumer.group_metadata().ok_or_else(|| {
+            Failed::new(
+                Reaction::Abort,
+                "no group metadata (not a group member yet)".into(),
+            )
         })?;
         self.retry_call("send_offsets_to_transaction", || {
             self.producer
@@ -336,10 +348,10 @@ impl Member {
     /// without a generation), while the revoke reaches us only at the next poll: check first.
     fn still_a_member(&self) -> Result<(), Failed> {
         if self.consumer.assignment_lost() {
-            return Err(Failed {
-                reaction: Reaction::Abort,
-                what: "the group took this member's partitions".into(),
-            });
+            return Err(Failed::new(
+                Reaction::Abort,
+                "the group took this member's partitions".into(),
+            ));
         }
         Ok(())
     }
@@ -361,24 +373,32 @@ impl Member {
                 }
                 Err(e) if react(&e) == Reaction::RetryCall => {
                     return Err(Failed {
-                        reaction: Reaction::Replace,
-                        what: format!(
-                            "commit_transaction undecided after {:?}: {e}",
-                            started.elapsed()
-                        ),
+                        undecided: true,
+                        ..Failed::new(
+                            Reaction::Replace,
+                            format!(
+                                "commit_transaction undecided after {:?}: {e}",
+                                started.elapsed()
+                            ),
+                        )
                     });
                 }
-                Err(e) => return Err(Failed::kafka("commit_transaction", &e)),
+                // a fatal error may come after the commit reached the coordinator; an abortable
+                // one means it did not
+                Err(e) => {
+                    let failed = Failed::kafka("commit_transaction", &e);
+                    return Err(Failed {
+                        undecided: failed.reaction != Reaction::Abort,
+                        ..failed
+                    });
+                }
             }
         }
     }
 
     /// Without transactions: every output acknowledged, then the offsets committed.
     fn commit_plain(&self, offsets: &TopicPartitionList, failed_before: u64) -> Result<(), Failed> {
-        let abort = |what: String| Failed {
-            reaction: Reaction::Abort,
-            what,
-        };
+        let abort = |what: String| Failed::new(Reaction::Abort, what);
         self.producer
             .flush(self.cfg.call_timeout)
             .map_err(|e| abort(format!("flush: {e}")))?;
@@ -499,46 +519,86 @@ impl Member {
             self.producer = new_producer(&self.cfg, cancel)?;
             self.summary.producer_replacements += 1;
         }
-        let rewind_failed = match self.rewind(batch) {
-            Ok(()) => false,
-            Err(e) => {
-                warn!(error = %e, "rewind failed; rejoining the group");
-                true
-            }
-        };
-        if rewind_failed {
-            // Rejoining restarts every partition from its committed offset.
-            self.consumer.unsubscribe();
-            self.consumer
-                .subscribe(&[&self.cfg.source])
-                .map_err(|source| StageError::Client {
-                    client: "consumer",
-                    transactional_id: self.cfg.transactional_id.clone(),
-                    source,
-                })?;
-        }
-        Ok(())
+        self.rewind(batch, reaction, cancel)
     }
-}
 
-impl Member {
-    /// Moves the batch's partitions back to the offsets the broker has committed for them (the
-    /// batch's first offset where nothing is committed yet): a transaction that did commit is
-    /// not processed again, one that did not is.
-    fn rewind(&self, batch: &Batch) -> Result<(), KafkaError> {
-        let mut asked = TopicPartitionList::new();
-        for (p, _) in batch.rewind_offsets() {
-            asked.add_partition(&self.cfg.source, p);
+    /// Moves the batch's partitions back to where their next transaction must start, retrying
+    /// (coordinators move while brokers restart) until `transaction_timeout`. It never
+    /// rejoins the group instead: records librdkafka already holds past the batch would then
+    /// be delivered before the revoke, and committed over the batch's own.
+    ///
+    /// # Errors
+    /// [`StageError::Rewind`] when the positions could not be moved back in time: the member
+    /// stops with the batch uncommitted rather than commit past it.
+    fn rewind(
+        &self,
+        batch: &Batch,
+        reaction: Reaction,
+        cancel: &CancellationToken,
+    ) -> Result<(), StageError> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.seek_back(batch, reaction) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if started.elapsed() < self.cfg.transaction_timeout
+                        && !cancel.is_cancelled() =>
+                {
+                    attempt += 1;
+                    warn!(error = %e, attempt, "rewind failed; retrying it");
+                    std::thread::sleep(self.cfg.backoff.delay(attempt));
+                }
+                Err(source) => {
+                    return Err(StageError::Rewind {
+                        transactional_id: self.cfg.transactional_id.clone(),
+                        source,
+                    });
+                }
+            }
         }
-        let committed = self
-            .consumer
-            .committed_offsets(asked, self.cfg.call_timeout)?;
+    }
+
+    /// One try at the rewind. After an abort the batch's first offsets are exactly the
+    /// committed ones (each batch starts where the previous committed one ended), so no broker
+    /// is asked. After a replaced producer the old transaction may have committed: the
+    /// broker's committed offsets decide (the batch's first offset where none is committed).
+    /// Partitions revoked since the batch was polled are left alone: their next owner, this
+    /// member included, starts from the committed offsets.
+    fn seek_back(&self, batch: &Batch, reaction: Reaction) -> Result<(), KafkaError> {
+        if self.consumer.assignment_lost() {
+            return Ok(());
+        }
+        let assigned = self.consumer.assignment()?;
+        let ctx = self.consumer.context();
+        let owned: Vec<(i32, i64)> = batch
+            .rewind_offsets()
+            .filter(|(p, _, epoch)| {
+                ctx.epoch(*p) == *epoch && assigned.find_partition(&self.cfg.source, *p).is_some()
+            })
+            .map(|(p, first, _)| (p, first))
+            .collect();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let committed = if matches!(reaction, Reaction::Replace | Reaction::Fenced) {
+            let mut asked = TopicPartitionList::new();
+            for (p, _) in &owned {
+                asked.add_partition(&self.cfg.source, *p);
+            }
+            Some(
+                self.consumer
+                    .committed_offsets(asked, self.cfg.call_timeout)?,
+            )
+        } else {
+            None
+        };
         let mut to = TopicPartitionList::new();
-        for (p, first) in batch.rewind_offsets() {
+        for (p, first) in owned {
             let at = committed
-                .find_partition(&self.cfg.source, p)
-                .map(|e| e.offset())
-                .and_then(|o| match o {
+                .as_ref()
+                .and_then(|c| c.find_partition(&self.cfg.source, p))
+                .and_then(|e| match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 })

@@ -102,14 +102,7 @@ rm -f "$RESULTS"
 log "reliability suite against $ORDERSTREAM_BOOTSTRAP (registry $ORDERSTREAM_REGISTRY_URL)"
 t0=$(date +%s)
 set +e
-# Scenario 19 (the transactional stage through broker bounces) lost committed outputs in one
-# run of three: it is a known open defect, run with RELIABILITY_KNOWN_DEFECTS=1 (or by name).
-skip=()
-if [[ ${RELIABILITY_KNOWN_DEFECTS:-0} != 1 && $# -eq 0 ]]; then
-  skip=(--skip s19_transactions)
-  log "skipping s19_transactions (known open defect; RELIABILITY_KNOWN_DEFECTS=1 runs it)"
-fi
-cargo test --workspace --locked --test reliability -- --ignored --test-threads=1 --nocapture "${skip[@]}" "$@" 2>&1 | tee "$RUN_LOG"
+cargo test --workspace --locked --test reliability -- --ignored --test-threads=1 --nocapture "$@" 2>&1 | tee "$RUN_LOG"
 rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - t0))

@@ -9,11 +9,11 @@
 //! orders topic (set equality: 0 lost, 0 phantoms), none twice, each order's statuses in
 //! sequence; the aborted transactions' records are in the log (a `read_uncommitted` reader
 //! sees them) and none is visible; the group committed every input offset.
+//! `missing_at` names the source positions of any status missing.
 //!
-//! Known open defect: one run in three ended with the group committed to the input's end
-//! while 48 source events had no committed status (exactly-once broken: offsets committed past
-//! outputs that were aborted). `scripts/reliability.sh` skips this scenario unless
-//! `RELIABILITY_KNOWN_DEFECTS=1`; `missing_at` names the lost source positions.
+//! The kills make rewinds fail while coordinators move: the stage retries them, and this
+//! scenario is what catches a member that rejoins its group instead (records fetched past the
+//! aborted batch are then delivered before the revoke and committed over it).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -151,7 +151,6 @@ impl Table {
 pub(crate) struct Drained {
     pub(crate) partition: i32,
     pub(crate) committable: Option<i64>,
-    pub(crate) sent_commit: i64,
     pub(crate) uncommitted: Option<std::ops::Range<i64>>,
     /// A handler was still running when the partition was released (it did not yield to its
     /// cancellation).
@@ -167,7 +166,6 @@ pub(crate) fn drain(owners: Vec<Owned>, deadline: Instant) -> Vec<Drained> {
         ctx: std::sync::Arc<super::handler::PartCtx>,
         done: std::sync::mpsc::Receiver<()>,
         kill: tokio_util::sync::CancellationToken,
-        sent_commit: i64,
         first: Option<i64>,
         highest: i64,
     }
@@ -188,7 +186,6 @@ pub(crate) fn drain(owners: Vec<Owned>, deadline: Instant) -> Vec<Drained> {
                 ctx,
                 done,
                 kill,
-                sent_commit: o.sent_commit,
                 first: o.first,
                 highest: o.highest,
             }
@@ -223,7 +220,6 @@ pub(crate) fn drain(owners: Vec<Owned>, deadline: Instant) -> Vec<Drained> {
             Drained {
                 partition: w.ctx.partition,
                 committable,
-                sent_commit: w.sent_commit,
                 uncommitted,
                 stuck: stuck.contains(&w.ctx.partition),
             }

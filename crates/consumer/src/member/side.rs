@@ -82,6 +82,10 @@ pub(crate) struct Side<H> {
     committed: Mutex<BTreeMap<i32, i64>>,
     /// Asynchronous commits were sent since the last confirmed one: their outcome is unknown.
     unconfirmed: AtomicBool,
+    /// When the last asynchronous commit was handed to librdkafka: until `session_timeout`
+    /// after it, librdkafka may still be holding it (parked while no coordinator is known, or
+    /// retrying), and it may land after a newer one and move the committed offset back.
+    last_async: Mutex<Option<Instant>>,
 }
 
 impl<H> std::fmt::Debug for Side<H> {
@@ -116,6 +120,7 @@ impl<H: Handler> Side<H> {
             completed: Arc::new(AtomicUsize::new(0)),
             committed: Mutex::new(BTreeMap::new()),
             unconfirmed: AtomicBool::new(false),
+            last_async: Mutex::new(None),
         }
     }
 
@@ -196,17 +201,14 @@ impl<H: Handler> Side<H> {
         drained
     }
 
-    /// Commits what drained owners finished (only offsets not committed yet). Returns `None`
-    /// when there was nothing to commit, else whether the commit succeeded.
+    /// Commits what drained owners finished. Every partition's frontier is stated again, even
+    /// one sent before: an earlier asynchronous commit still held by librdkafka may have landed
+    /// after it and moved the committed offset back. Returns `None` when there was nothing to
+    /// commit, else whether the commit succeeded.
     fn commit_drained(&self, consumer: &BaseConsumer<Self>, drained: &[Drained]) -> Option<bool> {
-        let done = lock(&self.committed).clone();
         let offsets: Vec<(i32, i64)> = drained
             .iter()
-            .filter_map(|d| {
-                let c = d.committable?;
-                let known = done.get(&d.partition).copied().unwrap_or(-1);
-                (c > known || c > d.sent_commit).then_some((d.partition, c))
-            })
+            .filter_map(|d| Some((d.partition, d.committable?)))
             .collect();
         self.commit_sync(consumer, &offsets)
     }
@@ -360,24 +362,21 @@ impl<H: Handler> Side<H> {
                 || since_confirm >= interval * CONFIRM_EVERY)
     }
 
-    /// Asks the coordinator for the committed offsets of every owned partition whose
-    /// committable offset is above the last confirmed one, records what it holds, and commits
-    /// again where it holds less: a commit refused (e.g. by a rebalance's generation change)
-    /// is sent again instead of waiting for the partition's next record, which an idle
-    /// partition may never get. After a quiet interval every commit sent has been answered, so
-    /// a commit the coordinator does not hold was refused or lost: that is counted and logged.
+    /// Asks the coordinator for the committed offsets of every owned partition with a
+    /// committable offset, records what it holds, and commits again where it holds less: a
+    /// commit refused (e.g. by a rebalance's generation change) or overtaken by an older one
+    /// that librdkafka retried later is sent again instead of waiting for the partition's next
+    /// record, which an idle partition may never get. Confirmations go on until every commit
+    /// sent has had `session_timeout` to land (librdkafka holds one that long while no
+    /// coordinator is known); a commit the coordinator does not hold after a quiet interval
+    /// was refused, lost or overtaken: that is counted and logged.
     fn confirm(&self, consumer: &BaseConsumer<Self>, quiet: bool) {
-        let done = lock(&self.committed).clone();
         // (partition, committable, last sent)
         let wanted: Vec<(i32, i64, i64)> = {
             let mut table = lock(&self.table);
             table
                 .iter_mut()
-                .filter_map(|o| {
-                    let p = o.link.ctx.partition;
-                    let c = o.committable()?;
-                    (c > done.get(&p).copied().unwrap_or(-1)).then_some((p, c, o.sent_commit))
-                })
+                .filter_map(|o| Some((o.link.ctx.partition, o.committable()?, o.sent_commit)))
                 .collect()
         };
         if wanted.is_empty() {
@@ -412,9 +411,10 @@ impl<H: Handler> Side<H> {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 };
+                // what the coordinator holds now, even below an earlier read: a late older
+                // commit moves it back
                 if let Some(h) = have {
-                    let e = c.entry(p).or_insert(h);
-                    *e = (*e).max(h);
+                    c.insert(p, h);
                 }
                 let have = have.unwrap_or(-1);
                 if quiet && have < sent {
@@ -431,7 +431,10 @@ impl<H: Handler> Side<H> {
             warn!(topic = %self.topic, ?refused, "commits the coordinator does not hold (partition, sent, held): sending them again");
         }
         if again.is_empty() {
-            self.unconfirmed.store(unanswered, Ordering::Release);
+            let settle = self.shared.cfg.session_timeout + CONFIRM_TIMEOUT;
+            let settled = lock(&self.last_async).is_none_or(|t| t.elapsed() >= settle);
+            self.unconfirmed
+                .store(unanswered || !settled, Ordering::Release);
             return;
         }
         {
@@ -473,6 +476,7 @@ impl<H: Handler> Side<H> {
         bump(&counters.commits);
         metrics::counter!(m::COMMITS, "mode" => "async").increment(1);
         self.unconfirmed.store(true, Ordering::Release);
+        *lock(&self.last_async) = Some(Instant::now());
         let tpl = self.tpl(offsets.into_iter().map(|(p, o)| (p, Some(o))));
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             bump(&counters.commit_failures);

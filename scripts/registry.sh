@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch, cache and run a real Apicurio Registry (Confluent-compatible "ccompat" API) on
 # 127.0.0.1, from the runnable tarball Apicurio publishes to Maven Central: no Docker.
-# In-memory H2 storage: every start begins empty. `scripts/registry.sh help` lists commands;
+# H2 storage in a file under .run/registry/data: schemas survive restarts (REGISTRY_STORAGE=mem
+# keeps them in memory instead). `scripts/registry.sh help` lists commands;
 # docs/registry-notes.md records how its Confluent compatibility behaves.
 set -euo pipefail
 
@@ -40,12 +41,13 @@ usage() {
   cat <<EOF
 Usage: scripts/registry.sh COMMAND
 
-Runs Apicurio Registry $APICURIO_VERSION (in-memory storage) on 127.0.0.1:$REGISTRY_PORT.
+Runs Apicurio Registry $APICURIO_VERSION on 127.0.0.1:$REGISTRY_PORT, its schemas in an H2 file
+under .run/registry/data (kept across restarts) unless REGISTRY_STORAGE=mem.
 
   fetch    download the app tarball once into ${APICURIO_CACHE#"$ROOT_DIR"/} and unpack it
            (tries $APICURIO_VERSION, then: $APICURIO_FALLBACK_VERSIONS)
   start    start it and wait until the ccompat API answers (no-op when running)
-  stop     stop it (SIGTERM, SIGKILL after ${REGISTRY_STOP_TIMEOUT}s); its data is in memory and gone
+  stop     stop it (SIGTERM, SIGKILL after ${REGISTRY_STOP_TIMEOUT}s); file storage keeps its schemas
   status   pid, port, whether the ccompat API answers. Exit 0 up, 1 unhealthy, 3 stopped.
   url      print the Confluent-compatible base URL: $(default_url)
 

@@ -190,13 +190,7 @@ async fn send(
     (d.partition, d.offset)
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use orderstream_testkit::wait_until;
 
 /// Polls, while the members are still running, until the committed offsets of `group` on
 /// `topic` equal its end offsets (measured once: call it after production finished). Seeing

@@ -194,17 +194,7 @@ impl Drop for RestartOnDrop {
     }
 }
 
-/// Polls every 100 ms until `f` holds; fails after `timeout`, saying what it waited for.
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use orderstream_testkit::wait_until as wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs 3-node cluster"]

@@ -547,14 +547,7 @@ pub async fn wait_leader_moved(
     }
 }
 
-/// Polls `f` every 100 ms until it holds.
-pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use orderstream_testkit::wait_until;
 
 /// Spawns one group member.
 pub fn spawn_member<P: Processor>(

@@ -52,3 +52,11 @@ pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct UsageError(pub(crate) String);
+
+impl UsageError {
+    /// From an error and its causes (the typed errors keep their causes out of their own
+    /// message).
+    pub(crate) fn of(e: &dyn std::error::Error) -> Self {
+        UsageError(orderstream_schema::error_chain(e))
+    }
+}

@@ -19,6 +19,9 @@ pub(crate) fn serve(addr: &str) -> anyhow::Result<()> {
         .context("metrics buckets")?
         .install()
         .with_context(|| format!("cannot serve metrics on {addr} (port taken?)"))?;
+    orderstream_producer::metric::describe();
+    orderstream_consumer::metric::describe();
+    orderstream_notify::metric::describe();
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     Ok(())
 }

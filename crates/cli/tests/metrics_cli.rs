@@ -74,13 +74,15 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
         "orderstream_producer_sent_total",
         "orderstream_producer_acked_total",
         "orderstream_producer_ack_latency_seconds_count",
-        "orderstream_producer_in_flight",
+        "orderstream_producer_in_flight_records",
     ] {
         assert!(
             sample(&page, series).is_some(),
             "{series} missing from:\n{page}"
         );
     }
+    // Every producer metric exported so far has its HELP and TYPE lines.
+    assert_described(&page, orderstream_producer::metric::NAMES);
     let acked = sample(&page, "orderstream_producer_acked_total").unwrap_or(0.0);
     assert!(acked >= 50.0, "acked {acked}");
     let p99_bucket_le_10s =
@@ -131,13 +133,37 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
     for series in [
         "orderstream_consumer_commits_total",
         "orderstream_consumer_rebalances_total",
-        "orderstream_consumer_handler_seconds_count",
+        "orderstream_consumer_handler_duration_seconds_count",
+        "orderstream_consumer_in_flight_records",
     ] {
         assert!(
             sample(&page, series).is_some(),
             "{series} missing from:\n{page}"
         );
     }
+    assert_described(&page, orderstream_consumer::metric::NAMES);
     let out = interrupt(consumer);
     assert!(out.status.success(), "{:?}", text(&out));
+}
+
+/// Every metric of `names` that the page exports has HELP text and a TYPE (at least one of
+/// them does: a page of undescribed metrics fails).
+fn assert_described(page: &str, names: &[&str]) {
+    let exported: Vec<&&str> = names
+        .iter()
+        .filter(|n| page.lines().any(|l| l.starts_with(**n)))
+        .collect();
+    assert!(!exported.is_empty(), "none of {names:?} exported:\n{page}");
+    for name in exported {
+        assert!(
+            page.lines()
+                .any(|l| l.starts_with(&format!("# HELP {name} ")) && l.len() > name.len() + 8),
+            "no HELP text for {name}:\n{page}"
+        );
+        assert!(
+            page.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+            "no TYPE for {name}:\n{page}"
+        );
+    }
 }

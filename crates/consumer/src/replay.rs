@@ -49,7 +49,7 @@ pub struct ReplaySummary {
 #[non_exhaustive]
 pub enum ReplayError {
     /// A Kafka client operation failed.
-    #[error("replay: kafka {context}: {source}")]
+    #[error("replay: kafka {context}")]
     Kafka {
         /// What was being done.
         context: String,

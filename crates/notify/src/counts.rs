@@ -16,6 +16,38 @@ pub mod metric {
     pub const NACKED: &str = "orderstream_notify_nacked_total";
     /// Counter: connections re-established after a failure.
     pub const RECONNECTS: &str = "orderstream_notify_reconnects_total";
+
+    /// Every metric above.
+    pub const NAMES: &[&str] = &[
+        PUBLISHED, CONFIRMED, DUPLICATES, RETURNED, NACKED, RECONNECTS,
+    ];
+
+    /// Registers HELP text with the installed recorder (call after installing it).
+    pub fn describe() {
+        use metrics::{Unit, describe_counter};
+        describe_counter!(
+            PUBLISHED,
+            Unit::Count,
+            "Notifications handed to the broker (each attempt)."
+        );
+        describe_counter!(
+            CONFIRMED,
+            Unit::Count,
+            "Notifications the broker confirmed."
+        );
+        describe_counter!(
+            DUPLICATES,
+            Unit::Count,
+            "Notifications JetStream recognised as duplicates."
+        );
+        describe_counter!(RETURNED, Unit::Count, "Notifications returned unroutable.");
+        describe_counter!(NACKED, Unit::Count, "Notifications the broker refused.");
+        describe_counter!(
+            RECONNECTS,
+            Unit::Count,
+            "Connections re-established after a failure."
+        );
+    }
 }
 
 /// A snapshot of [`Counters`].

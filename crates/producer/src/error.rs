@@ -78,7 +78,7 @@ pub enum ProducerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// librdkafka refused to create the client.
-    #[error("cannot create the Kafka producer: {source}")]
+    #[error("cannot create the Kafka producer")]
     Client {
         /// The librdkafka error.
         #[source]
@@ -86,7 +86,7 @@ pub enum ProducerError {
     },
     /// No broker answered within the start-up bound.
     #[error(
-        "Kafka bootstrap servers `{bootstrap}` unreachable: no metadata for topic `{topic}` within {timeout:?}: {source}{}",
+        "Kafka bootstrap servers `{bootstrap}` unreachable: no metadata for topic `{topic}` within {timeout:?}{}",
         .last_error.as_deref().map(|e| format!(" (last broker error: {e})")).unwrap_or_default()
     )]
     Unreachable {
@@ -132,7 +132,7 @@ pub enum ProducerError {
         actual: i32,
     },
     /// Encoding or the registry lookup failed before anything was sent.
-    #[error("cannot encode record for topic `{topic}` key `{}`: {source}", key.as_deref().unwrap_or("<none>"))]
+    #[error("cannot encode record for topic `{topic}` key `{}`", key.as_deref().unwrap_or("<none>"))]
     Encode {
         /// The topic.
         topic: String,
@@ -145,7 +145,7 @@ pub enum ProducerError {
         source: BoxError,
     },
     /// The record was refused before or after it was sent; `code` says why.
-    #[error("delivery to topic `{topic}` key `{}` failed: {code:?} ({source})", key.as_deref().unwrap_or("<none>"))]
+    #[error("delivery to topic `{topic}` key `{}` failed: {code:?}", key.as_deref().unwrap_or("<none>"))]
     Delivery {
         /// The topic.
         topic: String,

@@ -16,10 +16,8 @@
 //! * Headers on every order event: `event_id`, `content-type` and, when a tracing span is
 //!   current, a W3C `traceparent`. Without an OpenTelemetry layer the trace id is derived from the
 //!   caller's span id (records sent under one span share it) and the parent id is random.
-//! * Metrics (`metrics` crate, install the recorder before building the producer):
-//!   `orderstream_producer_{sent,acked,possibly_persisted,not_sent,rebuilds}_total`,
-//!   `orderstream_producer_failed_total{retriable}`, `orderstream_producer_ack_latency_seconds`,
-//!   `orderstream_producer_in_flight`; all labelled `topic`.
+//! * Metrics (`metrics` crate, install the recorder before building the producer): the names
+//!   in [`metric`], all labelled `topic`; [`metric::describe`] gives them HELP text and units.
 //! * Tracing: a `orderstream.produce` debug span per record with `topic`, `key`, `schema_id`,
 //!   `partition`, `offset`.
 
@@ -27,6 +25,7 @@ mod completion;
 mod config;
 pub mod diagnosis;
 mod error;
+pub mod metric;
 mod orders;
 mod partition;
 mod raw;

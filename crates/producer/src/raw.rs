@@ -278,15 +278,15 @@ impl Metrics {
     fn new(topic: &str) -> Self {
         let t = topic.to_owned();
         Self {
-            sent: metrics::counter!("orderstream_producer_sent_total", "topic" => t.clone()),
-            acked: metrics::counter!("orderstream_producer_acked_total", "topic" => t.clone()),
-            failed_retriable: metrics::counter!("orderstream_producer_failed_total", "topic" => t.clone(), "retriable" => "true"),
-            failed_permanent: metrics::counter!("orderstream_producer_failed_total", "topic" => t.clone(), "retriable" => "false"),
-            possibly_persisted: metrics::counter!("orderstream_producer_possibly_persisted_total", "topic" => t.clone()),
-            not_sent: metrics::counter!("orderstream_producer_not_sent_total", "topic" => t.clone()),
-            rebuilds: metrics::counter!("orderstream_producer_rebuilds_total", "topic" => t.clone()),
-            ack_latency: metrics::histogram!("orderstream_producer_ack_latency_seconds", "topic" => t.clone()),
-            in_flight: metrics::gauge!("orderstream_producer_in_flight", "topic" => t),
+            sent: metrics::counter!(crate::metric::SENT, "topic" => t.clone()),
+            acked: metrics::counter!(crate::metric::ACKED, "topic" => t.clone()),
+            failed_retriable: metrics::counter!(crate::metric::FAILED, "topic" => t.clone(), "retriable" => "true"),
+            failed_permanent: metrics::counter!(crate::metric::FAILED, "topic" => t.clone(), "retriable" => "false"),
+            possibly_persisted: metrics::counter!(crate::metric::POSSIBLY_PERSISTED, "topic" => t.clone()),
+            not_sent: metrics::counter!(crate::metric::NOT_SENT, "topic" => t.clone()),
+            rebuilds: metrics::counter!(crate::metric::REBUILDS, "topic" => t.clone()),
+            ack_latency: metrics::histogram!(crate::metric::ACK_LATENCY, "topic" => t.clone()),
+            in_flight: metrics::gauge!(crate::metric::IN_FLIGHT, "topic" => t),
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct VersionFile {
 #[non_exhaustive]
 pub enum CatalogError {
     /// A file or directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The path.
         path: PathBuf,

@@ -141,3 +141,38 @@ impl CodecError {
         }
     }
 }
+
+/// An error and its sources, `: `-separated, as anyhow's `{:#}` shows them: typed errors here
+/// (and reqwest's) keep their cause out of their own message, for reporters that walk
+/// [`std::error::Error::source`].
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+    use crate::catalog::CatalogError;
+
+    /// A typed error names its context once and its cause is shown once, after it: the
+    /// message itself does not repeat the cause (reporters print the chain).
+    #[test]
+    fn cause_shown_once_after_the_context() {
+        let e = CatalogError::Read {
+            path: "schemas/x.v1.avsc".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        assert!(!e.to_string().contains("no such file"), "{e}");
+        assert_eq!(
+            error_chain(&e),
+            "cannot read schemas/x.v1.avsc: no such file"
+        );
+    }
+}

@@ -46,7 +46,7 @@ pub mod wire;
 pub use access::{BasicAuth, RegistryAccess};
 pub use codec::{Decoded, Encoded, OrderCodec, RegistryConfig, SubjectStrategy, encode_body};
 pub use compat::{CompatReport, check_versions};
-pub use error::{CodecError, SchemaError};
+pub use error::{CodecError, SchemaError, error_chain};
 pub use model::{EventType, LineItem, OrderEvent};
 pub use versions::{
     ORDER_EVENT_FULL_NAME, SchemaVersion, TYPES_VERSION, parsed_versions, types_schema,

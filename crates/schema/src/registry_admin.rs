@@ -13,17 +13,7 @@ use crate::compat::Mode;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// The error and its sources, `: `-separated (reqwest's Display hides the cause).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
+use crate::error_chain as chain;
 
 /// Errors of [`RegistryAdmin`] calls.
 #[non_exhaustive]

@@ -13,7 +13,7 @@ pub enum StoreError {
         message: String,
     },
     /// The database cannot be reached or refused the connection.
-    #[error("cannot connect to the store at {url}: {source}")]
+    #[error("cannot connect to the store at {url}")]
     Connect {
         /// The URL, password redacted.
         url: String,
@@ -22,7 +22,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A migration failed (nothing of it was applied).
-    #[error("store {url}: migration {version} ({name}) failed: {source}")]
+    #[error("store {url}: migration {version} ({name}) failed")]
     Migrate {
         /// The URL, password redacted.
         url: String,
@@ -36,7 +36,7 @@ pub enum StoreError {
     },
     /// Applying a batch failed; the transaction was rolled back, nothing of the batch applied.
     #[error(
-        "store: applying {records} events of {topic}/{partition} (offsets {first}..={last}) failed, rolled back: {source}"
+        "store: applying {records} events of {topic}/{partition} (offsets {first}..={last}) failed, rolled back"
     )]
     Apply {
         /// Source topic of the batch.
@@ -54,7 +54,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// An outbox operation failed (nothing of it was applied).
-    #[error("store outbox: {what} failed: {source}")]
+    #[error("store outbox: {what} failed")]
     Outbox {
         /// What was being done, with the event or rows it concerns.
         what: String,
@@ -63,7 +63,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A read query failed.
-    #[error("store query failed: {source}")]
+    #[error("store query failed")]
     Query {
         /// The driver's error.
         #[source]

@@ -145,11 +145,12 @@ impl BatchProcessor for StoreProcessor {
             Err(e) => {
                 // Nothing of the batch was applied: every decoded record waits and comes again.
                 self.store_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "store unavailable: batch retried");
+                let message = orderstream_schema::error_chain(&e);
+                tracing::warn!(error = %message, "store unavailable: batch retried");
                 for (i, _, _) in &decoded {
                     results[*i] = Err(ProcessError::Transient {
                         class: "store_unavailable",
-                        message: e.to_string(),
+                        message: message.clone(),
                         schema_id: None,
                     });
                 }

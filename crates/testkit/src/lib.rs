@@ -12,6 +12,7 @@ mod env;
 mod process;
 mod read;
 mod scripts;
+mod wait;
 
 pub use assignments::Assignment;
 pub use describe::partitions_per_member;
@@ -21,3 +22,4 @@ pub use scripts::{
     amqp_url, drop_database, fresh_database, kafka_script, nats_script, nats_url, python,
     rabbitmq_script, registry_script, repo_root, try_fresh_database,
 };
+pub use wait::wait_until;

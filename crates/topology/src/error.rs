@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum TopologyError {
     /// The layout file could not be read.
-    #[error("cannot read layout file {path}: {source}")]
+    #[error("cannot read layout file {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -140,14 +140,22 @@ pub enum ProfileChoice {
     Named(String),
 }
 
-impl FromStr for ProfileChoice {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(if s.eq_ignore_ascii_case("auto") {
+/// `auto` (any case) or a profile's name; a name the layout does not define is refused when
+/// it is resolved, with the names it does define.
+impl From<&str> for ProfileChoice {
+    fn from(s: &str) -> Self {
+        if s.eq_ignore_ascii_case("auto") {
             ProfileChoice::Auto
         } else {
             ProfileChoice::Named(s.to_owned())
-        })
+        }
+    }
+}
+
+impl FromStr for ProfileChoice {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ProfileChoice::from(s))
     }
 }
 

@@ -205,7 +205,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
 
     let topology = settings.topology()?;
     let (admin, brokers) = crate::cmd::topics::connect_admin(settings)?;
-    let choice: ProfileChoice = settings.profile.parse().unwrap_or(ProfileChoice::Auto);
+    let choice = ProfileChoice::from(settings.profile.as_str());
     let (profile_name, profile) = topology.resolve_profile(&choice, brokers)?;
     let report =
         orderstream_topology::apply(&admin, &topology, &profile_name, profile, ApplyMode::Create)
@@ -238,7 +238,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     };
     let store = OrderStore::connect(&StoreConfig::new(&store_url))
         .await
-        .map_err(|e| exit::UsageError(e.to_string()))?;
+        .map_err(|e| exit::UsageError::of(&e))?;
     let applier = Arc::new(StoreProcessor::new(
         crate::cmd::consume::codec(settings)?,
         store.clone(),

@@ -132,7 +132,7 @@ pub(crate) async fn run(settings: &Effective, args: NotifyArgs) -> anyhow::Resul
             rabbit.publish_timeout = publish_timeout;
             let sink = RabbitSink::connect(rabbit, cancel.clone())
                 .await
-                .map_err(|e| exit::UsageError(e.to_string()))?;
+                .map_err(|e| exit::UsageError::of(&e))?;
             let sink = Arc::new(sink);
             let code = member(settings, cfg, &args, Arc::clone(&sink), cancel).await;
             sink.close().await;
@@ -151,7 +151,7 @@ pub(crate) async fn run(settings: &Effective, args: NotifyArgs) -> anyhow::Resul
             nats.publish_timeout = publish_timeout;
             let sink = NatsSink::connect(nats, cancel.clone())
                 .await
-                .map_err(|e| exit::UsageError(e.to_string()))?;
+                .map_err(|e| exit::UsageError::of(&e))?;
             let sink = Arc::new(sink);
             let code = member(settings, cfg, &args, Arc::clone(&sink), cancel).await;
             sink.close().await;
@@ -297,7 +297,7 @@ pub(crate) async fn demo_member(
             let sink = Arc::new(
                 RabbitSink::connect(rabbit, cancel.clone())
                     .await
-                    .map_err(|e| exit::UsageError(e.to_string()))?,
+                    .map_err(|e| exit::UsageError::of(&e))?,
             );
             let p = Arc::new(NotifyProcessor::new(codec, Arc::clone(&sink), on));
             Ok(spawn_demo(
@@ -315,7 +315,7 @@ pub(crate) async fn demo_member(
             let sink = Arc::new(
                 NatsSink::connect(nats, cancel.clone())
                     .await
-                    .map_err(|e| exit::UsageError(e.to_string()))?,
+                    .map_err(|e| exit::UsageError::of(&e))?,
             );
             let p = Arc::new(NotifyProcessor::new(codec, Arc::clone(&sink), on));
             Ok(spawn_demo(label, cfg, p, cancel))

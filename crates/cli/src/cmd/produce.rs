@@ -116,7 +116,7 @@ impl ProduceStats {
             }
         }
         if let (None, Some(e)) = (&self.first_error, outcome.error()) {
-            self.first_error = Some(e.to_string());
+            self.first_error = Some(orderstream_schema::error_chain(e));
         }
     }
 

@@ -36,7 +36,7 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
     let cancel = stop_token(args.for_secs);
     let store = OrderStore::connect(&StoreConfig::new(&args.store))
         .await
-        .map_err(|e| exit::UsageError(e.to_string()))?;
+        .map_err(|e| exit::UsageError::of(&e))?;
     crate::cmd::topics::connect_admin(settings)?;
     let producer = build_producer(
         settings,
@@ -60,7 +60,10 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
             Ok(rows) => rows,
             Err(e) => {
                 // The database is down: nothing is lost (rows stay unsent); try again.
-                tracing::warn!(error = %e, "outbox unreadable; retrying");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "outbox unreadable; retrying"
+                );
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -97,7 +100,11 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
         match store.mark_sent(&sent).await {
             Ok(n) => marked += n,
             // Published but not marked: published again next round, harmless downstream.
-            Err(e) => tracing::warn!(error = %e, rows = sent.len(), "marking rows sent failed"),
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                rows = sent.len(),
+                "marking rows sent failed"
+            ),
         }
     }
     let flush = producer.shutdown(Duration::from_secs(10)).await;

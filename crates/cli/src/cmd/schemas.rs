@@ -100,7 +100,7 @@ fn load(source: &Source) -> anyhow::Result<Catalog> {
     if source.embedded {
         return Ok(Catalog::embedded());
     }
-    let usage = |e: orderstream_schema::catalog::CatalogError| exit::UsageError(e.to_string());
+    let usage = |e: orderstream_schema::catalog::CatalogError| exit::UsageError::of(&e);
     let catalog = if source.files.is_empty() {
         if !source.schemas_dir.is_dir() {
             return Err(exit::UsageError(format!(

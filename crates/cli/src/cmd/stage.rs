@@ -87,7 +87,7 @@ pub(crate) async fn run(settings: &Effective, args: StageArgs) -> anyhow::Result
     let id = cfg.transactional_id.clone();
     let summary = match run_transactional(cfg, transform, cancel).await {
         Ok(s) => s,
-        Err(e @ StageError::Config(_)) => return Err(exit::UsageError(e.to_string()).into()),
+        Err(e @ StageError::Config(_)) => return Err(exit::UsageError::of(&e).into()),
         Err(e) => return Err(e.into()),
     };
     println!(

@@ -87,7 +87,7 @@ pub(crate) async fn consume(
 ) -> anyhow::Result<ExitCode> {
     let store = OrderStore::connect(&StoreConfig::new(url))
         .await
-        .map_err(|e| exit::UsageError(e.to_string()))?;
+        .map_err(|e| exit::UsageError::of(&e))?;
     let processor = Arc::new(StoreProcessor::new(
         crate::cmd::consume::codec(settings)?,
         store.clone(),

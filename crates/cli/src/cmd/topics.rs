@@ -101,7 +101,7 @@ pub(crate) fn connect_admin(
 pub(crate) async fn run(settings: &Effective, cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     let topology = settings.topology()?;
     let (admin, brokers) = connect_admin(settings)?;
-    let choice: ProfileChoice = settings.profile.parse().unwrap_or(ProfileChoice::Auto);
+    let choice = ProfileChoice::from(settings.profile.as_str());
     let (profile_name, profile) = topology.resolve_profile(&choice, brokers)?;
     if usize::try_from(profile.replication_factor).unwrap_or(usize::MAX) > brokers {
         return Err(exit::UsageError(format!(

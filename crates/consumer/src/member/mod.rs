@@ -141,7 +141,7 @@ async fn start<H: Handler>(
     let _ = tokio::task::spawn_blocking(move || sh.producer.flush(Duration::from_secs(5))).await;
     if let Some(e) = failure {
         // Drained, committed and flushed like a normal stop; the summary says what was kept.
-        warn!(error = %e, processed = summary.processed, committed = ?summary.committed, uncommitted = ?summary.uncommitted, "member stopped on an error");
+        warn!(error = &e as &dyn std::error::Error, processed = summary.processed, committed = ?summary.committed, uncommitted = ?summary.uncommitted, "member stopped on an error");
         return Err(e);
     }
     Ok(summary)

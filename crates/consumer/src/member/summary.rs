@@ -16,7 +16,7 @@ pub enum ConsumerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A Kafka client operation failed.
-    #[error("kafka {context}: {source}")]
+    #[error("kafka {context}")]
     Kafka {
         /// What was being done.
         context: &'static str,

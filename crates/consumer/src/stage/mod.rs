@@ -87,10 +87,10 @@ pub struct StageSummary {
 #[non_exhaustive]
 pub enum StageError {
     /// The settings are invalid.
-    #[error("invalid stage settings: {0}")]
+    #[error("invalid stage settings")]
     Config(#[from] StageConfigError),
     /// A Kafka client could not be created or did not start.
-    #[error("{client} of stage member `{transactional_id}`: {source}")]
+    #[error("{client} of stage member `{transactional_id}`")]
     Client {
         /// `consumer` or `producer`.
         client: &'static str,

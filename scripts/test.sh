@@ -15,6 +15,9 @@ log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# API docs build without broken links or stray HTML (lints missing_docs and
+# rustdoc::broken_intra_doc_links are in the workspace's lint table).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 # Compile everything before the JVMs start: on 2 cores the compiler and three brokers fight.
 # (`--workspace` everywhere: one feature resolution, so no crate is compiled twice.)

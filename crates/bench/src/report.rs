@@ -14,7 +14,7 @@ fn verdict(m: Mmm, ok: impl Fn(f64) -> bool) -> &'static str {
     if m.n == 0 { "n/a" } else { pf(ok(m.med)) }
 }
 
-/// The Python baseline in one phrase: versions, or "Python baseline not run: <reason>".
+/// The Python baseline in one phrase: versions, or `Python baseline not run: <reason>`.
 fn python_note(tools: &Tools) -> String {
     match &tools.python {
         Ok(py) => format!(

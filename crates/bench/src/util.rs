@@ -67,7 +67,7 @@ impl Mmm {
     }
 }
 
-/// Element-wise ratio of paired rounds (a[i] / b[i]), as min/median/max.
+/// Element-wise ratio of paired rounds (`a[i] / b[i]`), as min/median/max.
 pub(crate) fn ratio(a: &[f64], b: &[f64]) -> Mmm {
     let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     Mmm::of(&r)

@@ -50,7 +50,7 @@ pub mod metric {
     }
 }
 
-/// A snapshot of [`Counters`].
+/// A snapshot of what a sink counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NotifyCounts {

@@ -81,7 +81,7 @@ impl LastBrokerError {
     }
 }
 
-/// How a refusal reads in a message: "Kafka at HOST <verb>: reason".
+/// How a refusal reads in a message: `Kafka at HOST <verb>: reason`.
 pub fn refusal_verb(code: RDKafkaErrorCode) -> String {
     match code {
         RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {

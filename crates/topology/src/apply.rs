@@ -35,13 +35,26 @@ pub enum ApplyMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
     /// The live partition count differs from the layout.
-    Partitions { declared: i32, live: i32 },
+    Partitions {
+        /// In the layout.
+        declared: i32,
+        /// On the cluster.
+        live: i32,
+    },
     /// The live replication factor differs from the profile.
-    ReplicationFactor { declared: i32, live: i32 },
+    ReplicationFactor {
+        /// In the profile.
+        declared: i32,
+        /// On the cluster.
+        live: i32,
+    },
     /// A managed topic config differs.
     Config {
+        /// The topic config key.
         key: &'static str,
+        /// In the layout.
         declared: String,
+        /// On the cluster (`None`: not set there).
         live: Option<String>,
     },
 }

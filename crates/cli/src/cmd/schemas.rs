@@ -20,7 +20,7 @@ use crate::settings::Effective;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Source {
     /// Version files to judge, in any order, each named `<name>.v<N>.avsc` and numbered without
-    /// gaps [default: every order_event.v<N>.avsc in --schemas-dir].
+    /// gaps (default: every `order_event.v<N>.avsc` in --schemas-dir).
     #[arg(value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
     /// Directory holding order_event.v1.avsc, order_event.v2.avsc, ...

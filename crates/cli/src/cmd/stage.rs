@@ -26,7 +26,7 @@ pub(crate) struct StageArgs {
     pub(crate) group: String,
     /// This member's transactional id: keep it across restarts of the member (a restart then
     /// aborts the transaction its predecessor left open at once) and give every live member
-    /// its own [default: <group>-<host name>].
+    /// its own (default: `<group>-<host name>`).
     #[arg(long, env = "ORDERSTREAM_TRANSACTIONAL_ID")]
     pub(crate) transactional_id: Option<String>,
     /// At most this many source records per transaction.

@@ -71,7 +71,9 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Start the local Kafka cluster and schema registry (scripts/services.sh up).
+    /// Start the local Kafka cluster and schema registry (scripts/services.sh up). Needs the
+    /// repository's scripts/: in the working directory, in ORDERSTREAM_SCRIPTS_DIR, or in the
+    /// source tree this binary was built from.
     Up {
         /// Brokers: 1 (fast) or 3 (RF 3, min ISR 2).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
@@ -84,9 +86,9 @@ pub(crate) enum Command {
         #[arg(long)]
         secure: bool,
     },
-    /// Stop the local cluster and registry.
+    /// Stop the local cluster and registry (needs the repository's scripts/, as `up`).
     Down,
-    /// Show what runs locally.
+    /// Show what runs locally (needs the repository's scripts/, as `up`).
     Status,
     /// Topic layout: apply, describe or diff against topology.toml.
     #[command(subcommand)]
@@ -117,7 +119,7 @@ pub(crate) enum Command {
     /// the latest dead letters (Ctrl-C to stop; --once for one frame).
     Watch(crate::cmd::watch::WatchArgs),
     /// Run the benchmark suite against same-run baselines and write BENCHMARKS.md
-    /// (scripts/bench.sh; e.g. `orderstream bench --quick`).
+    /// (scripts/bench.sh, found as for `up`; e.g. `orderstream bench --quick`).
     Bench {
         /// Arguments for scripts/bench.sh (`--quick`, `--nodes 3`, `-- <orderstream-bench args>`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

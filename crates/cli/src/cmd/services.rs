@@ -5,21 +5,23 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-/// Finds `scripts/<name>`: next to the working directory, or in the source tree this binary was
-/// built from.
+/// Finds `scripts/<name>`: in `ORDERSTREAM_SCRIPTS_DIR`, under the working directory, or in
+/// the source tree this binary was built from.
 fn script(name: &str) -> anyhow::Result<PathBuf> {
     let candidates = [
-        PathBuf::from("scripts").join(name),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join(name),
+        std::env::var_os("ORDERSTREAM_SCRIPTS_DIR").map(|d| PathBuf::from(d).join(name)),
+        Some(PathBuf::from("scripts").join(name)),
+        Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../scripts")
+                .join(name),
+        ),
     ];
-    candidates
-        .into_iter()
-        .find(|p| p.exists())
-        .with_context(|| {
-            format!("scripts/{name} not found: run orderstream from the repository root")
-        })
+    candidates.into_iter().flatten().find(|p| p.exists()).with_context(|| {
+        format!(
+            "scripts/{name} not found: run orderstream from a checkout of its repository, or set ORDERSTREAM_SCRIPTS_DIR to its scripts/ directory"
+        )
+    })
 }
 
 fn run(args: &[&str]) -> anyhow::Result<ExitCode> {

@@ -51,6 +51,30 @@ impl ProducerContext for Deliveries {
 
 /// Longest single poll while a batch fills (bounds how late cancellation is seen).
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// Slack on top of twice `call_timeout` before a transactional call counts as hung.
+const HUNG_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `call` on a thread of its own and waits for it at most `limit`. librdkafka's
+/// `send_offsets_to_transaction` waits for its main thread without a bound and relies on its
+/// own timer to end the call; once in a while (after a fatal error of an earlier transaction)
+/// that never happens. `None`: the call is still running; its thread is left to end (or not)
+/// on its own, holding what `call` owns.
+fn bounded<T: Send + 'static>(
+    limit: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("stage-txn-call".into())
+        .spawn(move || {
+            let _ = tx.send(call());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start a thread for a transactional call");
+        return None;
+    }
+    rx.recv_timeout(limit).ok()
+}
 
 /// Runs one member of a transactional stage until `cancel`; the batch in hand at cancellation
 /// is committed before the member leaves its group.
@@ -143,7 +167,8 @@ struct Member {
     cfg: StageConfig,
     rt: Handle,
     consumer: BaseConsumer<StageContext>,
-    producer: TxnProducer,
+    /// Shared with a call that may outlive its bound (see [`bounded`]).
+    producer: Arc<TxnProducer>,
     summary: StageSummary,
     fenced_at: Vec<Instant>,
 }
@@ -166,7 +191,7 @@ impl Member {
             .consumer_config()
             .create_with_context(StageContext::default())
             .map_err(client_err("consumer"))?;
-        let producer = new_producer(&cfg, cancel)?;
+        let producer = Arc::new(new_producer(&cfg, cancel)?);
         consumer
             .subscribe(&[&cfg.source])
             .map_err(client_err("consumer"))?;
@@ -329,16 +354,7 @@ impl Member {
                 .map(|()| (outputs, dead));
         }
         self.still_a_member()?;
-        let group = self.consumer.group_metadata().ok_or_else(|| {
-            Failed::new(
-                Reaction::Abort,
-                "no group metadata (not a group member yet)".into(),
-            )
-        })?;
-        self.retry_call("send_offsets_to_transaction", || {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &group, self.cfg.call_timeout)
-        })?;
+        self.send_offsets(&offsets)?;
         self.still_a_member()?;
         self.commit()?;
         Ok((outputs, dead))
@@ -411,21 +427,40 @@ impl Member {
             .map_err(|e| abort(format!("commit offsets: {e}")))
     }
 
-    /// Repeats a call while librdkafka says it may be repeated (at most 3 times).
-    fn retry_call(
-        &self,
-        op: &'static str,
-        call: impl Fn() -> Result<(), KafkaError>,
-    ) -> Result<(), Failed> {
+    /// Adds the batch's offsets to the transaction, repeating the call while librdkafka says
+    /// it may be repeated (at most 3 times). A call that does not return within twice
+    /// `call_timeout` (see [`bounded`]) replaces the producer: the transaction never
+    /// committed, and the new producer's `init_transactions` aborts it.
+    fn send_offsets(&self, offsets: &TopicPartitionList) -> Result<(), Failed> {
+        let limit = self.cfg.call_timeout * 2 + HUNG_GRACE;
         let mut tries = 0;
         loop {
-            match call() {
-                Ok(()) => return Ok(()),
-                Err(e) if react(&e) == Reaction::RetryCall && tries < 3 => {
+            let group = self.consumer.group_metadata().ok_or_else(|| {
+                Failed::new(
+                    Reaction::Abort,
+                    "no group metadata (not a group member yet)".into(),
+                )
+            })?;
+            let (producer, offsets_owned, timeout) = (
+                Arc::clone(&self.producer),
+                offsets.clone(),
+                self.cfg.call_timeout,
+            );
+            let call =
+                move || producer.send_offsets_to_transaction(&offsets_owned, &group, timeout);
+            match bounded(limit, call) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) if react(&e) == Reaction::RetryCall && tries < 3 => {
                     tries += 1;
-                    warn!(op, error = %e, tries, "transactional call failed; repeating it");
+                    warn!(op = "send_offsets_to_transaction", error = %e, tries, "transactional call failed; repeating it");
                 }
-                Err(e) => return Err(Failed::kafka(op, &e)),
+                Some(Err(e)) => return Err(Failed::kafka("send_offsets_to_transaction", &e)),
+                None => {
+                    return Err(Failed::new(
+                        Reaction::Replace,
+                        format!("send_offsets_to_transaction did not return within {limit:?}"),
+                    ));
+                }
             }
         }
     }
@@ -516,7 +551,7 @@ impl Member {
             // init_transactions on the new handle ends whatever the old one left open: aborted,
             // or committed if its commit had reached the coordinator (hence the rewind below
             // goes to the broker's committed offsets, not to the batch's start)
-            self.producer = new_producer(&self.cfg, cancel)?;
+            self.producer = Arc::new(new_producer(&self.cfg, cancel)?);
             self.summary.producer_replacements += 1;
         }
         self.rewind(batch, reaction, cancel)
@@ -657,5 +692,25 @@ fn new_producer(cfg: &StageConfig, cancel: &CancellationToken) -> Result<TxnProd
             }
             Err(e) => return Err(err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_returns_in_time_is_answered_and_one_that_hangs_is_given_up() {
+        assert_eq!(bounded(Duration::from_secs(5), || 7), Some(7));
+        let started = Instant::now();
+        let hung = bounded(Duration::from_millis(200), || {
+            std::thread::sleep(Duration::from_secs(3));
+            7
+        });
+        assert_eq!(hung, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "waited for the hung call"
+        );
     }
 }

@@ -49,7 +49,11 @@ async fn s8_registry_outage() {
     let t0 = Instant::now();
     let outcome = cold.send(&producer_support::event(5_000, 0)).await;
     let cold_fail_ms = t0.elapsed().as_millis() as u64;
-    let cold_msg = outcome.error().map(ToString::to_string).unwrap_or_default();
+    // what a user sees: the error and its causes
+    let cold_msg = outcome
+        .error()
+        .map(|e| orderstream_schema::error_chain(e))
+        .unwrap_or_default();
     let cold_ok = matches!(
         outcome,
         DeliveryOutcome::NotSent {

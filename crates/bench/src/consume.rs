@@ -796,6 +796,9 @@ pub(crate) async fn mem_in_child(
     mem.with_context(|| format!("the memory phase process reported nothing ({status})"))
 }
 
+/// Span over which the memory phase's half-time and end RSS are taken (their highest sample).
+const RSS_WINDOW_SECS: f64 = 10.0;
+
 /// The consumer's memory budget in the memory phase.
 const MEM_BUDGET: usize = 32 << 20;
 /// Fixed overhead allowed above the budget and the RSS before the member started: thread
@@ -873,12 +876,17 @@ pub(crate) async fn mem(
     } else {
         peak_sampled
     };
+    // RSS swings by a fetch's worth of buffers within a second (a paused partition's prefetch
+    // is dropped and fetched again on resume, freed memory is returned after mimalloc's purge
+    // delay): growth is judged on the highest sample of the 10 s before a point, not one sample.
     let at = |t: f64| {
         samples
             .iter()
-            .find(|s| s.0 >= t)
-            .or(samples.last())
-            .map_or(f64::NAN, |s| s.1)
+            .filter(|s| s.0 > t - RSS_WINDOW_SECS && s.0 <= t)
+            .map(|s| s.1)
+            .reduce(f64::max)
+            .or(samples.last().map(|s| s.1))
+            .unwrap_or(f64::NAN)
     };
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), member).await;

@@ -227,7 +227,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
         );
         let _ = writeln!(
             t,
-            "| 6 | same: RSS at the end ≤ 1.05× RSS at half time | {:.0} → {:.0} MiB ({:.2}×) | {} |",
+            "| 6 | same: RSS at the end ≤ 1.05× RSS at half time (highest sample of the 10 s before each) | {:.0} → {:.0} MiB ({:.2}×) | {} |",
             m.rss_half_mib,
             m.rss_end_mib,
             m.rss_end_mib / m.rss_half_mib,
@@ -329,7 +329,7 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
     if !r.w1.is_empty() {
         let _ = writeln!(
             s,
-            "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame with \
+            "## W1 producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame (the ~1 KB records pad a free-text note with words, about 2× under lz4) with \
              `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). `raw` = the same binary and producer sending \
              the same pre-encoded values and keys (`RawProducer::send_raw_batch`, same batching; only the shared `content-type` header, no per-record `event_id` header, so raw does slightly less work): the difference is the codec. \
              `bare rust-rdkafka loop` (baseline, `crates/bench/src/bare.rs`) is the code a user would write without orderstream: a `ThreadedProducer` with exactly our producer's librdkafka properties sending the same keys, values and `content-type` header, delivery reports only counted; the floor for raw. \
@@ -498,9 +498,9 @@ pub(crate) fn render(args: &Args, rounds: usize, tools: &Tools, r: &Results) -> 
     if let Some(m) = &r.mem {
         let _ = writeln!(
             s,
-            "## Memory with a slow handler\n\nTwo processes: an open-loop producer (this binary, `--produce-only`) at {:.0} msgs/s of ~{} B events for {:.0} s, and a fresh process of this binary (`--mem-phase-secs`, so its RSS holds nothing from earlier workloads) with one consumer member \
+            "## Memory with a slow handler\n\nTwo processes: an open-loop producer (this binary, `--produce-only`) at {:.0} msgs/s of ~{} B events (a free-text note of words that compresses about 2× under lz4) for {:.0} s, and a fresh process of this binary (`--mem-phase-secs`, so its RSS holds nothing from earlier workloads) with one consumer member \
              (memory budget {:.0} MiB) whose handler sleeps ({} concurrent per partition) so it processes ~{:.0} msgs/s (10× slower). Offset window {} records per partition (pause / resume). \
-             Produced {}, processed {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB, peak {:.1} MiB ({}).\n",
+             Produced {}, processed {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB (each the highest 250 ms sample of the 10 s before), peak {:.1} MiB ({}).\n",
             m.produce_rate,
             m.record_bytes,
             m.secs,

@@ -175,10 +175,63 @@ pub(crate) fn event(i: u64, pad: usize) -> OrderEvent {
         note: Some(if pad == 0 {
             "gift".to_owned()
         } else {
-            "n".repeat(pad)
+            note(i, pad)
         }),
         channel: Some("web".into()),
     }
+}
+
+/// `len` bytes of text for a free-text field: words drawn from a small vocabulary by a generator
+/// seeded with `i`, so a record compresses about as well as real text (lz4 ~2×); a run of one
+/// repeated character would compress ~50× and let a fetch response decompress to many times the
+/// bytes the fetch limits count.
+pub(crate) fn note(i: u64, len: usize) -> String {
+    const WORDS: [&str; 32] = [
+        "please",
+        "leave",
+        "the",
+        "parcel",
+        "at",
+        "door",
+        "with",
+        "neighbour",
+        "gift",
+        "wrap",
+        "ring",
+        "bell",
+        "twice",
+        "after",
+        "six",
+        "pm",
+        "back",
+        "entrance",
+        "fragile",
+        "glass",
+        "call",
+        "on",
+        "arrival",
+        "no",
+        "plastic",
+        "bag",
+        "second",
+        "floor",
+        "left",
+        "side",
+        "dog",
+        "friendly",
+    ];
+    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::with_capacity(len + 16);
+    while s.len() < len {
+        // xorshift64: cheap, deterministic per record
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        s.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
+        s.push(' ');
+    }
+    s.truncate(len);
+    s
 }
 
 pub(crate) fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {

@@ -2,16 +2,27 @@
 //!
 //! Why both at once: librdkafka prefetches into its consumer queue on its own threads, and a
 //! member holds records it handed to partition owners until they finish. Either alone can take
-//! all the memory when the handler is slower than the fetcher, so one number bounds both:
+//! all the memory when the handler is slower than the fetcher, so one number bounds both.
+//!
+//! librdkafka's limits count other bytes than memory holds. Its queue threshold counts message
+//! bytes, but a message lives in its batch's decompression buffer, freed with the batch's last
+//! message: for lz4 that buffer is 4× the compressed batch (librdkafka does not know the
+//! decompressed size), so text that compresses 2× takes twice the bytes counted. Its fetch limits
+//! count compressed bytes, so one fetch response of `F` bytes becomes up to `4F` of buffers. The
+//! split charges each part for what it takes in memory with lz4 on data compressing about 2×:
 //!
 //! ```text
-//! queued.max.messages.kbytes = B/2 / 1024    the prefetch queue stops being refilled above this
-//! fetch.max.bytes            = B/4           one fetch response may overshoot the queue by this
-//! max.partition.fetch.bytes  = min(1 MiB, B/4)
-//! window                     = B/4           records handed to owners and not finished
-//!                                            (split evenly over the partitions owned)
-//! records held at most       ≈ B/2 + B/4 + B/4 = B
+//!                                               counted by librdkafka   held in memory
+//! queued.max.messages.kbytes = B/4 / 1024       B/4                     2 × B/4
+//! fetch.max.bytes            = B/16             B/16 (one response      4 × B/16
+//!                                                     past the threshold)
+//! max.partition.fetch.bytes  = min(1 MiB, B/64)
+//! window                     = B/4              records handed to owners and not finished
+//!                                               (split evenly over the partitions owned)
+//! held at most               ≈ B/2 + B/4 + B/4 = B
 //! ```
+//! Data that does not compress takes up to twice that prefetch share; data that compresses
+//! better than 4× takes less (the buffer is then the decompressed batch).
 //! A member consuming the retry topic runs a second consumer: each of the two gets half of the
 //! member's budget. Process overhead (code, runtime, the retry/dead-letter producer's buffers,
 //! per-record bookkeeping of at most `max_in_flight_per_partition` offsets per partition) comes
@@ -42,9 +53,9 @@ impl MemoryBudget {
         let quarter = total / 4;
         MemoryBudget {
             total,
-            prefetch_kbytes: (total / 2 / 1024).max(1),
-            fetch_max_bytes: quarter.max(MIN_FETCH_MAX_BYTES),
-            partition_fetch_max_bytes: quarter.clamp(1, 1 << 20),
+            prefetch_kbytes: (quarter / 1024).max(1),
+            fetch_max_bytes: (total / 16).max(MIN_FETCH_MAX_BYTES),
+            partition_fetch_max_bytes: (total / 64).clamp(1, 1 << 20),
             window_bytes: quarter.max(1),
         }
     }
@@ -74,13 +85,17 @@ impl MemoryBudget {
 mod tests {
     use super::*;
 
+    /// What each part holds in memory with lz4 on data compressing 2× (see the module docs).
+    fn held(b: &MemoryBudget) -> usize {
+        2 * b.prefetch_kbytes * 1024 + 4 * b.fetch_max_bytes + b.window_bytes
+    }
+
     #[test]
     fn parts_add_up_to_the_budget() {
-        for total in [4usize << 20, 64 << 20, 1 << 30] {
+        for total in [16usize << 20, 64 << 20, 1 << 30] {
             let b = MemoryBudget::split(total);
-            let held = b.prefetch_kbytes * 1024 + b.fetch_max_bytes + b.window_bytes;
-            assert!(held <= total, "{b:?}");
-            assert!(held >= total - 4096, "{b:?}");
+            assert!(held(&b) <= total, "{b:?}");
+            assert!(held(&b) >= total - 4096, "{b:?}");
             assert!(b.partition_fetch_max_bytes <= b.fetch_max_bytes);
         }
     }

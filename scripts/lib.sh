@@ -226,8 +226,8 @@ stop_pid() {
   fi
 }
 
-# with_lock LOCKFILE: serialises mutating commands (fetch/start/stop/reset) when tests or
-# engineers run several at once. Held until the script exits (fd 9 closes). Taking it twice
+# with_lock LOCKFILE: serialises mutating commands (fetch/start/stop/reset) when several
+# scripts or test suites run at once. Held until the script exits (fd 9 closes). Taking it twice
 # in one script is a no-op: re-opening fd 9 would drop the lock we already hold.
 with_lock() {
   local lockfile="$1"

@@ -38,18 +38,13 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| s.lines().next().map(str::to_owned))
         .unwrap_or_default();
     format!(
-        "{cpu}, {cores} cores, {}; load average at the end of the run: {}",
+        "{cpu}, {cores} cores, {} of memory",
         mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
     )
 }
 

@@ -29,6 +29,8 @@ orderstream="${CARGO_TARGET_DIR:-target}/debug/orderstream"
 
 log "offline checks (no services)"
 "$orderstream" schemas check --mode FULL_TRANSITIVE
+# docker-compose.yml is not run here (no Docker engine): checked against the Compose schema.
+bash scripts/check-compose.sh
 
 # The interop tests run an independent producer and encoder (Python confluent-kafka with its
 # Avro serializer, fastavro) and independent notification receivers (pika, nats-py): made once

@@ -895,6 +895,152 @@ async fn consumer_backpressure_pauses_without_loss() {
     );
 }
 
+/// Holds every handler whose key is gated until the gate opens; counts starts and finishes.
+#[derive(Default)]
+struct GateProc {
+    /// keys held; `None` holds every key
+    held: Option<BTreeSet<String>>,
+    open: tokio::sync::Notify,
+    opened: std::sync::atomic::AtomicBool,
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl GateProc {
+    fn holding(keys: &[&str]) -> Self {
+        Self {
+            held: Some(keys.iter().map(|k| (*k).to_owned()).collect()),
+            ..Self::default()
+        }
+    }
+    fn open(&self) {
+        self.opened.store(true, Ordering::SeqCst);
+        self.open.notify_waiters();
+    }
+}
+
+impl Processor for GateProc {
+    async fn process(&self, record: &Record) -> Result<(), ProcessError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let key = String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned();
+        if self.held.as_ref().is_none_or(|h| h.contains(&key)) {
+            let opened = self.open.notified();
+            if !self.opened.load(Ordering::SeqCst) {
+                opened.await;
+            }
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Every handler blocked and a large offset window: what reaches the partition's owner is
+/// bounded by the byte window the memory budget sets, and the partition is paused at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_handlers_hold_no_more_than_the_byte_window() {
+    let s = setup("byte_window", 1).await;
+    let p = s.env.producer();
+    let (n, size) = (300usize, 20_000usize);
+    let body = "x".repeat(size);
+    for i in 0..n {
+        send(&p, &s.topics.source, None, &format!("k{i}"), &body, &[]).await;
+    }
+    let proc_ = Arc::new(GateProc::default());
+    let cfg = ConsumerConfig {
+        memory_budget: orderstream_consumer::MIN_MEMORY_BUDGET,
+        max_in_flight_per_partition: 10_000,
+        max_concurrency: 1_000,
+        ..config(&s)
+    };
+    // the most one consumer's window can be (the budget unsplit), plus the one record that
+    // fills it
+    let window =
+        orderstream_consumer::MemoryBudget::split(cfg.memory_budget).window_per_partition(1);
+    let bound = window / size + 1;
+    let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
+    wait_until("the first handlers", Duration::from_secs(60), || {
+        proc_.started.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // long enough for a member without a byte window to take the whole partition
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = proc_.started.load(Ordering::SeqCst) as usize;
+    assert!(
+        started <= bound,
+        "{started} records reached the handlers while all were blocked; the window holds {bound}"
+    );
+    proc_.open();
+    wait_until("every record", Duration::from_secs(60), || {
+        proc_.finished.load(Ordering::SeqCst) as usize == n
+    })
+    .await;
+    cancel.cancel();
+    let sum = jh.await.unwrap();
+    assert!(
+        sum.pauses > 0,
+        "the full window must pause the partition: {sum:?}"
+    );
+    assert_eq!(
+        proc_.started.load(Ordering::SeqCst) as usize,
+        n,
+        "each record once"
+    );
+    assert_eq!(
+        s.env.committed_offsets(&s.group, &s.topics.source).await[&0],
+        n as i64
+    );
+}
+
+/// One record that never finishes: the records behind it finish, but the frontier cannot pass
+/// it, so the partition is paused at the offset window instead of running on without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_record_pauses_its_partition_at_the_offset_window() {
+    let s = setup("stuck_record", 1).await;
+    let p = s.env.producer();
+    let n = 400usize;
+    send(&p, &s.topics.source, None, "stuck", "ok:stuck", &[]).await;
+    seed(&p, &s.topics.source, n - 1, 50).await;
+    let proc_ = Arc::new(GateProc::holding(&["stuck"]));
+    let span = 40usize;
+    let cfg = ConsumerConfig {
+        max_in_flight_per_partition: span,
+        ..config(&s)
+    };
+    let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
+    wait_until(
+        "the records behind the stuck one",
+        Duration::from_secs(60),
+        || proc_.finished.load(Ordering::SeqCst) > 0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = proc_.started.load(Ordering::SeqCst) as usize;
+    assert!(
+        started <= span,
+        "{started} records handed over behind a stuck one; the offset window is {span}"
+    );
+    let committed = s.env.committed_offsets(&s.group, &s.topics.source).await[&0];
+    assert!(
+        committed <= 0,
+        "committed {committed}: nothing may be committed past the stuck record at offset 0"
+    );
+    proc_.open();
+    wait_until("every record", Duration::from_secs(60), || {
+        proc_.finished.load(Ordering::SeqCst) as usize == n
+    })
+    .await;
+    cancel.cancel();
+    let sum = jh.await.unwrap();
+    assert!(
+        sum.pauses > 0,
+        "the stuck record must pause its partition: {sum:?}"
+    );
+    assert_eq!(
+        s.env.committed_offsets(&s.group, &s.topics.source).await[&0],
+        n as i64
+    );
+}
+
 /// Processor of the child member: appends `partition offset id` to a file after each success
 /// (unbuffered writes, so a SIGKILL loses nothing that was reported).
 struct FileProc {

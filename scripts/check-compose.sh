@@ -66,6 +66,8 @@ sha256_of() {
 fetch_schema() {
   local url scratch
   require_cmd curl "It downloads the schema once (Debian/Ubuntu: apt-get install curl)."
+  command -v "${PYTHON:-python3}" >/dev/null 2>&1 ||
+    die "'${PYTHON:-python3}' is not on PATH (set PYTHON to a Python 3.10+ interpreter)"
   url="$(proxy_url)/$COMPOSE_GO_MODULE/@v/$COMPOSE_GO_VERSION.zip"
   log "fetching schema/compose-spec.json of $COMPOSE_GO_MODULE@$COMPOSE_GO_VERSION (once) from $url"
   scratch="$(mktemp -d)"

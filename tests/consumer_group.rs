@@ -952,10 +952,14 @@ async fn blocked_handlers_hold_no_more_than_the_byte_window() {
         max_concurrency: 1_000,
         ..config(&s)
     };
-    // the most one consumer's window can be (the budget unsplit), plus the one record that
-    // fills it
-    let window =
-        orderstream_consumer::MemoryBudget::split(cfg.memory_budget).window_per_partition(1);
+    // the source consumer's window (the member's second consumer, of the retry topic, has the
+    // other half of the budget), plus the one record that fills it
+    let share = if cfg.consume_retry_topic && cfg.retry_topic_enabled {
+        cfg.memory_budget / 2
+    } else {
+        cfg.memory_budget
+    };
+    let window = orderstream_consumer::MemoryBudget::split(share).window_per_partition(1);
     let bound = window / size + 1;
     let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
     wait_until("the first handlers", Duration::from_secs(60), || {

@@ -796,7 +796,8 @@ pub(crate) async fn mem_in_child(
     mem.with_context(|| format!("the memory phase process reported nothing ({status})"))
 }
 
-/// Span over which the memory phase's half-time and end RSS are taken (their highest sample).
+/// Longest span over which the memory phase's half-time and end RSS are taken (their highest
+/// sample).
 const RSS_WINDOW_SECS: f64 = 10.0;
 
 /// The consumer's memory budget in the memory phase.
@@ -878,14 +879,16 @@ pub(crate) async fn mem(
     };
     // RSS swings by a fetch's worth of buffers within a second (a paused partition's prefetch
     // is dropped and fetched again on resume, freed memory is returned after mimalloc's purge
-    // delay): growth is judged on the highest sample of the 10 s before a point, not one sample.
+    // delay): growth is judged on the highest sample of a span before each point (a quarter of
+    // the phase, at most 10 s, so the half-time and end spans never overlap), not one sample.
+    let span = (secs / 4.0).min(RSS_WINDOW_SECS);
     let at = |t: f64| {
         samples
             .iter()
-            .filter(|s| s.0 > t - RSS_WINDOW_SECS && s.0 <= t)
+            .filter(|s| s.0 > t - span && s.0 <= t)
             .map(|s| s.1)
             .reduce(f64::max)
-            .or(samples.last().map(|s| s.1))
+            .or_else(|| samples.iter().rev().find(|s| s.0 <= t).map(|s| s.1))
             .unwrap_or(f64::NAN)
     };
     cancel.cancel();

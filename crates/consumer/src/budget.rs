@@ -6,10 +6,11 @@
 //!
 //! librdkafka's limits count other bytes than memory holds. Its queue threshold counts message
 //! bytes, but a message lives in its batch's decompression buffer, freed with the batch's last
-//! message: for lz4 that buffer is 4× the compressed batch (librdkafka does not know the
+//! message: for lz4 that buffer starts at 4× the compressed batch (librdkafka does not know the
 //! decompressed size), so text that compresses 2× takes twice the bytes counted. Its fetch limits
-//! count compressed bytes, so one fetch response of `F` bytes becomes up to `4F` of buffers. The
-//! split charges each part for what it takes in memory with lz4 on data compressing about 2×:
+//! count compressed bytes, so one fetch response of `F` bytes becomes up to `4F` of buffers, one
+//! response in flight per broker. The split charges each part for what it takes in memory with
+//! lz4 on data compressing about 2×, fetching from one broker:
 //!
 //! ```text
 //!                                               counted by librdkafka   held in memory
@@ -21,8 +22,9 @@
 //!                                               (split evenly over the partitions owned)
 //! held at most               ≈ B/2 + B/4 + B/4 = B
 //! ```
-//! Data that does not compress takes up to twice that prefetch share; data that compresses
-//! better than 4× takes less (the buffer is then the decompressed batch).
+//! Each further broker leading an owned partition adds one response (`B/4`). Data that does not
+//! compress takes up to twice the prefetch share; below a share of 16 000 000 bytes the 1 MB
+//! floor of `fetch.max.bytes` loosens the bound (docs/configuration.md has the figures).
 //! A member consuming the retry topic runs a second consumer: each of the two gets half of the
 //! member's budget. Process overhead (code, runtime, the retry/dead-letter producer's buffers,
 //! per-record bookkeeping of at most `max_in_flight_per_partition` offsets per partition) comes

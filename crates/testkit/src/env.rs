@@ -408,20 +408,31 @@ impl TestEnv {
             .collect()
     }
 
-    /// The live partition count of a topic.
+    /// The live partition count of a topic. Asks for a minute: right after a fault a metadata
+    /// request may time out, name a partition without a leader, or reach a broker that does not
+    /// know the topic yet.
     ///
     /// # Panics
-    /// When the topic does not exist.
+    /// When the topic does not exist, or the cluster cannot say within that minute.
     pub fn partition_count(&self, topic: &str) -> i32 {
-        orderstream_topology::live_partition_count(
-            self.admin.inner(),
-            topic,
-            Duration::from_secs(10),
-        )
-        .ok()
-        .flatten()
-        .map(|(p, _)| p)
-        .unwrap_or_else(|| panic!("topic {topic} does not exist"))
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = orderstream_topology::live_partition_count(
+                self.admin.inner(),
+                topic,
+                Duration::from_secs(10),
+            );
+            match answer {
+                Ok(Some((p, _))) => return p,
+                // a broker just back may answer before it has the topic's metadata
+                _ if std::time::Instant::now() < deadline => {
+                    eprintln!("partitions of {topic}: {answer:?}; asking again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Ok(None) => panic!("topic {topic} does not exist"),
+                Err(e) => panic!("partitions of {topic}: {e}"),
+            }
+        }
     }
 
     /// Every record of `topic` from the beginning up to the end offsets as of this call.

@@ -917,6 +917,21 @@ impl GateProc {
         self.opened.store(true, Ordering::SeqCst);
         self.open.notify_waiters();
     }
+    /// Opens the gate, waits until all `n` records finished, stops the member.
+    async fn release(
+        &self,
+        n: usize,
+        cancel: CancellationToken,
+        member: tokio::task::JoinHandle<RunSummary>,
+    ) -> RunSummary {
+        self.open();
+        wait_until("every record", Duration::from_secs(60), || {
+            self.finished.load(Ordering::SeqCst) as usize == n
+        })
+        .await;
+        cancel.cancel();
+        member.await.unwrap()
+    }
 }
 
 impl Processor for GateProc {
@@ -973,13 +988,7 @@ async fn blocked_handlers_hold_no_more_than_the_byte_window() {
         started <= bound,
         "{started} records reached the handlers while all were blocked; the window holds {bound}"
     );
-    proc_.open();
-    wait_until("every record", Duration::from_secs(60), || {
-        proc_.finished.load(Ordering::SeqCst) as usize == n
-    })
-    .await;
-    cancel.cancel();
-    let sum = jh.await.unwrap();
+    let sum = proc_.release(n, cancel, jh).await;
     assert!(
         sum.pauses > 0,
         "the full window must pause the partition: {sum:?}"
@@ -1028,13 +1037,7 @@ async fn a_stuck_record_pauses_its_partition_at_the_offset_window() {
         committed <= 0,
         "committed {committed}: nothing may be committed past the stuck record at offset 0"
     );
-    proc_.open();
-    wait_until("every record", Duration::from_secs(60), || {
-        proc_.finished.load(Ordering::SeqCst) as usize == n
-    })
-    .await;
-    cancel.cancel();
-    let sum = jh.await.unwrap();
+    let sum = proc_.release(n, cancel, jh).await;
     assert!(
         sum.pauses > 0,
         "the stuck record must pause its partition: {sum:?}"

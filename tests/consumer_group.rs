@@ -663,7 +663,7 @@ async fn consumer_retry_topic_keeps_per_key_order() {
 /// the dead-letter topic with its class while the commit moves to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_sample_processor_poison_kinds_and_dedup() {
-    use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
+    use orderstream_orders::{OrderProcessor, OrderState, SampleConfig};
     use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
     let s = setup("sample", 1).await;
     let codec = OrderCodec::new(RegistryConfig {

@@ -9,11 +9,12 @@ mod producer_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
 use orderstream_consumer::{
     ConsumerConfig, GroupProtocol, ProcessError, Processor, Record, RunSummary, Topics,
 };
-use orderstream_producer::{OrderProducer, ProducerTopic};
+use orderstream_orders::OrderProducer;
+use orderstream_orders::{OrderProcessor, OrderState, SampleConfig};
+use orderstream_producer::ProducerTopic;
 use orderstream_testkit::{Spawned, TestEnv};
 use orderstream_topology::TopicRole;
 use producer_support::{codec, config, event};
@@ -42,7 +43,7 @@ async fn one_then_three_members_while_producing() {
     let mut cfg = ConsumerConfig::new(
         env.bootstrap.clone(),
         group.clone(),
-        Topics::from(&topics.names),
+        orderstream_orders::topics::member_topics(&topics.names),
     );
     // Only the orders topic: every partition carries work, so whichever 2 of the 6 the
     // assignor gives each member, every member has records to process (with the retry topic

@@ -6,9 +6,10 @@ mod producer_support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use orderstream_orders::OrderProducer;
 use orderstream_producer::{
-    Acks, ConfigError, DeliveryOutcome, OrderProducer, ProducerConfig, ProducerError,
-    ProducerTopic, RDKafkaErrorCode,
+    Acks, ConfigError, DeliveryOutcome, ProducerConfig, ProducerError, ProducerTopic,
+    RDKafkaErrorCode,
 };
 use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_testkit::TestEnv;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use orderstream_producer::{DeliveryOutcome, OrderProducer};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::DeliveryOutcome;
 use orderstream_testkit::TestEnv;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

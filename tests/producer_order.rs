@@ -50,7 +50,7 @@ async fn per_key_order_10k_events_1k_keys_6_partitions() {
         assert!(producer_support::header(m, "event_id").is_some());
         assert_eq!(
             producer_support::header(m, "content-type"),
-            Some(orderstream_producer::CONTENT_TYPE.as_bytes())
+            Some(orderstream_orders::CONTENT_TYPE.as_bytes())
         );
     }
     let read = producer_support::decode_all(p.codec(), &msgs).await;

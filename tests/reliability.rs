@@ -65,7 +65,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use checker::{Ev, Figures};
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::ProducerConfig;
 use orderstream_testkit::{Spawned, TestEnv, TestTopics};
 use support::require_cluster;
 
@@ -80,7 +81,9 @@ async fn order_producer(env: &TestEnv, t: &TestTopics, cfg: ProducerConfig) -> O
     OrderProducer::new(
         cfg,
         producer_support::codec(env),
-        ProducerTopic::from(t.topology.topic(orderstream_topology::TopicRole::Orders)),
+        orderstream_orders::topics::producer_topic(
+            t.topology.topic(orderstream_topology::TopicRole::Orders),
+        ),
     )
     .await
     .unwrap_or_else(|e| panic!("producer start: {e}"))

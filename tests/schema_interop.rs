@@ -16,8 +16,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::sample::{OrderProcessor, OrderState, SampleConfig};
-use orderstream_consumer::{ConsumerConfig, Topics, headers as h};
+use orderstream_consumer::{ConsumerConfig, headers as h};
+use orderstream_orders::{OrderProcessor, OrderState, SampleConfig};
 use orderstream_schema::compat::Mode;
 use orderstream_schema::registry_admin::RegistryAdmin;
 use orderstream_schema::{SubjectStrategy, types_version, versions};
@@ -114,7 +114,7 @@ async fn newer_writer_versions_from_python_are_applied_and_the_unreadable_one_de
     let cfg = ConsumerConfig::new(
         env.bootstrap.clone(),
         group.clone(),
-        Topics::from(&topics.names),
+        orderstream_orders::topics::member_topics(&topics.names),
     );
     let stop = CancellationToken::new();
     let member = tokio::spawn(orderstream_consumer::run(

@@ -7,8 +7,9 @@ mod producer_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics};
-use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerTopic};
+use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{DeliveryOutcome, ProducerTopic};
 use orderstream_schema::{OrderCodec, OrderEvent};
 use orderstream_testkit::TestEnv;
 use orderstream_topology::TopicRole;
@@ -99,7 +100,7 @@ async fn order_event_round_trip_commits_after_handling() {
     let cfg = ConsumerConfig::new(
         env.bootstrap.clone(),
         group.clone(),
-        Topics::from(&topics.names),
+        orderstream_orders::topics::member_topics(&topics.names),
     );
     let member = tokio::spawn(orderstream_consumer::run(
         cfg,

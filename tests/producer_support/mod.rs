@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
-use orderstream_schema::{EventType, LineItem, OrderCodec, OrderEvent, RegistryConfig};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{ProducerConfig, ProducerTopic};
+use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_testkit::TestEnv;
 use rdkafka::Message;
 use rdkafka::message::{Headers, OwnedMessage};
@@ -42,30 +43,12 @@ pub async fn producer(
     (topic, p)
 }
 
-/// Event number `seq` of order `order`: a realistic lifecycle with a unique event id.
+/// Event number `seq` of order `order` (`order-{order:06}`, customer `cust-{order % 997:04}`):
+/// a realistic lifecycle with a unique event id.
 pub fn event(order: usize, seq: i64) -> OrderEvent {
-    let event_type = match seq {
-        0 => EventType::Created,
-        1 => EventType::Paid,
-        2 => EventType::Shipped,
-        _ => EventType::Delivered,
-    };
     OrderEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        order_id: format!("order-{order:06}"),
         customer_id: format!("cust-{:04}", order % 997),
-        sequence: seq,
-        event_type,
-        amount_minor: 1_000 + (order as i64 % 50) * 99,
-        currency: "EUR".into(),
-        items: vec![LineItem {
-            sku: format!("SKU-{}", order % 17),
-            quantity: 1 + (order % 3) as i32,
-            unit_price_minor: 1_000,
-        }],
-        occurred_at_micros: 1_767_225_600_000_000 + seq * 1_000_000,
-        note: None,
-        channel: Some("web".into()),
+        ..orderstream_orders::fixtures::lifecycle("order", order, seq)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use orderstream_consumer::ConsumerConfig;
 use orderstream_consumer::headers as h;
-use orderstream_consumer::sample::{OrderProcessor, SampleConfig};
+use orderstream_orders::{OrderProcessor, SampleConfig};
 
 use super::checker::without_delivery;
 use super::support::{

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::sample::{OrderProcessor, SampleConfig};
 use orderstream_consumer::{BackoffConfig, ConsumerConfig, ReplaySelection, headers as h};
+use orderstream_orders::{OrderProcessor, SampleConfig};
 use orderstream_testkit::{TestEnv, repo_root};
 
 use super::checker::without_delivery;

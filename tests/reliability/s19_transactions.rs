@@ -19,10 +19,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::sample::status::StatusTransform;
 use orderstream_consumer::{
     Output, ProcessError, Record, StageConfig, StageSummary, Transform, run_transactional,
 };
+use orderstream_orders::status::StatusTransform;
 use orderstream_testkit::TestEnv;
 use orderstream_topology::TopicRole;
 use rdkafka::Message;

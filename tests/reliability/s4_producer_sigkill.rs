@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderstream_producer::{DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{DeliveryOutcome, ProducerConfig, ProducerTopic};
 use orderstream_schema::{OrderCodec, RegistryConfig};
 use rand::Rng;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orderstream_consumer::headers as h;
-use orderstream_consumer::sample::{OrderProcessor, SampleConfig};
 use orderstream_consumer::{BackoffConfig, ConsumerConfig};
+use orderstream_orders::{OrderProcessor, SampleConfig};
 use orderstream_schema::EventType;
 use orderstream_testkit::TestEnv;
 use rdkafka::Message;

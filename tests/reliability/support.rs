@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics};
-use orderstream_producer::{DeliveryOutcome, OrderProducer};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::DeliveryOutcome;
 use orderstream_schema::OrderCodec;
 use orderstream_testkit::{TestEnv, TestTopics};
 use rand::SeedableRng;

@@ -56,7 +56,7 @@ pub(crate) fn run(p: &Bare, topic: &str, records: &[Pre]) -> Result<Run> {
     );
     let cpu0 = util::process_cpu();
     let started = Instant::now();
-    let content_type = orderstream_producer::CONTENT_TYPE.as_bytes();
+    let content_type = orderstream_orders::CONTENT_TYPE.as_bytes();
     for (key, value, _) in records {
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
             key: "content-type",

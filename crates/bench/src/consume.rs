@@ -12,7 +12,8 @@ use orderstream_consumer::{
     BatchProcessor, ConsumerConfig, GroupProtocol, OrderingMode, ProcessError, Processor, Record,
     Topics, run, run_batched,
 };
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{ProducerConfig, ProducerTopic};
 use orderstream_schema::{OrderCodec, OrderEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -6,10 +6,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use orderstream_consumer::sample::status::StatusTransform;
 use orderstream_consumer::{
     Output, ProcessError, Record, StageConfig, Transform, run_transactional,
 };
+use orderstream_orders::status::StatusTransform;
 use orderstream_schema::OrderCodec;
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use orderstream_schema::{EventType, LineItem, OrderEvent};
+use orderstream_schema::OrderEvent;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -135,103 +135,9 @@ pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// A deterministic UUID-shaped event id.
-fn event_id(i: u64) -> String {
-    let h = (u128::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (h >> 96) as u32,
-        (h >> 80) as u16,
-        (h >> 64) as u16 & 0xfff,
-        (h >> 48) as u16 & 0xfff,
-        h as u64 & 0xffff_ffff_ffff
-    )
-}
-
 /// Order event `i`, keyed over [`KEYS`] order ids. `pad` extra bytes in `note` make a ~1 KB event.
 pub(crate) fn event(i: u64, pad: usize) -> OrderEvent {
-    let order = i % KEYS as u64;
-    OrderEvent {
-        event_id: event_id(i),
-        order_id: format!("order-{order:06}"),
-        customer_id: format!("cust-{:04}", order % 997),
-        sequence: (i / KEYS as u64) as i64,
-        event_type: EventType::Paid,
-        amount_minor: 12_345,
-        currency: "EUR".into(),
-        items: vec![
-            LineItem {
-                sku: "SKU-1".into(),
-                quantity: 2,
-                unit_price_minor: 4_000,
-            },
-            LineItem {
-                sku: "SKU-22".into(),
-                quantity: 1,
-                unit_price_minor: 4_345,
-            },
-        ],
-        occurred_at_micros: 1_767_225_600_000_000 + i as i64,
-        note: Some(if pad == 0 {
-            "gift".to_owned()
-        } else {
-            note(i, pad)
-        }),
-        channel: Some("web".into()),
-    }
-}
-
-/// `len` bytes of text for a free-text field: words drawn from a small vocabulary by a generator
-/// seeded with `i`, so a record compresses about as well as real text (lz4 ~2×); a run of one
-/// repeated character would compress ~50× and let a fetch response decompress to many times the
-/// bytes the fetch limits count.
-pub(crate) fn note(i: u64, len: usize) -> String {
-    const WORDS: [&str; 32] = [
-        "please",
-        "leave",
-        "the",
-        "parcel",
-        "at",
-        "door",
-        "with",
-        "neighbour",
-        "gift",
-        "wrap",
-        "ring",
-        "bell",
-        "twice",
-        "after",
-        "six",
-        "pm",
-        "back",
-        "entrance",
-        "fragile",
-        "glass",
-        "call",
-        "on",
-        "arrival",
-        "no",
-        "plastic",
-        "bag",
-        "second",
-        "floor",
-        "left",
-        "side",
-        "dog",
-        "friendly",
-    ];
-    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut s = String::with_capacity(len + 16);
-    while s.len() < len {
-        // xorshift64: cheap, deterministic per record
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        s.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
-        s.push(' ');
-    }
-    s.truncate(len);
-    s
+    orderstream_orders::fixtures::numbered(i, KEYS as u64, pad)
 }
 
 pub(crate) fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::future::join_all;
 use hdrhistogram::Histogram;
-use orderstream_producer::{
-    Compression, DeliveryOutcome, OrderProducer, ProducerConfig, ProducerTopic,
-};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{Compression, DeliveryOutcome, ProducerConfig, ProducerTopic};
 use orderstream_schema::{OrderCodec, OrderEvent};
 use rdkafka::producer::Producer as _;
 
@@ -183,10 +182,8 @@ async fn run_raw(p: &OrderProducer, records: &[Pre]) -> Result<Run> {
                 .iter()
                 .map(|(k, v, _)| (Some(k.as_slice()), v.as_slice()))
                 .collect();
-            let headers: [(&str, &[u8]); 1] = [(
-                "content-type",
-                orderstream_producer::CONTENT_TYPE.as_bytes(),
-            )];
+            let headers: [(&str, &[u8]); 1] =
+                [("content-type", orderstream_orders::CONTENT_TYPE.as_bytes())];
             let outs = p.raw().send_raw_batch(&batch, &headers).await;
             ok += record_outcomes(&mut h, &outs);
         }
@@ -241,7 +238,7 @@ fn run_python(
         "--records".into(),
         file.display().to_string(),
         "--header".into(),
-        format!("content-type={}", orderstream_producer::CONTENT_TYPE),
+        format!("content-type={}", orderstream_orders::CONTENT_TYPE),
         "--warmup".into(),
         n.min(10_000).to_string(),
     ];

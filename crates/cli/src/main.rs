@@ -9,7 +9,6 @@ mod progress;
 mod security;
 mod settings;
 mod signals;
-mod sim;
 
 use clap::Parser;
 

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{ProducerConfig, ProducerTopic};
 use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_testkit::{
     Spawned, TestEnv, amqp_url, nats_script, nats_url, python, rabbitmq_script,
@@ -20,18 +21,15 @@ use rdkafka::Message;
 use serde_json::Value;
 use support::{interrupt, orderstream, text};
 
+/// Order `order`'s event `seq`: created, then paid.
 fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
     OrderEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        order_id: format!("{prefix}-{order:05}"),
-        customer_id: format!("{prefix}-c{}", order % 7),
-        sequence: seq,
         event_type: if seq == 0 {
             EventType::Created
         } else {
             EventType::Paid
         },
-        ..OrderEvent::example()
+        ..orderstream_orders::fixtures::lifecycle(prefix, order, seq)
     }
 }
 

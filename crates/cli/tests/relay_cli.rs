@@ -19,20 +19,16 @@ use support::{interrupt, orderstream, text};
 const ORDERS: usize = 150;
 const KILLS: usize = 10;
 
+/// An order's lifecycle event `seq`; `seq` 4 cancels a delivered order (an illegal transition).
 fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
-    OrderEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        order_id: format!("{prefix}-{order:05}"),
-        customer_id: format!("{prefix}-c{}", order % 7),
-        sequence: seq,
-        event_type: [
-            EventType::Created,
-            EventType::Paid,
-            EventType::Shipped,
-            EventType::Delivered,
-            EventType::Cancelled,
-        ][usize::try_from(seq).unwrap_or(0)],
-        ..OrderEvent::example()
+    let e = orderstream_orders::fixtures::lifecycle(prefix, order, seq);
+    if seq == 4 {
+        OrderEvent {
+            event_type: EventType::Cancelled,
+            ..e
+        }
+    } else {
+        e
     }
 }
 

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
-use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{ProducerConfig, ProducerTopic};
+use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig};
 use orderstream_testkit::{Spawned, TestEnv, kafka_script};
 use orderstream_topology::TopicNames;
 use rdkafka::Message;
@@ -24,22 +25,10 @@ use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use support::{interrupt, orderstream, text};
 
-const KINDS: [EventType; 4] = [
-    EventType::Created,
-    EventType::Paid,
-    EventType::Shipped,
-    EventType::Delivered,
-];
+use orderstream_orders::fixtures::LIFECYCLE as KINDS;
 
 fn event(prefix: &str, order: usize, seq: usize) -> OrderEvent {
-    OrderEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        order_id: format!("{prefix}-{order:06}"),
-        customer_id: format!("{prefix}-c{}", order % 7),
-        sequence: seq as i64,
-        event_type: KINDS[seq % KINDS.len()],
-        ..OrderEvent::example()
-    }
+    orderstream_orders::fixtures::lifecycle(prefix, order, seq as i64)
 }
 
 struct Rig {

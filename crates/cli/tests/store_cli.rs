@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orderstream_consumer::sample::OrderState;
-use orderstream_producer::{OrderProducer, ProducerConfig, ProducerTopic};
-use orderstream_schema::{EventType, OrderCodec, OrderEvent, RegistryConfig};
+use orderstream_orders::OrderProducer;
+use orderstream_orders::OrderState;
+use orderstream_producer::{ProducerConfig, ProducerTopic};
+use orderstream_schema::{EventType, OrderCodec, RegistryConfig};
 use orderstream_store::{OrderStore, StoreConfig};
 use orderstream_testkit::{Spawned, TestEnv, fresh_database};
 use rdkafka::Message;
@@ -23,22 +24,7 @@ use support::{interrupt, orderstream, text};
 const ORDERS: usize = 300;
 const KILLS: usize = 20;
 
-fn event(prefix: &str, order: usize, seq: i64) -> OrderEvent {
-    OrderEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        order_id: format!("{prefix}-{order:05}"),
-        customer_id: format!("{prefix}-c{}", order % 7),
-        sequence: seq,
-        event_type: [
-            EventType::Created,
-            EventType::Paid,
-            EventType::Shipped,
-            EventType::Delivered,
-        ][usize::try_from(seq).unwrap_or(0)],
-        amount_minor: 1_000 + i64::try_from(order).unwrap_or(0),
-        ..OrderEvent::example()
-    }
-}
+use orderstream_orders::fixtures::lifecycle as event;
 
 fn member(env: &TestEnv, layout: &str, group: &str, store: &str) -> Spawned {
     member_for(env, layout, group, store, 600)

@@ -51,18 +51,6 @@ pub struct Topics {
     pub dead_letter: String,
 }
 
-impl From<&orderstream_topology::TopicNames> for Topics {
-    fn from(n: &orderstream_topology::TopicNames) -> Self {
-        Topics::new(&n.orders, &n.retry, &n.dead_letter)
-    }
-}
-
-impl From<orderstream_topology::TopicNames> for Topics {
-    fn from(n: orderstream_topology::TopicNames) -> Self {
-        Topics::new(n.orders, n.retry, n.dead_letter)
-    }
-}
-
 impl Topics {
     /// Convenience constructor.
     pub fn new(

@@ -72,8 +72,6 @@ mod scheduler;
 mod stage;
 pub mod trace_context;
 
-pub mod sample;
-
 pub use budget::MemoryBudget;
 pub use config::{
     BackoffConfig, ConfigError, ConsumerConfig, GroupProtocol, MIN_MEMORY_BUDGET, OrderingMode,

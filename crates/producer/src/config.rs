@@ -100,7 +100,7 @@ impl Default for RetryBackoff {
 }
 
 /// Producer configuration. Every field maps to one librdkafka property (named in its doc) except
-/// `startup_timeout`, which bounds [`crate::OrderProducer::new`]'s metadata check.
+/// `startup_timeout`, which bounds [`crate::RawProducer::new`]'s metadata check.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
     /// `bootstrap.servers`. Default `127.0.0.1:9092`. Must not be empty.

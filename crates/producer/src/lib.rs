@@ -1,8 +1,8 @@
-//! The orderstream producer: idempotent, keyed (Java-compatible murmur2), batched Avro order
-//! events with honest delivery outcomes.
+//! The orderstream producer: idempotent, keyed (Java-compatible murmur2), batched Kafka records
+//! of pre-encoded bytes with honest delivery outcomes. It knows no schema: the orders crate's
+//! `OrderProducer` encodes Avro order events on top of it.
 //!
-//! * One librdkafka producer per process ([`OrderProducer`] / [`RawProducer`] are `Clone` handles
-//!   to it); it is rebuilt only after a fatal error, and every send that was in flight on the
+//! * One librdkafka producer per process ([`RawProducer`] is a `Clone` handle to it); it is rebuilt only after a fatal error, and every send that was in flight on the
 //!   poisoned handle is reported [`DeliveryOutcome::PossiblyPersisted`].
 //! * [`ProducerConfig`]: typed settings with documented defaults (idempotence on, acks=all,
 //!   in-flight 5, lz4, linger 5 ms, delivery timeout 30 s), validated at start-up; `extra`
@@ -13,8 +13,8 @@
 //!   `murmur2_random` only treats a *null* key specially, as Java does).
 //! * Start-up refuses a missing topic, or a live partition count that differs from the layout.
 //! * Backpressure: a full librdkafka queue makes `send` wait, it never returns `QueueFull`.
-//! * Headers on every order event: `event_id`, `content-type` and, when a tracing span is
-//!   current, a W3C `traceparent`. Without an OpenTelemetry layer the trace id is derived from the
+//! * Headers as the caller gives them and, when a tracing span is current and the caller gave
+//!   none, a W3C `traceparent`. Without an OpenTelemetry layer the trace id is derived from the
 //!   caller's span id (records sent under one span share it) and the parent id is random.
 //! * Metrics (`metrics` crate, install the recorder before building the producer): the names
 //!   in [`metric`], all labelled `topic`; [`metric::describe`] gives them HELP text and units.
@@ -26,15 +26,16 @@ mod config;
 pub mod diagnosis;
 mod error;
 pub mod metric;
-mod orders;
 mod partition;
 mod raw;
 
 pub use config::{Acks, Compression, PARTITIONER, ProducerConfig, RetryBackoff};
 pub use error::{BoxError, ConfigError, ProducerError};
-pub use orders::{CONTENT_TYPE, OrderProducer, PendingDelivery};
 pub use partition::{murmur2, partition_for_key};
-pub use raw::{DeliveryOutcome, FlushReport, ProducerTopic, RawProducer, RetryStats};
+pub use raw::{
+    DeliveryOutcome, FlushReport, PendingDelivery, ProducerTopic, RawProducer, RetryStats,
+    SendBatch,
+};
 
 /// Re-exported so callers can match on [`ProducerError::code`] without naming rdkafka.
 pub use rdkafka::error::RDKafkaErrorCode;

@@ -1,6 +1,8 @@
 //! The long-lived librdkafka producer: one handle per process, rebuilt only after a fatal error.
 //!
-//! [`RawProducer`] sends pre-encoded bytes; [`crate::OrderProducer`] layers the Avro codec on top.
+//! [`RawProducer`] sends pre-encoded bytes (a codec, e.g. the Avro order events of the orders
+//! crate, layers on top): one at a time, pipelined ([`RawProducer::enqueue`]), or as a batch
+//! awaited together ([`RawProducer::batch`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,7 +25,7 @@ use crate::partition::partition_for_key;
 
 mod sends;
 
-pub(crate) use sends::Sends;
+pub use sends::SendBatch;
 
 /// The topic a producer writes to, and the partition count the layout (topology.toml) expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +43,6 @@ impl ProducerTopic {
             name: name.into(),
             expected_partitions,
         }
-    }
-}
-
-impl From<&orderstream_topology::TopicSpec> for ProducerTopic {
-    fn from(spec: &orderstream_topology::TopicSpec) -> Self {
-        Self::new(spec.name.clone(), spec.partitions)
     }
 }
 
@@ -409,6 +405,27 @@ impl Pending {
                 outcome
             }
         }
+    }
+}
+
+/// A queued send; [`PendingDelivery::outcome`] waits for its delivery report.
+pub struct PendingDelivery(Pending);
+
+impl std::fmt::Debug for PendingDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingDelivery")
+    }
+}
+
+impl PendingDelivery {
+    /// An outcome known before the record reached librdkafka (e.g. it could not be encoded).
+    pub fn done(outcome: DeliveryOutcome) -> Self {
+        Self(Pending::Done(outcome))
+    }
+
+    /// Waits for the delivery report (acknowledged, failed, or possibly persisted).
+    pub async fn outcome(self) -> DeliveryOutcome {
+        self.0.outcome().await
     }
 }
 
@@ -806,7 +823,7 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// A producer of pre-encoded bytes: one librdkafka handle for the life of the process, `Clone`
-/// shares it. [`crate::OrderProducer`] wraps one.
+/// shares it.
 #[derive(Clone)]
 pub struct RawProducer {
     core: Arc<Core>,
@@ -883,42 +900,35 @@ impl RawProducer {
         pending.outcome().await
     }
 
-    pub(crate) async fn enqueue(
+    /// Hands one record to librdkafka, returning once it is *queued* (waiting only for queue
+    /// space); the returned [`PendingDelivery`] resolves to its outcome. Calls awaited one after
+    /// another keep their order per key while acks are awaited concurrently: the pipelined way
+    /// to send a stream without reordering a key's records. `schema_id` (of a Confluent-framed
+    /// payload) is only recorded on the record's tracing span.
+    pub async fn enqueue(
         &self,
         key: Option<&[u8]>,
         payload: &[u8],
         headers: &[(&str, &[u8])],
         schema_id: Option<u32>,
-        slot: Box<Slot>,
-    ) -> Pending {
-        self.core
-            .enqueue(key, payload, headers, schema_id, slot)
-            .await
+    ) -> PendingDelivery {
+        let slot = Batch::new(1).slot(0);
+        PendingDelivery(
+            self.core
+                .enqueue(key, payload, headers, schema_id, slot)
+                .await,
+        )
     }
 
-    /// Bookkeeping for a batch of `len` sends awaited together.
-    pub(crate) fn sends(&self, len: usize) -> Sends {
-        Sends::new(&self.core, len)
+    /// A batch of `len` sends awaited together: [`SendBatch::send`] each record (waiting on a
+    /// full queue), then [`SendBatch::outcomes`]. Cheaper per record than `len` pending sends.
+    pub fn batch(&self, len: usize) -> SendBatch {
+        SendBatch::new(&self.core, len)
     }
 
-    /// [`Core::hand_over`]: the record's place in `sends` is its next slot.
-    pub(crate) async fn hand_over(
-        &self,
-        sends: &mut Sends,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: &[(&str, &[u8])],
-        schema_id: Option<u32>,
-    ) {
-        let slot = sends.next_slot();
-        let handed_over = self
-            .core
-            .hand_over(key, payload, headers, schema_id, slot)
-            .await;
-        sends.push(handed_over);
-    }
-
-    pub(crate) fn not_sent(&self, error: ProducerError) -> DeliveryOutcome {
+    /// The outcome of a record that was never handed over, counted in the producer's metrics;
+    /// e.g. a payload the caller could not encode.
+    pub fn not_sent(&self, error: ProducerError) -> DeliveryOutcome {
         self.core.metrics.not_sent.increment(1);
         let retriable = error.is_retriable();
         DeliveryOutcome::NotSent { error, retriable }
@@ -931,10 +941,9 @@ impl RawProducer {
         records: &[(Option<&[u8]>, &[u8])],
         headers: &[(&str, &[u8])],
     ) -> Vec<DeliveryOutcome> {
-        let mut sends = self.sends(records.len());
+        let mut sends = self.batch(records.len());
         for (key, payload) in records {
-            self.hand_over(&mut sends, *key, payload, headers, None)
-                .await;
+            sends.send(*key, payload, headers, None).await;
         }
         sends
             .outcomes(|i| records.get(i).and_then(|(key, _)| *key))

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use orderstream_producer::{
-    DeliveryOutcome, OrderProducer, ProducerConfig, ProducerError, ProducerTopic, RDKafkaErrorCode,
-    RawProducer, partition_for_key,
+    DeliveryOutcome, ProducerConfig, ProducerError, ProducerTopic, RDKafkaErrorCode, RawProducer,
+    partition_for_key,
 };
-use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
@@ -400,43 +399,6 @@ async fn fatal_error_rebuilds_handle_and_reports_in_doubt() {
     let rebuilds = p.rebuilds();
     assert!((1..=5).contains(&rebuilds), "rebuilds {rebuilds}");
     assert!(p.fatal_error().is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_down_is_not_sent_and_retriable() {
-    let m = mock("t", 1);
-    let codec = OrderCodec::new(RegistryConfig {
-        url: "http://127.0.0.1:1/apis/ccompat/v7".into(),
-        request_timeout: Duration::from_secs(1),
-        ..RegistryConfig::default()
-    })
-    .expect("codec");
-    let p = OrderProducer::new(
-        config(m.bootstrap_servers()),
-        codec,
-        ProducerTopic::new("t", 1),
-    )
-    .await
-    .expect("start");
-    let out = p.send(&OrderEvent::example()).await;
-    match &out {
-        DeliveryOutcome::NotSent { error, retriable } => {
-            assert!(*retriable, "{error}");
-            assert!(matches!(error, ProducerError::Encode { .. }));
-        }
-        other => panic!("{other:?}"),
-    }
-    let batch = p
-        .send_batch(&[OrderEvent::example(), OrderEvent::example()])
-        .await;
-    assert!(batch.iter().all(|o| matches!(
-        o,
-        DeliveryOutcome::NotSent {
-            retriable: true,
-            ..
-        }
-    )));
-    assert_eq!(p.in_flight(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

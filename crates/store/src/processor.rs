@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use orderstream_consumer::sample::classify_decode_error;
 use orderstream_consumer::{BatchProcessor, ProcessError, Record};
+use orderstream_orders::classify_decode_error;
 use orderstream_schema::{OrderCodec, OrderEvent};
 
 use crate::{Effect, Input, OrderStore};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orderstream_consumer::sample::{OrderState, transition};
+use orderstream_orders::{OrderState, transition};
 use orderstream_schema::{EventType, OrderEvent};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use orderstream_consumer::sample::OrderState;
+use orderstream_orders::OrderState;
 use orderstream_schema::{EventType, OrderEvent};
 use orderstream_store::{Effect, Input, OrderStore, StoreConfig};
 

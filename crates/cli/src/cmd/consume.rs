@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use orderstream_consumer::sample::{OrderProcessor, SampleConfig, SampleSnapshot};
-use orderstream_consumer::{ConsumerConfig, RunSummary, Topics};
+use orderstream_consumer::{ConsumerConfig, RunSummary};
+use orderstream_orders::{OrderProcessor, SampleConfig, SampleSnapshot};
 use orderstream_schema::{OrderCodec, RegistryConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,7 @@ pub(crate) fn member_config(
     let mut cfg = ConsumerConfig::new(
         settings.bootstrap.clone(),
         group.to_owned(),
-        Topics::from(&topology.names()),
+        orderstream_orders::topics::member_topics(&topology.names()),
     );
     cfg.ordering = tuning.ordering.into();
     cfg.group_protocol = tuning.protocol.into();

@@ -9,14 +9,15 @@ use anyhow::Context;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
-use orderstream_producer::{Compression, DeliveryOutcome, OrderProducer, ProducerConfig};
+use orderstream_orders::OrderProducer;
+use orderstream_producer::{Compression, DeliveryOutcome, ProducerConfig};
 use orderstream_schema::{OrderCodec, RegistryConfig};
 use rdkafka::error::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::exit;
 use crate::settings::Effective;
-use crate::sim::OrderService;
+use orderstream_orders::sim::OrderService;
 
 /// Options of `produce`.
 #[derive(Debug, Clone, clap::Args)]

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orderstream_consumer::sample::status::StatusTransform;
 use orderstream_consumer::{StageConfig, StageError, run_transactional};
+use orderstream_orders::status::StatusTransform;
 use orderstream_topology::TopicRole;
 
 use crate::cmd::consume::{codec, stop_token};

@@ -22,8 +22,8 @@ enum Entry {
     Done(Box<DeliveryOutcome>),
 }
 
-/// Sends of one [`Batch`], in input order.
-pub(crate) struct Sends {
+/// The sends of one batch, in input order; built by [`super::RawProducer::batch`].
+pub struct SendBatch {
     core: Arc<Core>,
     batch: Arc<Batch>,
     entries: Vec<Entry>,
@@ -35,8 +35,8 @@ pub(crate) struct Sends {
     waiting: usize,
 }
 
-impl Sends {
-    pub(crate) fn new(core: &Arc<Core>, len: usize) -> Self {
+impl SendBatch {
+    pub(super) fn new(core: &Arc<Core>, len: usize) -> Self {
         Self {
             core: Arc::clone(core),
             batch: Batch::new(len),
@@ -47,13 +47,30 @@ impl Sends {
         }
     }
 
+    /// Hands the next record to librdkafka, waiting while its queue is full (backpressure).
+    /// Its outcome is read with the batch's, in [`SendBatch::outcomes`].
+    pub async fn send(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        schema_id: Option<u32>,
+    ) {
+        let slot = self.next_slot();
+        let handed_over = self
+            .core
+            .hand_over(key, payload, headers, schema_id, slot)
+            .await;
+        self.push(handed_over);
+    }
+
     /// The slot of the next record, to travel with it as librdkafka's delivery opaque.
-    pub(crate) fn next_slot(&self) -> Box<Slot> {
+    fn next_slot(&self) -> Box<Slot> {
         self.batch.slot(self.entries.len())
     }
 
-    /// What became of the record whose slot [`Sends::next_slot`] gave last.
-    pub(crate) fn push(&mut self, handed_over: Result<Sent, DeliveryOutcome>) {
+    /// What became of the record whose slot [`SendBatch::next_slot`] gave last.
+    fn push(&mut self, handed_over: Result<Sent, DeliveryOutcome>) {
         let index = self.entries.len();
         match handed_over {
             Ok(sent) => {
@@ -75,15 +92,16 @@ impl Sends {
         }
     }
 
-    /// A record that never reached librdkafka: its slot completes now with `outcome`.
-    pub(crate) fn not_handed_over(&mut self, outcome: DeliveryOutcome) {
+    /// The next record never reaches librdkafka (e.g. it could not be encoded): `outcome` is
+    /// its outcome; see [`super::RawProducer::not_sent`].
+    pub fn not_handed_over(&mut self, outcome: DeliveryOutcome) {
         drop(self.next_slot());
         self.push(Err(outcome));
     }
 
     /// Waits for every report of the batch, then one outcome per record in input order.
     /// `key_of(i)` gives record `i`'s key for the error context.
-    pub(crate) async fn outcomes<'k>(
+    pub async fn outcomes<'k>(
         mut self,
         key_of: impl Fn(usize) -> Option<&'k [u8]>,
     ) -> Vec<DeliveryOutcome> {
@@ -125,7 +143,16 @@ impl Sends {
     }
 }
 
-impl Drop for Sends {
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("records", &self.entries.len())
+            .field("waiting", &self.waiting)
+            .finish()
+    }
+}
+
+impl Drop for SendBatch {
     fn drop(&mut self) {
         self.core.untrack_in_flight(self.waiting);
     }

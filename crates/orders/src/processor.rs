@@ -25,9 +25,7 @@ use std::sync::{Mutex, PoisonError};
 use orderstream_schema::{CodecError, EventType, OrderCodec, OrderEvent};
 use tracing::debug;
 
-use crate::{Dedup, ProcessError, Processor, Record};
-
-pub mod status;
+use orderstream_consumer::{Dedup, ProcessError, Processor, Record};
 
 /// State of one order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,7 +206,8 @@ impl OrderProcessor {
     pub fn apply(&self, event: &OrderEvent, schema_id: Option<u32>) -> Result<(), ProcessError> {
         if self.dedup.seen(&event.event_id) {
             debug!(event_id = %event.event_id, "duplicate event id skipped");
-            metrics::counter!(crate::metric::DUPLICATES, "processor" => "sample").increment(1);
+            metrics::counter!(orderstream_consumer::metric::DUPLICATES, "processor" => "sample")
+                .increment(1);
             return Ok(());
         }
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -217,7 +216,8 @@ impl OrderProcessor {
             && event.sequence <= cur.last_sequence
         {
             st.sequence_duplicates += 1;
-            metrics::counter!(crate::metric::DUPLICATES, "processor" => "sample").increment(1);
+            metrics::counter!(orderstream_consumer::metric::DUPLICATES, "processor" => "sample")
+                .increment(1);
             return Ok(());
         }
         if event.event_type == EventType::Unknown {

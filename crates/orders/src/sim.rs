@@ -30,7 +30,7 @@ struct OpenOrder {
 
 /// A simulated order service producing an endless, interleaved stream of order events.
 #[derive(Debug)]
-pub(crate) struct OrderService {
+pub struct OrderService {
     id: usize,
     opened: u64,
     open: Vec<OpenOrder>,
@@ -40,7 +40,7 @@ pub(crate) struct OrderService {
 
 impl OrderService {
     /// `concurrent_orders` orders are open at once; `run_tag` makes order ids unique per run.
-    pub(crate) fn new(id: usize, concurrent_orders: usize, run_tag: &str) -> Self {
+    pub fn new(id: usize, concurrent_orders: usize, run_tag: &str) -> Self {
         Self {
             id,
             opened: 0,
@@ -85,7 +85,7 @@ impl OrderService {
     }
 
     /// The next event of a random open order.
-    pub(crate) fn next_event(&mut self, rng: &mut impl Rng) -> OrderEvent {
+    pub fn next_event(&mut self, rng: &mut impl Rng) -> OrderEvent {
         while self.open.len() < self.concurrent_orders {
             let o = self.open_order(rng);
             self.open.push(o);

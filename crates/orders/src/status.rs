@@ -6,7 +6,7 @@ use orderstream_schema::{EventType, OrderCodec};
 use serde::Serialize;
 
 use super::classify_decode_error;
-use crate::{Output, ProcessError, Record, Transform};
+use orderstream_consumer::{Output, ProcessError, Record, Transform};
 
 /// Attempts after which an unknown schema id stops being a registry lag and is dead-lettered.
 const UNKNOWN_SCHEMA_MAX_ATTEMPTS: u32 = 3;

@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use orderstream_schema::{CodecError, OrderCodec, OrderEvent};
-use rdkafka::error::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::completion::{Batch, Slot};
-use crate::config::ProducerConfig;
-use crate::error::ProducerError;
-use crate::raw::{DeliveryOutcome, FlushReport, Pending, ProducerTopic, RawProducer};
+use orderstream_producer::{
+    DeliveryOutcome, FlushReport, PendingDelivery, ProducerConfig, ProducerError, ProducerTopic,
+    RDKafkaErrorCode, RawProducer,
+};
 
 /// `content-type` header value of every order event: Avro binary in the Confluent frame
 /// (`0x00`, big-endian schema id, body).
@@ -60,16 +59,16 @@ impl OrderProducer {
         self.codec.schema_id_for(&self.raw.topic().name).await
     }
 
+    /// Encodes `event` into `buf` and hands it to librdkafka.
     async fn enqueue_encoded(
         &self,
         event: &OrderEvent,
         schema_id: u32,
         buf: &mut Vec<u8>,
-        slot: Box<Slot>,
-    ) -> Pending {
+    ) -> PendingDelivery {
         buf.clear();
         if let Err(e) = self.codec.encode_with_cached_id(schema_id, event, buf) {
-            return Pending::Done(self.raw.not_sent(self.encode_error(event, e)));
+            return PendingDelivery::done(self.raw.not_sent(self.encode_error(event, e)));
         }
         self.raw
             .enqueue(
@@ -77,7 +76,6 @@ impl OrderProducer {
                 buf,
                 &headers(event),
                 Some(schema_id),
-                slot,
             )
             .await
     }
@@ -89,29 +87,17 @@ impl OrderProducer {
     pub async fn enqueue(&self, event: &OrderEvent) -> PendingDelivery {
         let schema_id = match self.schema_id().await {
             Ok(id) => id,
-            Err(e) => {
-                return PendingDelivery(Pending::Done(
-                    self.raw.not_sent(self.encode_error(event, e)),
-                ));
-            }
+            Err(e) => return PendingDelivery::done(self.raw.not_sent(self.encode_error(event, e))),
         };
         let mut buf = Vec::with_capacity(256);
-        let slot = Batch::new(1).slot(0);
-        PendingDelivery(self.enqueue_encoded(event, schema_id, &mut buf, slot).await)
+        self.enqueue_encoded(event, schema_id, &mut buf).await
     }
 
     /// Encodes and sends one event keyed by its `order_id`; resolves when it is acknowledged
     /// or definitely failed. A full local queue makes this wait (backpressure), never fail.
     /// Registry down → [`DeliveryOutcome::NotSent`] with a retriable error, nothing sent.
     pub async fn send(&self, event: &OrderEvent) -> DeliveryOutcome {
-        let schema_id = match self.schema_id().await {
-            Ok(id) => id,
-            Err(e) => return self.raw.not_sent(self.encode_error(event, e)),
-        };
-        let mut buf = Vec::with_capacity(256);
-        let slot = Batch::new(1).slot(0);
-        let pending = self.enqueue_encoded(event, schema_id, &mut buf, slot).await;
-        pending.outcome().await
+        self.enqueue(event).await.outcome().await
     }
 
     /// Encodes and enqueues every event (librdkafka batches them), then awaits every delivery
@@ -136,17 +122,16 @@ impl OrderProducer {
                     .collect();
             }
         };
-        let mut sends = self.raw.sends(events.len());
+        let mut batch = self.raw.batch(events.len());
         let mut buf = Vec::with_capacity(256);
         for event in events {
             buf.clear();
             if let Err(e) = self.codec.encode_with_cached_id(schema_id, event, &mut buf) {
-                sends.not_handed_over(self.raw.not_sent(self.encode_error(event, e)));
+                batch.not_handed_over(self.raw.not_sent(self.encode_error(event, e)));
                 continue;
             }
-            self.raw
-                .hand_over(
-                    &mut sends,
+            batch
+                .send(
                     Some(event.order_id.as_bytes()),
                     &buf,
                     &headers(event),
@@ -154,7 +139,7 @@ impl OrderProducer {
                 )
                 .await;
         }
-        sends
+        batch
             .outcomes(|i| events.get(i).map(|e| e.order_id.as_bytes()))
             .await
     }
@@ -211,20 +196,4 @@ fn headers(event: &OrderEvent) -> [(&'static str, &[u8]); 2] {
         ("event_id", event.event_id.as_bytes()),
         ("content-type", CONTENT_TYPE.as_bytes()),
     ]
-}
-
-/// A queued send; [`PendingDelivery::outcome`] waits for its delivery report.
-pub struct PendingDelivery(Pending);
-
-impl std::fmt::Debug for PendingDelivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PendingDelivery")
-    }
-}
-
-impl PendingDelivery {
-    /// Waits for the delivery report (acknowledged, failed, or possibly persisted).
-    pub async fn outcome(self) -> DeliveryOutcome {
-        self.0.outcome().await
-    }
 }

@@ -12,7 +12,11 @@ use std::time::Instant;
 
 use tracing::Span;
 
-use super::{Core, DeliveryOutcome, Handle, Sent, trace_outcome};
+use super::DeliveryOutcome;
+use super::core::Core;
+use super::handle::Handle;
+use super::pending::Sent;
+use super::trace::trace_outcome;
 use crate::completion::{Batch, Slot};
 
 enum Entry {

@@ -32,8 +32,8 @@ pub const HANDLER_LATENCY: &str = "orderstream_consumer_handler_duration_seconds
 pub const DUPLICATES: &str = "orderstream_consumer_duplicates_skipped_total";
 /// Counter: partition pauses for backpressure.
 pub const PAUSES: &str = "orderstream_consumer_pauses_total";
-/// Counter: the retry/dead-letter producer was rebuilt after a librdkafka fatal error (label
-/// `topic`: the retry or dead-letter topic whose send hit it).
+/// Counter: the retry/dead-letter (or replay) producer was rebuilt after a librdkafka fatal
+/// error (label `topic`: the topic whose send hit it).
 pub const PRODUCER_REBUILDS: &str = "orderstream_consumer_producer_rebuilds_total";
 
 /// Every metric above.

@@ -7,11 +7,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 use tracing::{info, warn};
 
+use crate::forward_producer::ForwardProducer;
 use crate::headers as h;
 
 /// Which dead letters to replay.
@@ -143,11 +144,9 @@ pub async fn replay(
         read: letters.len() as u64,
         ..ReplaySummary::default()
     };
-    let producer: FutureProducer = client
-        .clone()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
+    let mut config = client.clone();
+    config.set("enable.idempotence", "true").set("acks", "all");
+    let producer = ForwardProducer::new(config, timeout)
         .map_err(kafka("creating the replay producer".to_owned()))?;
     for l in letters {
         let Some((source_topic, source_partition)) = l
@@ -170,22 +169,34 @@ pub async fn replay(
                 value: v.as_ref(),
             });
         }
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&source_topic)
-            .partition(source_partition)
-            .headers(headers);
-        if let Some(k) = l.key.as_deref() {
-            fr = fr.key(k);
+        let record = || {
+            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&source_topic)
+                .partition(source_partition)
+                .headers(headers.clone());
+            if let Some(k) = l.key.as_deref() {
+                fr = fr.key(k);
+            }
+            if let Some(p) = l.payload.as_deref() {
+                fr = fr.payload(p);
+            }
+            fr
+        };
+        // One more attempt on a fresh handle after a fatal error of the idempotent producer;
+        // any other failure ends the replay with the letters before it replayed.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let handle = producer.current();
+            let Err((e, _)) = handle.send(record(), Timeout::After(timeout)).await else {
+                break;
+            };
+            if attempts > 1 || !producer.recover(&handle, &e, &source_topic) {
+                return Err(ReplayError::Kafka {
+                    context: format!("producing to {source_topic}/{source_partition}"),
+                    source: e,
+                });
+            }
         }
-        if let Some(p) = l.payload.as_deref() {
-            fr = fr.payload(p);
-        }
-        producer
-            .send(fr, Timeout::After(timeout))
-            .await
-            .map_err(|(e, _)| ReplayError::Kafka {
-                context: format!("producing to {source_topic}/{source_partition}"),
-                source: e,
-            })?;
         *summary
             .replayed
             .entry((source_topic, source_partition))

@@ -25,6 +25,7 @@ mod completion;
 mod config;
 pub mod diagnosis;
 mod error;
+pub mod generations;
 pub mod metric;
 mod partition;
 mod raw;

@@ -4,8 +4,8 @@
 //! crate, layers on top): one at a time, pipelined ([`RawProducer::enqueue`]), or as a batch
 //! awaited together ([`RawProducer::batch`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::RDKafkaErrorCode;
@@ -28,7 +28,8 @@ mod trace;
 use check::check_topic;
 
 use self::core::{Core, Metrics};
-use handle::Handle;
+use crate::generations::Generations;
+use handle::Client;
 pub use outcome::{DeliveryOutcome, FlushReport, RetryStats};
 pub use pending::PendingDelivery;
 pub use sends::SendBatch;
@@ -82,19 +83,24 @@ impl RawProducer {
             }));
         }
         let fatal_notify = Arc::new(tokio::sync::Notify::new());
-        let handle = Handle::build(&client_config, &config.client_id, 0, &fatal_notify)
-            .map_err(|source| ProducerError::Client { source })?;
-        check_topic(&handle, &config, &topic).await?;
+        let handles = {
+            let (client_config, client_id) = (client_config, config.client_id.clone());
+            let fatal_notify = Arc::clone(&fatal_notify);
+            Generations::new(
+                move || Client::build(&client_config, &client_id, &fatal_notify),
+                config.delivery_timeout,
+            )
+        }
+        .map_err(|source| ProducerError::Client { source })?;
+        check_topic(&handles.current(), &config, &topic).await?;
         let trace_salt = rand::random::<u128>();
         let metrics = Metrics::new(&topic.name);
         tracing::info!(topic = %topic.name, partitions = topic.expected_partitions, bootstrap = %config.bootstrap_servers, "producer started");
         let core = Arc::new(Core {
             topic,
             config,
-            client_config,
-            handle: RwLock::new(Arc::new(handle)),
+            handles,
             in_flight: AtomicUsize::new(0),
-            rebuilds: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             trace_salt,
             metrics,
@@ -108,9 +114,9 @@ impl RawProducer {
             loop {
                 fatal_notify.notified().await;
                 let Some(core) = weak.upgrade() else { break };
-                let handle = core.current_handle_unchecked();
+                let handle = core.handles.current();
                 if handle.is_fatal() {
-                    core.rebuild(handle.generation);
+                    core.rebuild(&handle);
                 }
             }
         });
@@ -233,7 +239,7 @@ impl RawProducer {
 
     /// How many times the librdkafka handle was rebuilt after a fatal error.
     pub fn rebuilds(&self) -> u64 {
-        self.core.rebuilds.load(Ordering::SeqCst)
+        self.core.handles.rebuilds()
     }
 
     /// The topic this producer writes to.
@@ -253,7 +259,7 @@ impl RawProducer {
 
     /// The current fatal error of the live handle, if any (it is rebuilt on the next send).
     pub fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.core.current_handle_unchecked().fatal_error()
+        self.core.handles.current().fatal_error()
     }
 
     /// Request-level retry figures of the live handle, as of librdkafka's last statistics
@@ -261,7 +267,7 @@ impl RawProducer {
     /// `txretries` counts *request* retries (timeouts, disconnects); records re-sent after a
     /// retriable broker error code are not counted there.
     pub fn retry_stats(&self) -> RetryStats {
-        let h = self.core.current_handle_unchecked();
+        let h = self.core.handles.current();
         RetryStats {
             request_retries: h.state.tx_retries.load(Ordering::Relaxed),
             request_timeouts: h.state.req_timeouts.load(Ordering::Relaxed),
@@ -272,12 +278,6 @@ impl RawProducer {
 
     /// Records in librdkafka's queues (not yet acknowledged), across the live handle.
     pub fn queued(&self) -> usize {
-        usize::try_from(
-            self.core
-                .current_handle_unchecked()
-                .producer
-                .in_flight_count(),
-        )
-        .unwrap_or(0)
+        usize::try_from(self.core.handles.current().producer.in_flight_count()).unwrap_or(0)
     }
 }

@@ -230,13 +230,13 @@ pub(crate) async fn send(
         }
         let handle = producer.current();
         let res = tokio::select! {
-            r = handle.producer().send(fr, Timeout::After(cfg.produce_timeout)) => r,
+            r = handle.send(fr, Timeout::After(cfg.produce_timeout)) => r,
             () = cancel.cancelled() => return false,
         };
         let Err((e, _)) = res else {
             return true;
         };
-        warn!(topic, error = %e, attempt, generation = handle.generation(), "forward produce failed; retrying (the source offset stays uncommitted)");
+        warn!(topic, error = %e, attempt, generation = handle.number(), "forward produce failed; retrying (the source offset stays uncommitted)");
         let rebuilt = producer.recover(&handle, &e, topic);
         // a replaced handle must not be kept alive by a sleeping task
         drop(handle);

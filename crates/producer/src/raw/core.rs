@@ -1,12 +1,11 @@
 //! The state every clone of a producer shares: the live handle (rebuilt after a fatal error),
 //! hand-over to librdkafka with backpressure, and the classification of delivery reports.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram};
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -15,10 +14,11 @@ use crate::completion::{Report, Slot};
 use crate::config::ProducerConfig;
 use crate::error::{ProducerError, is_possibly_persisted_code, is_retriable_code};
 
-use super::handle::{Handle, retire};
+use super::handle::{Client, Handle};
 use super::pending::{Pending, Sent, Waiting, lossy_key};
 use super::trace::{TRACEPARENT_LEN, produce_span, traceparent};
 use super::{DeliveryOutcome, ProducerTopic};
+use crate::generations::{Generations, Replaced};
 
 pub(super) struct Metrics {
     pub(super) sent: Counter,
@@ -52,10 +52,8 @@ impl Metrics {
 pub(crate) struct Core {
     pub(super) topic: ProducerTopic,
     pub(super) config: ProducerConfig,
-    pub(super) client_config: ClientConfig,
-    pub(super) handle: RwLock<Arc<Handle>>,
+    pub(super) handles: Generations<Client>,
     pub(super) in_flight: AtomicUsize,
-    pub(super) rebuilds: AtomicU64,
     pub(super) closed: AtomicBool,
     pub(super) trace_salt: u128,
     pub(super) metrics: Metrics,
@@ -70,45 +68,26 @@ impl Drop for Core {
 }
 
 impl Core {
+    /// The live handle, replaced first if it went fatal.
     pub(super) fn current(self: &Arc<Self>) -> Arc<Handle> {
-        let handle = match self.handle.read() {
-            Ok(h) => Arc::clone(&h),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
+        let handle = self.handles.current();
         if handle.is_fatal() {
-            self.rebuild(handle.generation);
-            return match self.handle.read() {
-                Ok(h) => Arc::clone(&h),
-                Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-            };
+            self.rebuild(&handle);
+            return self.handles.current();
         }
         handle
     }
 
-    /// Replaces the handle of `generation` (if it is still current) with a fresh one.
-    pub(super) fn rebuild(&self, generation: u64) {
-        let mut guard = match self.handle.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if guard.generation != generation {
-            return; // someone else already rebuilt it
-        }
-        match Handle::build(
-            &self.client_config,
-            &self.config.client_id,
-            generation + 1,
-            &self.fatal_notify,
-        ) {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut *guard, Arc::new(fresh));
-                drop(guard);
-                self.rebuilds.fetch_add(1, Ordering::SeqCst);
+    /// Replaces `handle` (if it is still current) with a fresh one.
+    pub(super) fn rebuild(&self, handle: &Handle) {
+        let generation = handle.number();
+        match self.handles.replace(generation) {
+            Ok(Replaced::Now) => {
                 self.metrics.rebuilds.increment(1);
-                let reason = old.fatal_error();
+                let reason = handle.fatal_error();
                 tracing::warn!(topic = %self.topic.name, generation = generation + 1, ?reason, "producer handle rebuilt after fatal error");
-                retire(old, self.config.delivery_timeout);
             }
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(topic = %self.topic.name, error = %e, "cannot rebuild producer handle; will retry on next send");
             }
@@ -150,7 +129,7 @@ impl Core {
                     let (fatal_code, reason) = fatal.unwrap_or((code, error.to_string()));
                     // Replace the handle now (once per generation): this also purges what the
                     // poisoned handle still holds, so its other sends resolve promptly.
-                    self.rebuild(handle.generation);
+                    self.rebuild(handle);
                     self.metrics.possibly_persisted.increment(1);
                     return DeliveryOutcome::PossiblyPersisted {
                         error: ProducerError::Fatal {
@@ -323,7 +302,7 @@ impl Core {
                     record = back;
                     fatal_attempts += 1;
                     handle.state.fatal.store(true, Ordering::SeqCst);
-                    self.rebuild(handle.generation);
+                    self.rebuild(&handle);
                     handle = self.current();
                 }
                 Err((e, _)) => return Err(e),
@@ -375,13 +354,4 @@ pub(super) fn queue_full_backoff() -> impl Iterator<Item = Duration> {
         .with_max_delay(QUEUE_FULL_MAX_PAUSE)
         .without_max_times()
         .build()
-}
-
-impl Core {
-    pub(super) fn current_handle_unchecked(&self) -> Arc<Handle> {
-        match self.handle.read() {
-            Ok(h) => Arc::clone(&h),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
 }

@@ -1,9 +1,9 @@
-//! One librdkafka producer instance, its context callbacks, and its retirement after a fatal
-//! error.
+//! One librdkafka producer instance and its context callbacks; [`crate::generations`] replaces
+//! it after a fatal error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
@@ -13,6 +13,7 @@ use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProdu
 
 use crate::completion::{Report, Slot};
 use crate::diagnosis::LastBrokerError;
+use crate::generations::{Generation, Instance};
 
 /// Shared state between the librdkafka context callbacks of one handle and the producer.
 #[derive(Debug, Default)]
@@ -96,18 +97,28 @@ impl ProducerContext for Ctx {
     }
 }
 
-/// One librdkafka producer instance and its generation number.
-pub(crate) struct Handle {
+/// One librdkafka producer instance and the state its callbacks share with the producer.
+pub(crate) struct Client {
     pub(super) producer: ThreadedProducer<Ctx>,
     pub(super) state: Arc<HandleState>,
-    pub(super) generation: u64,
 }
 
-impl Handle {
+impl Instance for Client {
+    fn purge_all(&self) {
+        // Fail what the poisoned instance still holds now (queued and in flight): those sends
+        // resolve as PossiblyPersisted with the fatal reason instead of hanging until
+        // delivery.timeout.ms.
+        self.producer.purge_all();
+    }
+}
+
+/// The live instance and its generation number (replaced after a fatal error).
+pub(crate) type Handle = Generation<Client>;
+
+impl Client {
     pub(super) fn build(
         client_config: &ClientConfig,
         client_id: &str,
-        generation: u64,
         fatal_notify: &Arc<tokio::sync::Notify>,
     ) -> Result<Self, KafkaError> {
         let state = Arc::new(HandleState::default());
@@ -117,41 +128,15 @@ impl Handle {
             fatal_notify: Arc::clone(fatal_notify),
         };
         let producer = ThreadedProducer::from_config_and_context(client_config, ctx)?;
-        Ok(Self {
-            producer,
-            state,
-            generation,
-        })
+        Ok(Self { producer, state })
     }
 
     pub(super) fn is_fatal(&self) -> bool {
         self.state.fatal.load(Ordering::SeqCst)
     }
 
-    /// `(code, reason)` of the fatal error, if this handle has one.
+    /// `(code, reason)` of the fatal error, if this instance has one.
     pub(super) fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
         self.producer.client().fatal_error()
-    }
-}
-
-/// Keeps a replaced handle alive off the async threads until its in-flight sends resolved, then
-/// drops it (dropping a librdkafka producer blocks while it purges and flushes).
-pub(super) fn retire(old: Arc<Handle>, bound: Duration) {
-    let drop_it = move || {
-        // Fail what the poisoned handle still holds now (queued and in flight): those sends
-        // resolve as PossiblyPersisted with the fatal reason instead of hanging until
-        // delivery.timeout.ms.
-        old.producer
-            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-        let deadline = Instant::now() + bound + Duration::from_secs(5);
-        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(old);
-    };
-    if tokio::runtime::Handle::try_current().is_ok() {
-        drop(tokio::task::spawn_blocking(drop_it));
-    } else {
-        drop_it();
     }
 }

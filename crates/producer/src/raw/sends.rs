@@ -131,7 +131,7 @@ impl SendBatch {
             let handle = match handle {
                 Some(h) => h,
                 None => {
-                    current = self.core.current_handle_unchecked();
+                    current = self.core.handles.current();
                     &current
                 }
             };

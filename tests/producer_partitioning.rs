@@ -73,7 +73,7 @@ async fn librdkafka_murmur2_random_equals_java_partitioner() {
     }
 }
 
-/// librdkafka issue 4510: empty and null keys differ. With `murmur2_random` an **empty** key
+/// confluentinc/librdkafka#4510: empty and null keys differ. With `murmur2_random` an **empty** key
 /// (zero bytes, not null) is hashed like Java does (murmur2 of no bytes → partition 3 of 6) and
 /// is stored as an empty key; a **null** key gets a (sticky) random partition and is stored
 /// as null. The default `consistent_random` partitioner would instead treat an empty key like a

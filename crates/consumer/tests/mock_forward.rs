@@ -8,11 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orderstream_consumer::{
     BackoffConfig, ConsumerConfig, ProcessError, Processor, Record, Topics, headers as h,
 };
+use orderstream_testkit::poll_until;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -114,18 +115,6 @@ impl DlqReader {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-
-    /// Waits until `done(copies)` holds; `false` at the deadline.
-    async fn wait_until(&self, timeout: Duration, done: impl Fn(&[(i32, i64)]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if done(&self.seen()) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        done(&self.seen())
-    }
 }
 
 impl Drop for DlqReader {
@@ -216,8 +205,7 @@ async fn dead_letter_producer_recovers_from_fatal_error() {
     // The first record is dead-lettered through the original handle (this also covers the
     // group join: the mock's initial rebalance delay is 3 s).
     assert!(
-        dlq.wait_until(Duration::from_secs(30), |s| !s.is_empty())
-            .await,
+        poll_until(Duration::from_secs(30), || !dlq.seen().is_empty()).await,
         "the first record never reached the dead-letter topic"
     );
     // The next Produce requests fail head-of-line with OUT_OF_ORDER_SEQUENCE_NUMBER: librdkafka
@@ -230,11 +218,10 @@ async fn dead_letter_producer_recovers_from_fatal_error() {
     );
     open_gate.send(true).expect("gate");
 
-    let all_forwarded = dlq
-        .wait_until(Duration::from_secs(20), |s| {
-            s.iter().copied().collect::<BTreeSet<_>>() == seeded
-        })
-        .await;
+    let all_forwarded = poll_until(Duration::from_secs(20), || {
+        dlq.seen().into_iter().collect::<BTreeSet<_>>() == seeded
+    })
+    .await;
     mock.clear_request_errors(RDKafkaApiKey::Produce);
     let copies = dlq.seen();
     if !all_forwarded {

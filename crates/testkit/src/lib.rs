@@ -22,4 +22,4 @@ pub use scripts::{
     amqp_url, drop_database, fresh_database, kafka_script, nats_script, nats_url, python,
     rabbitmq_script, registry_script, repo_root, try_fresh_database,
 };
-pub use wait::wait_until;
+pub use wait::{poll_until, wait_until};

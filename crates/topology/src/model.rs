@@ -1,7 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -149,13 +148,6 @@ impl From<&str> for ProfileChoice {
         } else {
             ProfileChoice::Named(s.to_owned())
         }
-    }
-}
-
-impl FromStr for ProfileChoice {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(ProfileChoice::from(s))
     }
 }
 

@@ -13,16 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use orderstream_consumer::RunSummary;
+use orderstream_consumer::{ConsumerError, RunSummary};
+use orderstream_notify::NotifyCounts;
 use orderstream_producer::DeliveryOutcome;
-use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
-use orderstream_topology::{ApplyMode, ProfileChoice, TopicRole};
+use orderstream_store::{OrderStore, ProcessorCounts, StoreConfig, StoreCounts, StoreProcessor};
+use orderstream_topology::{ApplyMode, ProfileChoice, TopicRole, TopicSpec};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::consume::{ConsumeArgs, consumer_config};
-use crate::cmd::produce::{ProduceArgs, build_producer};
+use crate::cmd::produce::{ProduceArgs, ProduceStats, build_producer};
 use crate::exit;
 use crate::settings::{DEFAULT_BOOTSTRAP, Effective};
 
@@ -197,97 +198,28 @@ fn lag(settings: &Effective, group: &str, topic: &str, partitions: i32) -> BTree
         .collect()
 }
 
+/// Runs the demo (see the module docs) and says whether every acknowledged event was applied
+/// exactly once: [`exit::SUCCESS`] or [`exit::INCOMPLETE`].
 pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.members == 0 || args.services == 0 {
         return Err(exit::UsageError("--members and --services must be at least 1".into()).into());
     }
     ensure_services(settings, args.nodes).await?;
-
-    let topology = settings.topology()?;
-    let (admin, brokers) = crate::cmd::topics::connect_admin(settings)?;
-    let choice = ProfileChoice::from(settings.profile.as_str());
-    let (profile_name, profile) = topology.resolve_profile(&choice, brokers)?;
-    let report =
-        orderstream_topology::apply(&admin, &topology, &profile_name, profile, ApplyMode::Create)
-            .await?;
-    print!("layout ({brokers} broker(s)):\n{report}");
-    crate::cmd::schemas::register_all(settings).await?;
-
-    let orders = topology.topic(TopicRole::Orders);
+    let orders = apply_layout(settings).await?;
     let tag = format!("{:08x}", rand::random::<u32>());
     let group = format!("orderstream-demo-{tag}");
     start_group_at_end(settings, &group, &orders.name)?;
-
-    let store_url = match &args.store {
-        Some(url) => {
-            if std::env::var("ORDERSTREAM_DEMO_STORE").ok().as_deref() != Some(url.as_str())
-                && orderstream_store::redact(url) != *url
-            {
-                return Err(exit::UsageError(
-                    "--store: a password on the command line is visible to every user (ps); use ORDERSTREAM_DEMO_STORE".into(),
-                )
-                .into());
-            }
-            url.clone()
-        }
-        None => {
-            let dir = std::env::temp_dir().join("orderstream-demo");
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            format!("sqlite:{}", dir.join(format!("orders-{tag}.db")).display())
-        }
-    };
-    let store = OrderStore::connect(&StoreConfig::new(&store_url))
-        .await
-        .map_err(|e| exit::UsageError::of(&e))?;
+    let store = open_store(&args, &tag).await?;
     let applier = Arc::new(StoreProcessor::new(
         crate::cmd::consume::codec(settings)?,
         store.clone(),
     ));
     println!("store: {}", store.url());
-    let consume_args = ConsumeArgs {
-        group: group.clone(),
-        for_secs: None,
-        ordering: crate::choices::Ordering::Key,
-        max_concurrency: 16,
-        memory_budget_mib: 64,
-        protocol: crate::choices::Protocol::Classic,
-        store: None,
-        store_password_file: None,
-    };
-    let cfg = consumer_config(settings, &consume_args)?;
-    // records parked by earlier runs are not this run's events
-    start_group_at_end(settings, &cfg.retry_group(), &cfg.topics.retry)?;
+
     let stop_consumers = CancellationToken::new();
-    let mut members = tokio::task::JoinSet::new();
-    for _ in 0..args.members {
-        let (cfg, a, c) = (
-            cfg.clone(),
-            Arc::clone(&applier),
-            stop_consumers.child_token(),
-        );
-        members.spawn(async move { orderstream_consumer::run_batched(cfg, a, c).await });
-    }
+    let mut members = start_members(settings, &args, &group, &applier, &stop_consumers)?;
     let notifier = match args.notify {
-        Some(to) => {
-            let notify_group = format!("orderstream-demo-notify-{tag}");
-            start_group_at_end(settings, &notify_group, &orders.name)?;
-            start_group_at_end(
-                settings,
-                &format!("{notify_group}.retry"),
-                &cfg.topics.retry,
-            )?;
-            let n = crate::cmd::notify::demo_member(
-                settings,
-                to,
-                &notify_group,
-                &tag,
-                stop_consumers.child_token(),
-            )
-            .await?;
-            wait_for_group(settings, &notify_group, 1).await;
-            println!("notifier: group {notify_group} -> {}", n.label);
-            Some(n)
-        }
+        Some(to) => Some(start_notifier(settings, to, &tag, &orders.name, &stop_consumers).await?),
         None => None,
     };
     wait_for_group(settings, &group, args.members).await;
@@ -317,43 +249,19 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     let producer = build_producer(settings, &produce_args).await?;
     let cancel = CancellationToken::new();
     crate::signals::cancel_on_signal(cancel.clone());
-
-    let started = Instant::now();
-    let live = {
-        let (settings, group, topic, w) = (
-            settings.clone(),
-            group.clone(),
-            orders.name.clone(),
-            Arc::clone(&applier),
-        );
-        let partitions = orders.partitions;
-        let producer = producer.clone();
-        let c = cancel.clone();
-        let done = stop_consumers.clone();
-        tokio::spawn(async move {
-            let mut last_applied = 0u64;
-            while !c.is_cancelled() && !done.is_cancelled() {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let s = w.counts();
-                let (s2, g2, t2) = (settings.clone(), group.clone(), topic.clone());
-                let lag = tokio::task::spawn_blocking(move || lag(&s2, &g2, &t2, partitions))
-                    .await
-                    .unwrap_or_default();
-                let lag_txt: Vec<String> = lag.iter().map(|(p, l)| format!("p{p}:{l}")).collect();
-                println!(
-                    "[{:>5.1}s] in flight {:>6} | applied {:>7} ({:>6}/s) | redeliveries recognised {} | dead letters {} | lag {}",
-                    started.elapsed().as_secs_f64(),
-                    producer.in_flight(),
-                    s.applied,
-                    s.applied - last_applied,
-                    s.duplicates,
-                    s.illegal,
-                    lag_txt.join(" ")
-                );
-                last_applied = s.applied;
-            }
-        })
+    let watch = Watch {
+        settings: settings.clone(),
+        group: group.clone(),
+        topic: orders.name.clone(),
+        partitions: orders.partitions,
     };
+    let live = live_progress(
+        watch.clone(),
+        Arc::clone(&applier),
+        producer.clone(),
+        cancel.clone(),
+        stop_consumers.clone(),
+    );
 
     // Keep every outcome so the summary can check each acknowledged event id.
     let stats =
@@ -366,21 +274,8 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         .map(|(id, _)| id.clone())
         .collect();
 
-    // Wait until every acknowledged event was applied (or the timeout).
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    loop {
-        // cheap test first (this process's count), then the store itself
-        let applied_all = applier.counts().applied + applier.counts().unknown_kinds
-            >= acked.len() as u64
-            && store
-                .inbox("")
-                .await
-                .is_ok_and(|inbox| acked.iter().all(|id| inbox.contains_key(id)));
-        if applied_all || Instant::now() > deadline || cancel.is_cancelled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_applied(&applier, &store, &acked, deadline, &cancel).await;
     // Every order of this run was created once: its notification must be confirmed.
     let order_prefix = format!("ord-{}-", stats.run_tag);
     let created = store
@@ -398,7 +293,12 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
             let (confirmed, sink) = n.counts();
             let label = n.label.clone();
             n.finish().await.context("notifier failed")?;
-            Some((label, confirmed, sink))
+            Some(Notified {
+                label,
+                created,
+                confirmed,
+                sink,
+            })
         }
         None => None,
     };
@@ -413,87 +313,30 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
 
     // The verdict comes from the store, queried after the members stopped.
     let inbox = store.inbox("").await?;
-    let lost = acked.iter().filter(|id| !inbox.contains_key(*id)).count();
-    let applied_twice = acked
-        .iter()
-        .filter(|id| inbox.get(*id).is_some_and(|n| *n > 1))
-        .count();
-    let counts = store.counts().await?;
-    let seen = applier.counts();
-    let final_lag: i64 = lag(settings, &group, &orders.name, orders.partitions)
-        .values()
-        .sum();
-
+    let verdict = Verdict {
+        lost: acked.iter().filter(|id| !inbox.contains_key(*id)).count(),
+        applied_twice: acked
+            .iter()
+            .filter(|id| inbox.get(*id).is_some_and(|n| *n > 1))
+            .count(),
+        acked: acked.len(),
+        store: store.counts().await?,
+        seen: applier.counts(),
+        final_lag: watch.lag().values().sum(),
+        flushed: flush.complete,
+        notified,
+    };
     println!("\n{}", stats.stats.summary());
-    println!("\n=== demo summary ===");
-    println!("{:<38} {:>10}", "events acknowledged by Kafka", acked.len());
-    println!("{:<38} {:>10}", "events in the store's inbox", counts.inbox);
-    println!(
-        "{:<38} {:>10}",
-        "acknowledged but never applied (lost)", lost
-    );
-    println!(
-        "{:<38} {:>10}",
-        "acknowledged and applied twice", applied_twice
-    );
-    println!(
-        "{:<38} {:>10}",
-        "redeliveries recognised by the store", seen.duplicates
-    );
-    println!("{:<38} {:>10}", "dead letters", seen.illegal);
-    println!(
-        "{:<38} {:>10}",
-        "failed / possibly persisted",
-        stats.stats.failed + stats.stats.possibly_persisted
-    );
-    println!("{:<38} {:>10}", "final lag (offsets)", final_lag);
-    println!("{:<38} {:>10}", "orders in the store", counts.orders);
-    if let Some((label, confirmed, sink)) = &notified {
-        println!("{:<38} {:>10}", "orders created in this run", created);
-        println!(
-            "{:<38} {:>10}",
-            "new-order notifications confirmed", confirmed
-        );
-        println!(
-            "notifications: {label} (published {}, confirmed {}, reconnects {})",
-            sink.published, sink.confirmed, sink.reconnects
-        );
-    }
-    for (i, s) in summaries.iter().enumerate() {
-        let parts: Vec<String> = s
-            .committed
-            .keys()
-            .filter(|(t, _)| *t == orders.name)
-            .map(|(_, p)| p.to_string())
-            .collect();
-        println!(
-            "member {i}: processed {:>6}, commits {:>4}, rebalances {}, partitions committed [{}]",
-            s.processed,
-            s.commits,
-            s.rebalances,
-            parts.join(",")
-        );
-    }
-    let notify_ok = notified
-        .as_ref()
-        .is_none_or(|(_, confirmed, _)| *confirmed == created);
-    let ok = lost == 0
-        && notify_ok
-        && applied_twice == 0
-        && seen.illegal == 0
-        && flush.complete
-        && stats.stats.complete();
+    let ok = verdict.print(&stats.stats, &summaries, &orders.name);
     println!("store (queried for the figures above): {}", store.url());
     println!(
         "result: {}",
-        if ok {
-            if notified.is_some() {
-                "OK — every acknowledged event applied exactly once, checked in the store; every new order notified"
-            } else {
-                "OK — every acknowledged event applied exactly once, checked in the store"
-            }
-        } else {
+        if !ok {
             "PROBLEM — see the figures above"
+        } else if verdict.notified.is_some() {
+            "OK — every acknowledged event applied exactly once, checked in the store; every new order notified"
+        } else {
+            "OK — every acknowledged event applied exactly once, checked in the store"
         }
     );
     store.close().await;
@@ -502,4 +345,243 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
     } else {
         ExitCode::from(exit::INCOMPLETE)
     })
+}
+
+/// Applies the layout (creating what is missing), registers the schemas; the orders topic.
+async fn apply_layout(settings: &Effective) -> anyhow::Result<TopicSpec> {
+    let topology = settings.topology()?;
+    let (admin, brokers) = crate::cmd::topics::connect_admin(settings)?;
+    let choice = ProfileChoice::from(settings.profile.as_str());
+    let (profile_name, profile) = topology.resolve_profile(&choice, brokers)?;
+    let report =
+        orderstream_topology::apply(&admin, &topology, &profile_name, profile, ApplyMode::Create)
+            .await?;
+    print!("layout ({brokers} broker(s)):\n{report}");
+    crate::cmd::schemas::register_all(settings).await?;
+    Ok(topology.topic(TopicRole::Orders).clone())
+}
+
+/// The store the members apply to: `--store`, or a fresh SQLite file for run `tag`.
+async fn open_store(args: &DemoArgs, tag: &str) -> anyhow::Result<OrderStore> {
+    let store_url = match &args.store {
+        Some(url) => {
+            if std::env::var("ORDERSTREAM_DEMO_STORE").ok().as_deref() != Some(url.as_str())
+                && orderstream_store::redact(url) != *url
+            {
+                return Err(exit::UsageError(
+                    "--store: a password on the command line is visible to every user (ps); use ORDERSTREAM_DEMO_STORE".into(),
+                )
+                .into());
+            }
+            url.clone()
+        }
+        None => {
+            let dir = std::env::temp_dir().join("orderstream-demo");
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            format!("sqlite:{}", dir.join(format!("orders-{tag}.db")).display())
+        }
+    };
+    Ok(OrderStore::connect(&StoreConfig::new(&store_url))
+        .await
+        .map_err(|e| exit::UsageError::of(&e))?)
+}
+
+/// `args.members` consumer members of `group` applying to the store, in this process.
+fn start_members(
+    settings: &Effective,
+    args: &DemoArgs,
+    group: &str,
+    applier: &Arc<StoreProcessor>,
+    stop: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinSet<Result<RunSummary, ConsumerError>>> {
+    let consume_args = ConsumeArgs {
+        group: group.to_owned(),
+        for_secs: None,
+        ordering: crate::choices::Ordering::Key,
+        max_concurrency: 16,
+        memory_budget_mib: 64,
+        protocol: crate::choices::Protocol::Classic,
+        store: None,
+        store_password_file: None,
+    };
+    let cfg = consumer_config(settings, &consume_args)?;
+    // records parked by earlier runs are not this run's events
+    start_group_at_end(settings, &cfg.retry_group(), &cfg.topics.retry)?;
+    let mut members = tokio::task::JoinSet::new();
+    for _ in 0..args.members {
+        let (cfg, a, c) = (cfg.clone(), Arc::clone(applier), stop.child_token());
+        members.spawn(async move { orderstream_consumer::run_batched(cfg, a, c).await });
+    }
+    Ok(members)
+}
+
+/// A notifier member in its own group, starting at the end of the orders and retry topics.
+async fn start_notifier(
+    settings: &Effective,
+    to: crate::choices::NotifyTo,
+    tag: &str,
+    orders: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<crate::cmd::notify::DemoNotifier> {
+    let notify_group = format!("orderstream-demo-notify-{tag}");
+    start_group_at_end(settings, &notify_group, orders)?;
+    let retry = settings.topology()?.topic(TopicRole::Retry).name.clone();
+    start_group_at_end(settings, &format!("{notify_group}.retry"), &retry)?;
+    let n = crate::cmd::notify::demo_member(settings, to, &notify_group, tag, stop.child_token())
+        .await?;
+    wait_for_group(settings, &notify_group, 1).await;
+    println!("notifier: group {notify_group} -> {}", n.label);
+    Ok(n)
+}
+
+/// The group and topic whose lag the demo shows.
+#[derive(Debug, Clone)]
+struct Watch {
+    settings: Effective,
+    group: String,
+    topic: String,
+    partitions: i32,
+}
+
+impl Watch {
+    /// Lag per partition (blocking: admin requests).
+    fn lag(&self) -> BTreeMap<i32, i64> {
+        lag(&self.settings, &self.group, &self.topic, self.partitions)
+    }
+}
+
+/// Prints progress once a second until `cancel` or `done` fires.
+fn live_progress(
+    watch: Watch,
+    applier: Arc<StoreProcessor>,
+    producer: orderstream_orders::OrderProducer,
+    cancel: CancellationToken,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut last_applied = 0u64;
+        while !cancel.is_cancelled() && !done.is_cancelled() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = applier.counts();
+            let w = watch.clone();
+            let lag = tokio::task::spawn_blocking(move || w.lag())
+                .await
+                .unwrap_or_default();
+            let lag_txt: Vec<String> = lag.iter().map(|(p, l)| format!("p{p}:{l}")).collect();
+            println!(
+                "[{:>5.1}s] in flight {:>6} | applied {:>7} ({:>6}/s) | redeliveries recognised {} | dead letters {} | lag {}",
+                started.elapsed().as_secs_f64(),
+                producer.in_flight(),
+                s.applied,
+                s.applied - last_applied,
+                s.duplicates,
+                s.illegal,
+                lag_txt.join(" ")
+            );
+            last_applied = s.applied;
+        }
+    })
+}
+
+/// Waits until every acknowledged event is in the store's inbox, `deadline`, or `cancel`.
+async fn wait_applied(
+    applier: &StoreProcessor,
+    store: &OrderStore,
+    acked: &HashSet<String>,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) {
+    loop {
+        // cheap test first (this process's count), then the store itself
+        let applied_all = applier.counts().applied + applier.counts().unknown_kinds
+            >= acked.len() as u64
+            && store
+                .inbox("")
+                .await
+                .is_ok_and(|inbox| acked.iter().all(|id| inbox.contains_key(id)));
+        if applied_all || Instant::now() > deadline || cancel.is_cancelled() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the notifier confirmed.
+#[derive(Debug)]
+struct Notified {
+    label: String,
+    created: u64,
+    confirmed: u64,
+    sink: NotifyCounts,
+}
+
+/// The closing figures, from the store queried after the members stopped.
+#[derive(Debug)]
+struct Verdict {
+    acked: usize,
+    lost: usize,
+    applied_twice: usize,
+    store: StoreCounts,
+    seen: ProcessorCounts,
+    final_lag: i64,
+    flushed: bool,
+    notified: Option<Notified>,
+}
+
+impl Verdict {
+    /// Prints the summary; `true` when every acknowledged event was applied exactly once (and,
+    /// with a notifier, every new order was confirmed).
+    fn print(&self, produced: &ProduceStats, members: &[RunSummary], orders: &str) -> bool {
+        println!("\n=== demo summary ===");
+        let row = |what: &str, n: &dyn std::fmt::Display| println!("{what:<38} {n:>10}");
+        row("events acknowledged by Kafka", &self.acked);
+        row("events in the store's inbox", &self.store.inbox);
+        row("acknowledged but never applied (lost)", &self.lost);
+        row("acknowledged and applied twice", &self.applied_twice);
+        row(
+            "redeliveries recognised by the store",
+            &self.seen.duplicates,
+        );
+        row("dead letters", &self.seen.illegal);
+        row(
+            "failed / possibly persisted",
+            &(produced.failed + produced.possibly_persisted),
+        );
+        row("final lag (offsets)", &self.final_lag);
+        row("orders in the store", &self.store.orders);
+        if let Some(n) = &self.notified {
+            row("orders created in this run", &n.created);
+            row("new-order notifications confirmed", &n.confirmed);
+            println!(
+                "notifications: {} (published {}, confirmed {}, reconnects {})",
+                n.label, n.sink.published, n.sink.confirmed, n.sink.reconnects
+            );
+        }
+        for (i, s) in members.iter().enumerate() {
+            let parts: Vec<String> = s
+                .committed
+                .keys()
+                .filter(|(t, _)| t == orders)
+                .map(|(_, p)| p.to_string())
+                .collect();
+            println!(
+                "member {i}: processed {:>6}, commits {:>4}, rebalances {}, partitions committed [{}]",
+                s.processed,
+                s.commits,
+                s.rebalances,
+                parts.join(",")
+            );
+        }
+        let notify_ok = self
+            .notified
+            .as_ref()
+            .is_none_or(|n| n.confirmed == n.created);
+        self.lost == 0
+            && notify_ok
+            && self.applied_twice == 0
+            && self.seen.illegal == 0
+            && self.flushed
+            && produced.complete()
+    }
 }

@@ -1,6 +1,15 @@
 //! Metric names (the `metrics` crate; export them with any recorder, e.g. Prometheus), with
 //! their HELP text and unit in [`describe`]. Labels: `topic`, `partition` unless stated.
 //! Per-partition gauges are set to 0 when the partition is revoked.
+//!
+//! [`COMMITS`] counts each commit once, when its outcome is known (label `result`): a
+//! synchronous commit when the brokers answer it; an asynchronous one when it could not be
+//! issued (`failed`), or when the coordinator is asked for the committed offsets (see
+//! `commit_interval`): `ok` when it holds the commit's offsets (or later ones), `failed` when a
+//! commit interval without commits has passed and it holds less (refused, lost or overtaken by
+//! an older commit; the offsets are sent again as a new commit). librdkafka reports nothing
+//! else about an asynchronous commit to this client. An asynchronous commit whose outcome is
+//! still unknown when the member stops (the coordinator could not be asked) is not counted.
 
 use metrics::Unit;
 
@@ -12,10 +21,9 @@ pub const RETRIES: &str = "orderstream_consumer_retries_total";
 pub const PARKED: &str = "orderstream_consumer_parked_total";
 /// Counter: records sent to the dead-letter topic (label `class`).
 pub const DEAD_LETTERS: &str = "orderstream_consumer_dead_letters_total";
-/// Counter: commits issued (label `mode` = `async` | `sync`).
+/// Counter: offset commits by outcome (labels `mode` = `async` | `sync`, `result` = `ok` |
+/// `failed`), each counted once when its outcome is known (see the module docs).
 pub const COMMITS: &str = "orderstream_consumer_commits_total";
-/// Counter: failed commits (refused, or not held by the coordinator when read back).
-pub const COMMIT_FAILURES: &str = "orderstream_consumer_commit_failures_total";
 /// Histogram: synchronous commit duration in seconds (label `mode`).
 pub const COMMIT_LATENCY: &str = "orderstream_consumer_commit_duration_seconds";
 /// Counter: rebalance events (label `kind` = `assign` | `revoke` | `lost`).
@@ -43,7 +51,6 @@ pub const NAMES: &[&str] = &[
     PARKED,
     DEAD_LETTERS,
     COMMITS,
-    COMMIT_FAILURES,
     COMMIT_LATENCY,
     REBALANCES,
     LAG_OFFSETS,
@@ -75,11 +82,10 @@ pub fn describe() {
         Unit::Count,
         "Records sent to the dead-letter topic, by error class."
     );
-    describe_counter!(COMMITS, Unit::Count, "Offset commits issued, by mode.");
     describe_counter!(
-        COMMIT_FAILURES,
+        COMMITS,
         Unit::Count,
-        "Offset commits refused or not held by the coordinator."
+        "Offset commits by mode and result, counted once when the result is known."
     );
     describe_histogram!(
         COMMIT_LATENCY,

@@ -196,12 +196,9 @@ impl<H: Handler> Side<H> {
             o
         };
         let drained = drain(owners, deadline);
-        // The metrics crate cannot remove a series: a partition this member no longer owns
-        // reports no lag here (its new owner reports it), so sums over members stay right.
-        for p in parts {
-            metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
-                .set(0.0);
-        }
+        // Nothing sets the released partitions' gauges any more: they leave the scrape after
+        // the recorder's idle timeout (metric::GAUGE_IDLE_TIMEOUT), and the new owner reports
+        // the partitions.
         if !self.from_retry {
             self.shared.parked.disown(&self.source_tps(parts));
         }
@@ -597,11 +594,16 @@ impl<H: Handler> ClientContext for Side<H> {
         let Some(t) = statistics.topics.get(&*self.topic) else {
             return;
         };
-        let table = lock(&self.table);
+        // stored for the partition's owner, which sets the gauge on its tick
+        let mut table = lock(&self.table);
         for (p, part) in &t.partitions {
-            if table.contains(*p) && part.consumer_lag >= 0 {
-                metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
-                    .set(part.consumer_lag as f64);
+            if let Some(o) = table.get_mut(*p)
+                && part.consumer_lag >= 0
+            {
+                o.link
+                    .ctx
+                    .lag_records
+                    .store(part.consumer_lag, Ordering::Relaxed);
             }
         }
     }

@@ -841,8 +841,74 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
-    use super::settle;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use super::super::handler::{PerRecord, Shared};
+    use super::super::{client, parked, summary};
+    use super::{Side, settle};
+    use crate::budget::MemoryBudget;
+    use crate::forward_producer::ForwardProducer;
+    use crate::{ConsumerConfig, ProcessError, Processor, Record, Topics};
+
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl Processor for Nothing {
+        async fn process(&self, _: &Record) -> Result<(), ProcessError> {
+            Ok(())
+        }
+    }
+
+    /// An asynchronous commit is counted when its outcome is known, not when it is issued,
+    /// and once: in the run summary's counters, bumped with the metric.
+    #[test]
+    fn async_commits_are_counted_at_their_outcome_not_at_issue() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        // no broker: librdkafka queues the commit and never answers
+        let cfg = ConsumerConfig::new("127.0.0.1:1", "g", Topics::new("o", "o.retry", "o.dlq"));
+        let producer =
+            ForwardProducer::new(client::producer_config(&cfg), Duration::from_secs(1)).unwrap();
+        let budget = MemoryBudget::split(cfg.memory_budget);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            handler: PerRecord(Arc::new(Nothing)),
+            producer,
+            parked: parked::Parked::default(),
+            counters: summary::Counters::default(),
+        });
+        let side = Side::new(Arc::clone(&shared), rt.handle().clone(), "o", false, budget);
+        let consumer: BaseConsumer<Side<PerRecord<Nothing>>> =
+            client::consumer_config(&cfg, "g", &budget)
+                .create_with_context(side)
+                .unwrap();
+        let side = consumer.context();
+        let counted = || {
+            let c = &shared.counters;
+            (
+                c.commits.load(Ordering::Relaxed),
+                c.commit_failures.load(Ordering::Relaxed),
+            )
+        };
+        side.send_async(&consumer, vec![(0, 5), (1, 3)]);
+        side.send_async(&consumer, vec![(0, 9)]);
+        assert_eq!(counted(), (0, 0), "counted before the outcome is known");
+        side.resolve_async(&[(0, 5), (1, 3)].into_iter().collect(), false);
+        assert_eq!(counted(), (1, 0));
+        side.resolve_async(&[(0, 5), (1, 3)].into_iter().collect(), true);
+        assert_eq!(
+            counted(),
+            (2, 1),
+            "held below after a quiet interval: failed"
+        );
+        side.resolve_async(&[(0, 20), (1, 20)].into_iter().collect(), true);
+        assert_eq!(counted(), (2, 1), "a settled commit is not counted again");
+        // closing needs a broker
+        std::mem::forget(consumer);
+    }
 
     fn held(p: &[(i32, i64)]) -> BTreeMap<i32, i64> {
         p.iter().copied().collect()

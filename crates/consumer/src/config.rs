@@ -220,7 +220,7 @@ pub struct ConsumerConfig {
     /// a backpressure resume the next fetch waits for the outstanding long-poll (one fetch in
     /// flight per broker), so this bounds the resume stall. Default 100 ms (librdkafka: 500 ms).
     pub fetch_wait_max: Duration,
-    /// `statistics.interval.ms` (feeds the lag gauge). Default 5 s; zero disables.
+    /// `statistics.interval.ms` (feeds the lag-in-records gauge). Default 5 s; zero disables.
     pub statistics_interval: Duration,
     /// Extra librdkafka properties applied last to the consumer (escape hatch). Default empty.
     pub extra_consumer: Vec<(String, String)>,

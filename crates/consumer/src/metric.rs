@@ -1,8 +1,33 @@
 //! Metric names (the `metrics` crate; export them with any recorder, e.g. Prometheus), with
 //! their HELP text and unit in [`describe`]. Labels: `topic`, `partition` unless stated.
-//! Per-partition gauges are set to 0 when the partition is revoked.
+//!
+//! Per-partition gauges ([`LAG_OFFSETS`], [`LAG_SECONDS`], [`IN_FLIGHT`]) describe a partition
+//! the member owns. Each owner sets all three every [`GAUGE_TICK`], whether or not anything
+//! changed; once the partition is revoked or lost nothing sets them any more. The `metrics`
+//! crate cannot remove a series, so a recorder should drop gauges left unset for
+//! [`GAUGE_IDLE_TIMEOUT`] (the Prometheus exporter of the CLI does): a revoked partition's
+//! gauges then leave the scrape within that time instead of staying behind with a stale value
+//! next to those of the partition's new owner.
+//!
+//! [`COMMITS`] counts each commit once, when its outcome is known (label `result`): a
+//! synchronous commit when the brokers answer it; an asynchronous one when it could not be
+//! issued (`failed`), or when the coordinator is asked for the committed offsets (see
+//! `commit_interval`): `ok` when it holds the commit's offsets (or later ones), `failed` when a
+//! commit interval without commits has passed and it holds less (refused, lost or overtaken by
+//! an older commit; the offsets are sent again as a new commit). librdkafka reports nothing
+//! else about an asynchronous commit to this client. An asynchronous commit whose outcome is
+//! still unknown when the member stops (the coordinator could not be asked) is not counted.
+
+use std::time::Duration;
 
 use metrics::Unit;
+
+/// How often a partition's owner sets its gauges.
+pub const GAUGE_TICK: Duration = Duration::from_secs(1);
+/// How long a gauge left unset stays exported: well above [`GAUGE_TICK`], so a busy owner that
+/// runs late never loses its gauges, and short enough that a revoked partition's gauges are gone
+/// a few scrapes after the revoke.
+pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counter: records processed successfully.
 pub const PROCESSED: &str = "orderstream_consumer_processed_total";
@@ -12,17 +37,20 @@ pub const RETRIES: &str = "orderstream_consumer_retries_total";
 pub const PARKED: &str = "orderstream_consumer_parked_total";
 /// Counter: records sent to the dead-letter topic (label `class`).
 pub const DEAD_LETTERS: &str = "orderstream_consumer_dead_letters_total";
-/// Counter: commits issued (label `mode` = `async` | `sync`).
+/// Counter: offset commits by outcome (labels `mode` = `async` | `sync`, `result` = `ok` |
+/// `failed`), each counted once when its outcome is known (see the module docs).
 pub const COMMITS: &str = "orderstream_consumer_commits_total";
-/// Counter: failed commits (refused, or not held by the coordinator when read back).
-pub const COMMIT_FAILURES: &str = "orderstream_consumer_commit_failures_total";
 /// Histogram: synchronous commit duration in seconds (label `mode`).
 pub const COMMIT_LATENCY: &str = "orderstream_consumer_commit_duration_seconds";
 /// Counter: rebalance events (label `kind` = `assign` | `revoke` | `lost`).
 pub const REBALANCES: &str = "orderstream_consumer_rebalances_total";
-/// Gauge: lag in records (from librdkafka statistics).
+/// Gauge: lag in records: the partition's end minus the committed offset, from the latest
+/// librdkafka statistics (`statistics_interval`), set again every [`GAUGE_TICK`].
 pub const LAG_OFFSETS: &str = "orderstream_consumer_lag_records";
-/// Gauge: lag in seconds (now minus the timestamp of the record being processed).
+/// Gauge: lag in seconds: now minus the timestamp of the partition's oldest record the member
+/// holds unfinished, computed every [`GAUGE_TICK`] (so it keeps growing while that record is
+/// stuck); 0 when the member holds no unfinished record (records not yet fetched are counted
+/// by [`LAG_OFFSETS`] only).
 pub const LAG_SECONDS: &str = "orderstream_consumer_lag_seconds";
 /// Gauge: records handed to the partition's owner and not finished.
 pub const IN_FLIGHT: &str = "orderstream_consumer_in_flight_records";
@@ -43,7 +71,6 @@ pub const NAMES: &[&str] = &[
     PARKED,
     DEAD_LETTERS,
     COMMITS,
-    COMMIT_FAILURES,
     COMMIT_LATENCY,
     REBALANCES,
     LAG_OFFSETS,
@@ -75,11 +102,10 @@ pub fn describe() {
         Unit::Count,
         "Records sent to the dead-letter topic, by error class."
     );
-    describe_counter!(COMMITS, Unit::Count, "Offset commits issued, by mode.");
     describe_counter!(
-        COMMIT_FAILURES,
+        COMMITS,
         Unit::Count,
-        "Offset commits refused or not held by the coordinator."
+        "Offset commits by mode and result, counted once when the result is known."
     );
     describe_histogram!(
         COMMIT_LATENCY,
@@ -90,12 +116,12 @@ pub fn describe() {
     describe_gauge!(
         LAG_OFFSETS,
         Unit::Count,
-        "Records between the partition's end and the consumer position."
+        "Records between the partition's end and the committed offset."
     );
     describe_gauge!(
         LAG_SECONDS,
         Unit::Seconds,
-        "Age of the record being processed."
+        "Age of the partition's oldest unfinished record (0 when none)."
     );
     describe_gauge!(
         IN_FLIGHT,

@@ -134,22 +134,45 @@ pub(crate) struct Shared<H> {
 }
 
 /// Metric handles of one owned partition, registered once at assignment (not per record).
+///
+/// Its gauges are looked up again on every tick instead ([`PartMetrics::gauges`]): a recorder
+/// drops a gauge left unset for [`m::GAUGE_IDLE_TIMEOUT`], and a handle kept across that (an
+/// owner held up longer than the timeout) would go on setting a series no longer exported.
 #[derive(Debug)]
 pub(crate) struct PartMetrics {
-    pub(crate) in_flight: metrics::Gauge,
-    pub(crate) lag_seconds: metrics::Gauge,
+    labels: Vec<metrics::Label>,
     pub(crate) processed: metrics::Counter,
     pub(crate) pauses: metrics::Counter,
     pub(crate) retries: metrics::Counter,
     pub(crate) handler_latency: metrics::Histogram,
 }
 
+/// A partition's gauge values at one tick.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GaugeValues {
+    /// From the latest statistics; `None` before the first (or with statistics off).
+    pub(crate) lag_records: Option<i64>,
+    pub(crate) lag_seconds: f64,
+    pub(crate) in_flight: usize,
+}
+
 impl PartMetrics {
+    /// Sets the partition's gauges (lag in records, lag in seconds, records in flight).
+    pub(crate) fn gauges(&self, v: GaugeValues) {
+        if let Some(lag) = v.lag_records {
+            metrics::gauge!(m::LAG_OFFSETS, self.labels.iter()).set(lag as f64);
+        }
+        metrics::gauge!(m::LAG_SECONDS, self.labels.iter()).set(v.lag_seconds);
+        metrics::gauge!(m::IN_FLIGHT, self.labels.iter()).set(v.in_flight as f64);
+    }
+
     fn new(topic: &str, partition: i32) -> Self {
         let (t, p) = (topic.to_owned(), partition.to_string());
         Self {
-            in_flight: metrics::gauge!(m::IN_FLIGHT, "topic" => t.clone(), "partition" => p.clone()),
-            lag_seconds: metrics::gauge!(m::LAG_SECONDS, "topic" => t.clone(), "partition" => p.clone()),
+            labels: vec![
+                metrics::Label::new("topic", t.clone()),
+                metrics::Label::new("partition", p.clone()),
+            ],
             processed: metrics::counter!(m::PROCESSED, "topic" => t.clone(), "partition" => p.clone()),
             pauses: metrics::counter!(m::PAUSES, "topic" => t.clone(), "partition" => p),
             retries: metrics::counter!(m::RETRIES, "topic" => t.clone()),
@@ -173,6 +196,9 @@ pub(crate) struct PartCtx {
     pub(crate) committable: AtomicI64,
     /// Bytes of records handed to the owner and not finished ([`Record::size`]).
     pub(crate) unfinished_bytes: AtomicUsize,
+    /// Lag in records from the latest librdkafka statistics, `-1` before the first: the poll
+    /// thread stores it, the owner sets the gauge from it on its tick.
+    pub(crate) lag_records: AtomicI64,
     /// Records finished since the consumer's last commit (shared by its partitions).
     pub(crate) completed: Arc<AtomicUsize>,
 }
@@ -193,6 +219,7 @@ impl PartCtx {
             metrics,
             committable: AtomicI64::new(-1),
             unfinished_bytes: AtomicUsize::new(0),
+            lag_records: AtomicI64::new(-1),
             completed,
         }
     }

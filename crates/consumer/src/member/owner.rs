@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::Instant;
 
 use futures::future::{Either, join_all};
 use futures::stream::FuturesUnordered;
@@ -21,18 +21,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info_span, warn};
 
 use super::handler::{
-    BATCH_PANICKED, Handler, Outcome, PartCtx, Shared, now_ms, result_count_error,
+    BATCH_PANICKED, GaugeValues, Handler, Outcome, PartCtx, Shared, now_ms, result_count_error,
 };
 use super::lifecycle::Phase;
 use super::summary::bump;
 use crate::Record;
 use crate::frontier::CommitFrontier;
+use crate::metric::GAUGE_TICK;
 use crate::scheduler::{KeyScheduler, Slot};
 
 /// Batches the channel to an owner holds; the byte and offset windows are the real bound.
 const CHANNEL_BATCHES: usize = 8;
-/// How often an owner refreshes its lag and in-flight gauges.
-const GAUGE_TICK: Duration = Duration::from_secs(1);
 
 /// What the poll thread keeps of an owner.
 #[derive(Debug)]
@@ -107,8 +106,14 @@ async fn run<H: Handler>(
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
     let mut running = FuturesUnordered::new();
     let mut phase = Phase::Consuming;
+    // The gauges are set every tick while the partition is owned, changed or not: a recorder
+    // drops gauges left unset (metric::GAUGE_IDLE_TIMEOUT), which is how a revoked partition's
+    // leave. The timer wakes an idle owner; the check after the select below also runs them
+    // when completions keep the select busy.
     let mut tick = tokio::time::interval(GAUGE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut gauges_at = Instant::now();
+    gauges(ctx, &frontier, &mut times);
     loop {
         tokio::select! {
             biased;
@@ -145,9 +150,11 @@ async fn run<H: Handler>(
                 }
                 None => phase = phase.stop(),
             },
-            _ = tick.tick() => {
-                gauges(ctx, &frontier, &mut times);
-            }
+            _ = tick.tick() => {}
+        }
+        if gauges_at.elapsed() >= GAUGE_TICK {
+            gauges_at = Instant::now();
+            gauges(ctx, &frontier, &mut times);
         }
         // (a stop not yet seen by the select above already ends new work)
         if phase.takes_records() && !ctx.stop.is_cancelled() {
@@ -177,8 +184,8 @@ async fn run<H: Handler>(
             break;
         }
     }
-    ctx.metrics.in_flight.set(0.0);
-    ctx.metrics.lag_seconds.set(0.0);
+    // The gauges are not set to 0 here: left unset, they leave the scrape after the idle
+    // timeout, and the partition's next owner reports it.
 }
 
 /// Takes records handed over by the poll thread.
@@ -228,17 +235,23 @@ fn finish(
     n
 }
 
-/// Lag in seconds from the oldest unfinished record (0 when none), and the in-flight count.
+/// Sets the partition's gauges: lag in records as the latest statistics said, lag in seconds
+/// from the oldest unfinished record (now minus its timestamp, so it grows while that record
+/// is stuck; 0 when none), and the in-flight count.
 fn gauges(ctx: &PartCtx, frontier: &CommitFrontier, times: &mut VecDeque<(i64, i64)>) {
     let done_below = frontier.committable().unwrap_or(i64::MIN);
     while times.front().is_some_and(|(o, _)| *o < done_below) {
         times.pop_front();
     }
-    let lag = times.front().map_or(0.0, |(_, ts)| {
+    let lag_seconds = times.front().map_or(0.0, |(_, ts)| {
         (now_ms().saturating_sub(*ts)).max(0) as f64 / 1000.0
     });
-    ctx.metrics.lag_seconds.set(lag);
-    ctx.metrics.in_flight.set(frontier.in_flight() as f64);
+    let lag_records = ctx.lag_records.load(Ordering::Relaxed);
+    ctx.metrics.gauges(GaugeValues {
+        lag_records: (lag_records >= 0).then_some(lag_records),
+        lag_seconds,
+        in_flight: frontier.in_flight(),
+    });
 }
 
 async fn run_one<H: Handler>(sh: &Shared<H>, ctx: &PartCtx, slot: Slot, rec: Record) -> Finishes {

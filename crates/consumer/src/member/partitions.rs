@@ -116,13 +116,6 @@ impl Table {
             .and_then(Option::as_mut)
     }
 
-    pub(crate) fn contains(&self, partition: i32) -> bool {
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| self.slots.get(i))
-            .is_some_and(Option::is_some)
-    }
-
     pub(crate) fn insert(&mut self, partition: i32, owned: Owned) -> Option<Owned> {
         let i = usize::try_from(partition).unwrap_or(0);
         if self.slots.len() <= i {

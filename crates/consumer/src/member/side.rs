@@ -76,10 +76,16 @@ pub(crate) struct Side<H> {
     window: AtomicUsize,
     completed: Arc<AtomicUsize>,
     /// Offsets the coordinator confirmed: synchronous commits, and what [`Side::confirm`] read
-    /// back. (librdkafka reports the outcome of an asynchronous commit only through
-    /// `offset_commit_cb`, which rust-rdkafka never registers, so
-    /// [`ConsumerContext::commit_callback`] is not called for them.)
+    /// back. (librdkafka reports the outcome of a commit the application issued only to an
+    /// `offset_commit_cb`, which rust-rdkafka never registers: it enables the offset-commit
+    /// event instead, which librdkafka raises for automatic commits only. So
+    /// [`ConsumerContext::commit_callback`] is not called for these commits, synchronous or
+    /// asynchronous.)
     committed: Mutex<BTreeMap<i32, i64>>,
+    /// Asynchronous commits sent whose outcome is not known yet, each with its offsets
+    /// (partition, offset): counted when the coordinator is seen holding them, or holding less
+    /// after a quiet interval (see [`Side::resolve_async`]).
+    pending_async: Mutex<Vec<Vec<(i32, i64)>>>,
     /// Asynchronous commits were sent since the last confirmed one: their outcome is unknown.
     unconfirmed: AtomicBool,
     /// When the last asynchronous commit was handed to librdkafka: until `session_timeout`
@@ -119,6 +125,7 @@ impl<H: Handler> Side<H> {
             window: AtomicUsize::new(budget.window_bytes),
             completed: Arc::new(AtomicUsize::new(0)),
             committed: Mutex::new(BTreeMap::new()),
+            pending_async: Mutex::new(Vec::new()),
             unconfirmed: AtomicBool::new(false),
             last_async: Mutex::new(None),
         }
@@ -189,12 +196,9 @@ impl<H: Handler> Side<H> {
             o
         };
         let drained = drain(owners, deadline);
-        // The metrics crate cannot remove a series: a partition this member no longer owns
-        // reports no lag here (its new owner reports it), so sums over members stay right.
-        for p in parts {
-            metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
-                .set(0.0);
-        }
+        // Nothing sets the released partitions' gauges any more: they leave the scrape after
+        // the recorder's idle timeout (metric::GAUGE_IDLE_TIMEOUT), and the new owner reports
+        // the partitions.
         if !self.from_retry {
             self.shared.parked.disown(&self.source_tps(parts));
         }
@@ -220,30 +224,99 @@ impl<H: Handler> Side<H> {
             return None;
         }
         let tpl = self.tpl(offsets.iter().map(|(p, o)| (*p, Some(*o))));
-        let counters = &self.shared.counters;
-        bump(&counters.commits);
-        metrics::counter!(m::COMMITS, "mode" => "sync").increment(1);
         let started = Instant::now();
         let res = consumer.commit(&tpl, CommitMode::Sync);
         metrics::histogram!(m::COMMIT_LATENCY, "mode" => "sync")
             .record(started.elapsed().as_secs_f64());
+        // The brokers' answer is this commit's outcome: counted here and nowhere else.
         match res {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
-                let mut c = lock(&self.committed);
-                for (p, o) in offsets {
-                    let e = c.entry(*p).or_insert(*o);
-                    *e = (*e).max(*o);
+                self.count_commit("sync", true);
+                {
+                    let mut c = lock(&self.committed);
+                    for (p, o) in offsets {
+                        let e = c.entry(*p).or_insert(*o);
+                        *e = (*e).max(*o);
+                    }
+                }
+                if res.is_ok() {
+                    // the coordinator now holds these offsets: earlier asynchronous commits
+                    // at or below them are settled
+                    self.resolve_async(&offsets.iter().copied().collect(), false);
                 }
                 info!(topic = %self.topic, ?offsets, "synchronous commit ok");
                 Some(true)
             }
             Err(e) => {
-                bump(&counters.commit_failures);
-                metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                self.count_commit("sync", false);
                 warn!(topic = %self.topic, error = %e, ?offsets, "synchronous commit failed");
                 Some(false)
             }
         }
+    }
+
+    /// Counts one commit whose outcome is known, in the metric and the run summary alike.
+    fn count_commit(&self, mode: &'static str, ok: bool) {
+        let counters = &self.shared.counters;
+        bump(&counters.commits);
+        if !ok {
+            bump(&counters.commit_failures);
+        }
+        let result = if ok { "ok" } else { "failed" };
+        metrics::counter!(m::COMMITS, "mode" => mode, "result" => result).increment(1);
+    }
+
+    /// Settles pending asynchronous commits against `held` (partition → offset the coordinator
+    /// holds, `-1` for none; partitions not in it were not answered): a commit whose every
+    /// offset is held, or passed, counts `ok`; with `quiet` (no commit sent for an interval, so
+    /// each one sent has had its answer) a commit with an answered partition held below its
+    /// offset counts `failed` (refused, lost, or overtaken by an older commit that landed
+    /// later; its offsets are sent again). The rest stay pending.
+    fn resolve_async(&self, held: &BTreeMap<i32, i64>, quiet: bool) {
+        let (ok, failed) = settle(&mut lock(&self.pending_async), held, quiet);
+        for _ in 0..ok {
+            self.count_commit("async", true);
+        }
+        for _ in 0..failed {
+            self.count_commit("async", false);
+        }
+    }
+
+    /// Asks the coordinator what it holds for the partitions of pending asynchronous commits
+    /// and settles them as after a quiet interval: the member is stopping, no commit is sent
+    /// after this. A commit whose partitions cannot be read back stays uncounted.
+    fn resolve_async_at_stop(&self, consumer: &BaseConsumer<Self>) {
+        let parts: std::collections::BTreeSet<i32> = lock(&self.pending_async)
+            .iter()
+            .flatten()
+            .map(|(p, _)| *p)
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let tpl = self.tpl(parts.into_iter().map(|p| (p, None)));
+        match consumer.committed_offsets(tpl, CONFIRM_TIMEOUT) {
+            Ok(held) => self.resolve_async(&self.held(&held), true),
+            Err(e) => {
+                let n = lock(&self.pending_async).len();
+                warn!(topic = %self.topic, error = %e, commits = n, "could not read back the committed offsets at shutdown: the outcome of the last asynchronous commits is unknown (not counted)");
+            }
+        }
+    }
+
+    /// The answered partitions of a read-back: partition → offset held (`-1` for none).
+    fn held(&self, tpl: &TopicPartitionList) -> BTreeMap<i32, i64> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == &*self.topic && e.error().is_ok())
+            .map(|e| {
+                let have = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                };
+                (e.partition(), have)
+            })
+            .collect()
     }
 
     /// Takes a polled record; `true` when its partition's window is now full (the burst ends
@@ -379,44 +452,40 @@ impl<H: Handler> Side<H> {
                 .filter_map(|o| Some((o.link.ctx.partition, o.committable()?, o.sent_commit)))
                 .collect()
         };
-        if wanted.is_empty() {
+        // also the partitions of pending asynchronous commits, owned or not any more
+        let asked: std::collections::BTreeSet<i32> = wanted
+            .iter()
+            .map(|(p, ..)| *p)
+            .chain(lock(&self.pending_async).iter().flatten().map(|(p, _)| *p))
+            .collect();
+        if asked.is_empty() {
             self.unconfirmed.store(false, Ordering::Release);
             return;
         }
-        let tpl = self.tpl(wanted.iter().map(|(p, ..)| (*p, None)));
+        let unanswered_before = asked.len();
+        let tpl = self.tpl(asked.into_iter().map(|p| (p, None)));
         let held = match consumer.committed_offsets(tpl, CONFIRM_TIMEOUT) {
-            Ok(held) => held,
+            Ok(held) => self.held(&held),
             Err(e) => {
                 warn!(topic = %self.topic, error = %e, "could not ask the coordinator for the committed offsets; asking again in an interval");
                 return;
             }
         };
+        // partitions not answered are asked again next time
+        let unanswered = held.len() < unanswered_before;
         let mut refused = Vec::new();
         let mut again = Vec::new();
-        let mut unanswered = false;
         {
             let mut c = lock(&self.committed);
             for (p, want, sent) in wanted {
-                let Some(elem) = held.find_partition(&self.topic, p) else {
-                    unanswered = true;
+                let Some(&have) = held.get(&p) else {
                     continue;
-                };
-                if let Err(e) = elem.error() {
-                    // not answered for this partition: asked again next time
-                    debug!(topic = %self.topic, partition = p, error = %e, "committed offset not read back");
-                    unanswered = true;
-                    continue;
-                }
-                let have = match elem.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
                 };
                 // what the coordinator holds now, even below an earlier read: a late older
                 // commit moves it back
-                if let Some(h) = have {
-                    c.insert(p, h);
+                if have >= 0 {
+                    c.insert(p, have);
                 }
-                let have = have.unwrap_or(-1);
                 if quiet && have < sent {
                     refused.push((p, sent, have));
                 }
@@ -425,16 +494,16 @@ impl<H: Handler> Side<H> {
                 }
             }
         }
+        self.resolve_async(&held, quiet);
         if !refused.is_empty() {
-            bump(&self.shared.counters.commit_failures);
-            metrics::counter!(m::COMMIT_FAILURES).increment(1);
             warn!(topic = %self.topic, ?refused, "commits the coordinator does not hold (partition, sent, held): sending them again");
         }
         if again.is_empty() {
             let settle = self.shared.cfg.session_timeout + CONFIRM_TIMEOUT;
             let settled = lock(&self.last_async).is_none_or(|t| t.elapsed() >= settle);
+            let pending = !lock(&self.pending_async).is_empty();
             self.unconfirmed
-                .store(unanswered || !settled, Ordering::Release);
+                .store(unanswered || !settled || pending, Ordering::Release);
             return;
         }
         {
@@ -472,18 +541,52 @@ impl<H: Handler> Side<H> {
         if offsets.is_empty() {
             return;
         }
-        let counters = &self.shared.counters;
-        bump(&counters.commits);
-        metrics::counter!(m::COMMITS, "mode" => "async").increment(1);
         self.unconfirmed.store(true, Ordering::Release);
         *lock(&self.last_async) = Some(Instant::now());
-        let tpl = self.tpl(offsets.into_iter().map(|(p, o)| (p, Some(o))));
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            bump(&counters.commit_failures);
-            metrics::counter!(m::COMMIT_FAILURES).increment(1);
-            warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit or confirmation sends its offsets again");
+        let tpl = self.tpl(offsets.iter().map(|(p, o)| (*p, Some(*o))));
+        match consumer.commit(&tpl, CommitMode::Async) {
+            // its outcome comes with a later read-back (or the next successful sync commit)
+            Ok(()) => lock(&self.pending_async).push(offsets),
+            Err(e) => {
+                // not sent: that is its outcome
+                self.count_commit("async", false);
+                warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit or confirmation sends its offsets again");
+            }
         }
     }
+}
+
+/// Removes from `pending` the asynchronous commits whose outcome `held` tells (see
+/// [`Side::resolve_async`]) and returns how many succeeded and how many failed.
+fn settle(
+    pending: &mut Vec<Vec<(i32, i64)>>,
+    held: &BTreeMap<i32, i64>,
+    quiet: bool,
+) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, 0);
+    pending.retain(|commit| {
+        let mut all_held = true;
+        let mut short = false;
+        for (p, o) in commit {
+            match held.get(p) {
+                Some(have) if have >= o => {}
+                Some(_) => {
+                    all_held = false;
+                    short = true;
+                }
+                None => all_held = false,
+            }
+        }
+        if all_held {
+            ok += 1;
+        } else if quiet && short {
+            failed += 1;
+        } else {
+            return true;
+        }
+        false
+    });
+    (ok, failed)
 }
 
 impl<H: Handler> ClientContext for Side<H> {
@@ -491,11 +594,16 @@ impl<H: Handler> ClientContext for Side<H> {
         let Some(t) = statistics.topics.get(&*self.topic) else {
             return;
         };
-        let table = lock(&self.table);
+        // stored for the partition's owner, which sets the gauge on its tick
+        let mut table = lock(&self.table);
         for (p, part) in &t.partitions {
-            if table.contains(*p) && part.consumer_lag >= 0 {
-                metrics::gauge!(m::LAG_OFFSETS, "topic" => self.topic.to_string(), "partition" => p.to_string())
-                    .set(part.consumer_lag as f64);
+            if let Some(o) = table.get_mut(*p)
+                && part.consumer_lag >= 0
+            {
+                o.link
+                    .ctx
+                    .lag_records
+                    .store(part.consumer_lag, Ordering::Relaxed);
             }
         }
     }
@@ -546,6 +654,9 @@ impl<H: Handler> ConsumerContext for Side<H> {
         }
     }
 
+    /// Not called for the commits this member issues (see [`Side::committed`]); it would be
+    /// for synchronous ones too, so it counts nothing: each commit is counted where its outcome
+    /// is known ([`Side::commit_sync`], [`Side::resolve_async`]).
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
@@ -561,9 +672,7 @@ impl<H: Handler> ConsumerContext for Side<H> {
             }
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(err) => {
-                bump(&self.shared.counters.commit_failures);
-                metrics::counter!(m::COMMIT_FAILURES).increment(1);
-                warn!(topic = %self.topic, error = %err, "async commit failed; the next commit carries its offsets");
+                warn!(topic = %self.topic, error = %err, "commit failed; the next commit carries its offsets");
                 self.unconfirmed.store(true, Ordering::Release);
             }
         }
@@ -670,6 +779,7 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
         warn!(topic = %side.topic, "shutdown drain deadline hit: committing the frontier, in-flight work is abandoned");
     }
     let ok = side.commit_drained(&consumer, &drained) != Some(false);
+    side.resolve_async_at_stop(&consumer);
     let committed = lock(&side.committed).clone();
     let mut uncommitted = BTreeMap::new();
     for d in &drained {
@@ -725,5 +835,121 @@ fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
         forced_close: forced,
         shutdown_commit_failed: !ok,
         refused: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use super::super::handler::{PerRecord, Shared};
+    use super::super::{client, parked, summary};
+    use super::{Side, settle};
+    use crate::budget::MemoryBudget;
+    use crate::forward_producer::ForwardProducer;
+    use crate::{ConsumerConfig, ProcessError, Processor, Record, Topics};
+
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl Processor for Nothing {
+        async fn process(&self, _: &Record) -> Result<(), ProcessError> {
+            Ok(())
+        }
+    }
+
+    /// An asynchronous commit is counted when its outcome is known, not when it is issued,
+    /// and once: in the run summary's counters, bumped with the metric.
+    #[test]
+    fn async_commits_are_counted_at_their_outcome_not_at_issue() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        // no broker: librdkafka queues the commit and never answers
+        let cfg = ConsumerConfig::new("127.0.0.1:1", "g", Topics::new("o", "o.retry", "o.dlq"));
+        let producer =
+            ForwardProducer::new(client::producer_config(&cfg), Duration::from_secs(1)).unwrap();
+        let budget = MemoryBudget::split(cfg.memory_budget);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            handler: PerRecord(Arc::new(Nothing)),
+            producer,
+            parked: parked::Parked::default(),
+            counters: summary::Counters::default(),
+        });
+        let side = Side::new(Arc::clone(&shared), rt.handle().clone(), "o", false, budget);
+        let consumer: BaseConsumer<Side<PerRecord<Nothing>>> =
+            client::consumer_config(&cfg, "g", &budget)
+                .create_with_context(side)
+                .unwrap();
+        let side = consumer.context();
+        let counted = || {
+            let c = &shared.counters;
+            (
+                c.commits.load(Ordering::Relaxed),
+                c.commit_failures.load(Ordering::Relaxed),
+            )
+        };
+        side.send_async(&consumer, vec![(0, 5), (1, 3)]);
+        side.send_async(&consumer, vec![(0, 9)]);
+        assert_eq!(counted(), (0, 0), "counted before the outcome is known");
+        side.resolve_async(&[(0, 5), (1, 3)].into_iter().collect(), false);
+        assert_eq!(counted(), (1, 0));
+        side.resolve_async(&[(0, 5), (1, 3)].into_iter().collect(), true);
+        assert_eq!(
+            counted(),
+            (2, 1),
+            "held below after a quiet interval: failed"
+        );
+        side.resolve_async(&[(0, 20), (1, 20)].into_iter().collect(), true);
+        assert_eq!(counted(), (2, 1), "a settled commit is not counted again");
+        // closing needs a broker
+        std::mem::forget(consumer);
+    }
+
+    fn held(p: &[(i32, i64)]) -> BTreeMap<i32, i64> {
+        p.iter().copied().collect()
+    }
+
+    #[test]
+    fn an_async_commit_is_settled_once_when_its_offsets_are_held() {
+        let mut pending = vec![vec![(0, 10), (1, 5)], vec![(0, 20)]];
+        // partition 1 not answered: the first commit stays pending; the second is below
+        assert_eq!(settle(&mut pending, &held(&[(0, 12)]), false), (0, 0));
+        assert_eq!(pending.len(), 2);
+        assert_eq!(
+            settle(&mut pending, &held(&[(0, 12), (1, 5)]), false),
+            (1, 0)
+        );
+        assert_eq!(pending, vec![vec![(0, 20)]]);
+        // the same answer again counts nothing more
+        assert_eq!(
+            settle(&mut pending, &held(&[(0, 12), (1, 5)]), false),
+            (0, 0)
+        );
+        // later offsets held settle it too
+        assert_eq!(settle(&mut pending, &held(&[(0, 30)]), false), (1, 0));
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn an_async_commit_held_below_fails_only_after_a_quiet_interval() {
+        let mut pending = vec![vec![(0, 10), (1, 5)]];
+        // still in flight, perhaps
+        assert_eq!(
+            settle(&mut pending, &held(&[(0, 3), (1, 5)]), false),
+            (0, 0)
+        );
+        assert_eq!(pending.len(), 1);
+        // one partition not answered, the other held below: failed
+        assert_eq!(settle(&mut pending, &held(&[(0, -1)]), true), (0, 1));
+        assert!(pending.is_empty());
+        // not answered at all: no outcome
+        let mut pending = vec![vec![(2, 7)]];
+        assert_eq!(settle(&mut pending, &held(&[]), true), (0, 0));
+        assert_eq!(pending.len(), 1);
     }
 }

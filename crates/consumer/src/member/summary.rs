@@ -57,9 +57,10 @@ pub struct RunSummary {
     pub followed: u64,
     /// Records sent to the dead-letter topic.
     pub dead_lettered: u64,
-    /// Commits issued with at least one offset (async and sync).
+    /// Commits with at least one offset whose outcome is known (async and sync), each counted
+    /// once as in the `orderstream_consumer_commits_total` metric (see [`crate::metric`]).
     pub commits: u64,
-    /// Commits that failed.
+    /// Of [`commits`](Self::commits), those that failed (`result="failed"`).
     pub commit_failures: u64,
     /// Last offset (Kafka convention: next to consume) committed successfully per partition.
     pub committed: BTreeMap<(String, i32), i64>,

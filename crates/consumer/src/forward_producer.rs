@@ -75,7 +75,7 @@ impl ForwardProducer {
                     topic,
                     generation = used.number() + 1,
                     reason = %reason,
-                    "retry/dead-letter producer rebuilt after a fatal error"
+                    "retry/dead-letter/replay producer rebuilt after a fatal error"
                 );
                 true
             }
@@ -86,7 +86,7 @@ impl ForwardProducer {
                     generation = used.number(),
                     reason = %reason,
                     error = %e,
-                    "cannot rebuild the retry/dead-letter producer; retrying after a backoff"
+                    "cannot rebuild the retry/dead-letter/replay producer"
                 );
                 false
             }

@@ -131,7 +131,9 @@ pub async fn read_dead_letters(
 /// topic and **source partition** (from the `orderstream.dlq.source.*` headers) with the same
 /// key and value and the original headers minus the `orderstream.dlq.*` / `orderstream.retry.*`
 /// ones. The dead-letter topic itself is not modified. Uses an idempotent producer and waits for
-/// every acknowledgement. `client` as for [`read_dead_letters`].
+/// every acknowledgement; after a fatal error of that producer the letter in flight is sent once
+/// more on a fresh instance, so it may reach the source topic twice (at least once, as consumers
+/// of the source topic already assume). `client` as for [`read_dead_letters`].
 pub async fn replay(
     client: &ClientConfig,
     dead_letter_topic: &str,
@@ -181,21 +183,28 @@ pub async fn replay(
             }
             fr
         };
-        // One more attempt on a fresh handle after a fatal error of the idempotent producer;
-        // any other failure ends the replay with the letters before it replayed.
-        let mut attempts = 0;
+        // One more attempt on a fresh handle after a fatal error of the idempotent producer (the
+        // first may have been written: at least once); any other failure ends the replay with
+        // the letters before it replayed.
+        let mut fatal_before: Option<KafkaError> = None;
         loop {
-            attempts += 1;
             let handle = producer.current();
             let Err((e, _)) = handle.send(record(), Timeout::After(timeout)).await else {
                 break;
             };
-            if attempts > 1 || !producer.recover(&handle, &e, &source_topic) {
+            let retry = fatal_before.is_none() && producer.recover(&handle, &e, &source_topic);
+            if !retry {
                 return Err(ReplayError::Kafka {
-                    context: format!("producing to {source_topic}/{source_partition}"),
+                    context: match &fatal_before {
+                        Some(first) => format!(
+                            "producing to {source_topic}/{source_partition} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
+                        ),
+                        None => format!("producing to {source_topic}/{source_partition}"),
+                    },
                     source: e,
                 });
             }
+            fatal_before = Some(e);
         }
         *summary
             .replayed

@@ -55,6 +55,11 @@ impl Batch {
         })
     }
 
+    /// How many sends the batch was made for.
+    pub(crate) fn len(&self) -> usize {
+        self.reports.len()
+    }
+
     /// The report of `index`, once the batch is complete (`None`: never reached librdkafka, or
     /// librdkafka dropped it without a report).
     pub(crate) fn report(&self, index: usize) -> Option<&Report> {

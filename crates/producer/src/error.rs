@@ -176,6 +176,14 @@ pub enum ProducerError {
         /// The topic.
         topic: String,
     },
+    /// More records were given to a [`crate::SendBatch`] than the length it was made for.
+    #[error("batch of {len} records to topic `{topic}` is full: record not sent")]
+    BatchFull {
+        /// The topic.
+        topic: String,
+        /// The batch's length.
+        len: usize,
+    },
 }
 
 impl ProducerError {

@@ -432,3 +432,38 @@ async fn shutdown_flushes_and_refuses_new_records() {
         "{after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_given_fewer_or_more_records_than_its_length_still_reports_each() {
+    let m = mock("t", 1);
+    let p = RawProducer::new(config(m.bootstrap_servers()), ProducerTopic::new("t", 1))
+        .await
+        .expect("start");
+    let mut short = p.batch(3);
+    short.send(Some(b"k"), b"v", &[], None).await;
+    let outcomes = tokio::time::timeout(Duration::from_secs(10), short.outcomes(|_| None))
+        .await
+        .expect("a short batch completes");
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].is_delivered(), "{outcomes:?}");
+
+    let mut long = p.batch(1);
+    long.send(Some(b"k"), b"v1", &[], None).await;
+    long.send(Some(b"k"), b"v2", &[], None).await;
+    let outcomes = tokio::time::timeout(Duration::from_secs(10), long.outcomes(|_| None))
+        .await
+        .expect("an overfull batch completes");
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes[0].is_delivered(), "{outcomes:?}");
+    assert!(
+        matches!(
+            &outcomes[1],
+            DeliveryOutcome::NotSent {
+                error: ProducerError::BatchFull { len: 1, .. },
+                retriable: false
+            }
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(p.in_flight(), 0);
+}

@@ -18,6 +18,7 @@ use super::handle::Handle;
 use super::pending::Sent;
 use super::trace::trace_outcome;
 use crate::completion::{Batch, Slot};
+use crate::error::ProducerError;
 
 enum Entry {
     /// Handed to librdkafka at this instant; its report arrives through the batch.
@@ -60,12 +61,32 @@ impl SendBatch {
         headers: &[(&str, &[u8])],
         schema_id: Option<u32>,
     ) {
+        if self.is_full() {
+            return;
+        }
         let slot = self.next_slot();
         let handed_over = self
             .core
             .hand_over(key, payload, headers, schema_id, slot)
             .await;
         self.push(handed_over);
+    }
+
+    /// Past the batch's length a record has no slot: it is not sent, and its outcome says so.
+    fn is_full(&mut self) -> bool {
+        if self.entries.len() < self.batch.len() {
+            return false;
+        }
+        self.core.metrics.not_sent.increment(1);
+        self.entries
+            .push(Entry::Done(Box::new(DeliveryOutcome::NotSent {
+                error: ProducerError::BatchFull {
+                    topic: self.core.topic.name.clone(),
+                    len: self.batch.len(),
+                },
+                retriable: false,
+            })));
+        true
     }
 
     /// The slot of the next record, to travel with it as librdkafka's delivery opaque.
@@ -99,7 +120,9 @@ impl SendBatch {
     /// The next record never reaches librdkafka (e.g. it could not be encoded): `outcome` is
     /// its outcome; see [`super::RawProducer::not_sent`].
     pub fn not_handed_over(&mut self, outcome: DeliveryOutcome) {
-        drop(self.next_slot());
+        if self.entries.len() < self.batch.len() {
+            drop(self.next_slot());
+        }
         self.push(Err(outcome));
     }
 
@@ -109,6 +132,10 @@ impl SendBatch {
         mut self,
         key_of: impl Fn(usize) -> Option<&'k [u8]>,
     ) -> Vec<DeliveryOutcome> {
+        // Slots of a batch given fewer records than its length complete now, or it never would.
+        for index in self.entries.len()..self.batch.len() {
+            drop(self.batch.slot(index));
+        }
         self.batch.complete().await;
         let entries = std::mem::take(&mut self.entries);
         let mut outcomes = Vec::with_capacity(entries.len());

@@ -238,7 +238,7 @@ impl Core {
         let span = produce_span(topic, key, schema_id);
         let mut record: BaseRecord<'_, [u8], [u8], Box<Slot>> =
             BaseRecord::with_opaque_to(topic, slot).payload(payload);
-        if let Some(owned) = record_headers(headers, || traceparent(self.trace_salt)) {
+        if let Some(owned) = record_headers(headers, || traceparent(self.trace_salt, &span)) {
             record = record.headers(owned);
         }
         if let Some(k) = key {

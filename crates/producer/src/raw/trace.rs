@@ -1,16 +1,24 @@
 //! Tracing of sends: the W3C `traceparent` a record carries when a tracing span is current, and
 //! the record's `orderstream.produce` span.
+//!
+//! With a `tracing-opentelemetry` layer installed the header names the real OpenTelemetry span
+//! of the send: the record's `orderstream.produce` span when it is enabled (it is a child of the
+//! caller's span), else the caller's span. Without such a layer there is no OpenTelemetry span
+//! to name, and the header is synthesised as it always was (see [`traceparent`]).
 
+use opentelemetry::trace::TraceContextExt;
 use tracing::{Span, field};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::DeliveryOutcome;
 
-/// Length of `00-<32 hex>-<16 hex>-01`.
+/// Length of `00-<32 hex>-<16 hex>-<2 hex>`.
 pub(super) const TRACEPARENT_LEN: usize = 55;
 
-pub(super) fn format_traceparent(trace_id: u128, span_id: u64) -> [u8; TRACEPARENT_LEN] {
+/// `00-<trace id>-<span id>-<flags>` in lowercase hex.
+pub(super) fn format_traceparent(trace_id: u128, span_id: u64, flags: u8) -> [u8; TRACEPARENT_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
     for (i, slot) in out[3..35].iter_mut().enumerate() {
         let shift = 4 * (31 - i);
         *slot = HEX[((trace_id >> shift) & 0xf) as usize];
@@ -19,6 +27,8 @@ pub(super) fn format_traceparent(trace_id: u128, span_id: u64) -> [u8; TRACEPARE
         let shift = 4 * (15 - i);
         *slot = HEX[((span_id >> shift) & 0xf) as usize];
     }
+    out[53] = HEX[usize::from(flags >> 4)];
+    out[54] = HEX[usize::from(flags & 0xf)];
     out
 }
 
@@ -30,15 +40,45 @@ pub(super) fn splitmix(mut z: u64) -> u64 {
 }
 
 /// A W3C `traceparent` value for a send when a tracing span is current, written into a stack
-/// buffer (no allocation). `salt` is the producer's, random per process.
-pub(super) fn traceparent(salt: u128) -> Option<[u8; TRACEPARENT_LEN]> {
-    let id = Span::current().id()?.into_u64();
-    // No OpenTelemetry layer: derive a stable trace id from the caller's span id (so records
-    // sent under one span share a trace id) and a random parent id for this send.
+/// buffer; `None` (nothing done, nothing allocated) when no span is current.
+///
+/// * With an OpenTelemetry layer: the trace id, span id and sampled flag of `produce` (the
+///   record's `orderstream.produce` span) when it is enabled, else of the caller's span, so a
+///   consumer parented on the header joins the producer's trace.
+/// * Without one: a trace id derived from the caller's span id and `salt` (the producer's,
+///   random per process), so records sent under one span share a trace id, and a random parent
+///   id for this send, flagged sampled.
+pub(super) fn traceparent(salt: u128, produce: &Span) -> Option<[u8; TRACEPARENT_LEN]> {
+    let current = Span::current();
+    let id = current.id()?.into_u64();
+    let otel = if produce.is_disabled() {
+        None
+    } else {
+        otel_ids(produce)
+    };
+    if let Some((trace_id, span_id, flags)) = otel.or_else(|| otel_ids(&current)) {
+        return Some(format_traceparent(trace_id, span_id, flags));
+    }
     let mixed = splitmix(salt as u64 ^ id);
     let trace_id = (u128::from(mixed) << 64) | u128::from(splitmix(mixed ^ (salt >> 64) as u64));
     let span_id: u64 = rand::random::<u64>() | 1;
-    Some(format_traceparent(trace_id, span_id))
+    Some(format_traceparent(trace_id, span_id, 0x01))
+}
+
+/// Trace id, span id and trace flags of `span`'s OpenTelemetry span; `None` without an
+/// OpenTelemetry layer (then the context is empty and nothing is allocated) or when the layer
+/// does not record `span`.
+fn otel_ids(span: &Span) -> Option<(u128, u64, u8)> {
+    let cx = span.context();
+    let otel = cx.span();
+    let sc = otel.span_context();
+    sc.is_valid().then(|| {
+        (
+            u128::from_be_bytes(sc.trace_id().to_bytes()),
+            u64::from_be_bytes(sc.span_id().to_bytes()),
+            sc.trace_flags().to_u8(),
+        )
+    })
 }
 
 /// The `orderstream.produce` debug span of one record; disabled (and free) unless a subscriber
@@ -46,6 +86,7 @@ pub(super) fn traceparent(salt: u128) -> Option<[u8; TRACEPARENT_LEN]> {
 pub(super) fn produce_span(topic: &str, key: Option<&[u8]>, schema_id: Option<u32>) -> Span {
     let span = tracing::debug_span!(
         "orderstream.produce",
+        otel.kind = "producer",
         topic = %topic,
         key = field::Empty,
         schema_id = field::Empty,
@@ -100,11 +141,13 @@ mod tests {
                 0xdead_beef_0000_0001,
             ),
         ] {
-            let got = format_traceparent(trace_id, span_id);
-            assert_eq!(
-                std::str::from_utf8(&got).expect("ascii"),
-                format!("00-{trace_id:032x}-{span_id:016x}-01")
-            );
+            for flags in [0u8, 1, 0xab] {
+                let got = format_traceparent(trace_id, span_id, flags);
+                assert_eq!(
+                    std::str::from_utf8(&got).expect("ascii"),
+                    format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}")
+                );
+            }
         }
     }
 }

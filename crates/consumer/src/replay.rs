@@ -10,10 +10,11 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
-use tracing::{info, warn};
+use tracing::{Instrument, field, info, info_span, warn};
 
 use crate::forward_producer::ForwardProducer;
 use crate::headers as h;
+use crate::trace_context;
 
 /// Which dead letters to replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,10 +131,13 @@ pub async fn read_dead_letters(
 /// Reads dead letters of `dead_letter_topic` (as selected) and re-produces each to its source
 /// topic and **source partition** (from the `orderstream.dlq.source.*` headers) with the same
 /// key and value and the original headers minus the `orderstream.dlq.*` / `orderstream.retry.*`
-/// ones. The dead-letter topic itself is not modified. Uses an idempotent producer and waits for
-/// every acknowledgement; after a fatal error of that producer the letter in flight is sent once
-/// more on a fresh instance, so it may reach the source topic twice (at least once, as consumers
-/// of the source topic already assume). `client` as for [`read_dead_letters`].
+/// ones. Each send runs in an `orderstream.replay` span that continues the dead letter's trace;
+/// with a `tracing-opentelemetry` layer the record's `traceparent` names that span (see
+/// [`crate::trace_context`]). The dead-letter topic itself is not modified. Uses an idempotent
+/// producer and waits for every acknowledgement; after a fatal error of that producer the letter
+/// in flight is sent once more on a fresh instance, so it may reach the source topic twice (at
+/// least once, as consumers of the source topic already assume). `client` as for
+/// [`read_dead_letters`].
 pub async fn replay(
     client: &ClientConfig,
     dead_letter_topic: &str,
@@ -164,11 +168,33 @@ pub async fn replay(
             summary.skipped += 1;
             continue;
         };
+        // Continues the dead letter's trace: the re-produced record carries this span's
+        // context (the dead letter's own header when there is no OpenTelemetry layer).
+        let span = info_span!(
+            "orderstream.replay",
+            otel.kind = "producer",
+            topic = %source_topic,
+            partition = source_partition,
+            dead_letter_offset = l.offset,
+            trace_id = field::Empty,
+        );
+        let tp = l.header(trace_context::TRACEPARENT);
+        trace_context::set_parent(&span, tp.as_deref().map(str::as_bytes));
+        let continued = trace_context::of_span(&span);
         let mut headers = OwnedHeaders::new_with_capacity(l.headers.len());
         for (k, v) in l.original_headers() {
+            if continued.is_some() && k.eq_ignore_ascii_case(trace_context::TRACEPARENT) {
+                continue;
+            }
             headers = headers.insert(Header {
                 key: k,
                 value: v.as_ref(),
+            });
+        }
+        if let Some(tp) = &continued {
+            headers = headers.insert(Header {
+                key: trace_context::TRACEPARENT,
+                value: Some(tp),
             });
         }
         let record = || {
@@ -186,26 +212,30 @@ pub async fn replay(
         // One more attempt on a fresh handle after a fatal error of the idempotent producer (the
         // first may have been written: at least once); any other failure ends the replay with
         // the letters before it replayed.
-        let mut fatal_before: Option<KafkaError> = None;
-        loop {
-            let handle = producer.current();
-            let Err((e, _)) = handle.send(record(), Timeout::After(timeout)).await else {
-                break;
-            };
-            let retry = fatal_before.is_none() && producer.recover(&handle, &e, &source_topic);
-            if !retry {
-                return Err(ReplayError::Kafka {
-                    context: match &fatal_before {
-                        Some(first) => format!(
-                            "producing to {source_topic}/{source_partition} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
-                        ),
-                        None => format!("producing to {source_topic}/{source_partition}"),
-                    },
-                    source: e,
-                });
+        async {
+            let mut fatal_before: Option<KafkaError> = None;
+            loop {
+                let handle = producer.current();
+                let Err((e, _)) = handle.send(record(), Timeout::After(timeout)).await else {
+                    return Ok(());
+                };
+                let retry = fatal_before.is_none() && producer.recover(&handle, &e, &source_topic);
+                if !retry {
+                    return Err(ReplayError::Kafka {
+                        context: match &fatal_before {
+                            Some(first) => format!(
+                                "producing to {source_topic}/{source_partition} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
+                            ),
+                            None => format!("producing to {source_topic}/{source_partition}"),
+                        },
+                        source: e,
+                    });
+                }
+                fatal_before = Some(e);
             }
-            fatal_before = Some(e);
         }
+        .instrument(span)
+        .await?;
         *summary
             .replayed
             .entry((source_topic, source_partition))

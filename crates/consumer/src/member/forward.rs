@@ -1,5 +1,7 @@
 //! Forwarding to the retry and dead-letter topics: the retry headers read back (pure), the
-//! headers written (pure), and the send that retries until acknowledged or cancelled.
+//! headers written (pure but for the trace context: a copy carries the `traceparent` of the
+//! current span, the record's, when it has an OpenTelemetry context, see
+//! [`crate::trace_context`]), and the send that retries until acknowledged or cancelled.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tracing::warn;
 use crate::config::ConsumerConfig;
 use crate::forward_producer::ForwardProducer;
 use crate::headers as h;
+use crate::trace_context::{self, TRACEPARENT};
 use crate::{ProcessError, Record};
 
 /// Error class of a retry-topic record whose `orderstream.retry.*` headers are missing or make
@@ -135,7 +138,7 @@ pub(crate) fn retry_headers(
     park_id: u64,
     err: Option<&ProcessError>,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut hs = original_headers(rec);
+    let mut hs = original_headers(rec, trace_context::current());
     let mut add = |k: &str, v: String| hs.push((k.to_owned(), v.into_bytes()));
     let o = &info.origin;
     add(h::RETRY_ATTEMPTS, attempts.to_string());
@@ -166,7 +169,7 @@ pub(crate) fn dead_letter_headers(
     err: &ProcessError,
     group: &str,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut hs = original_headers(rec);
+    let mut hs = original_headers(rec, trace_context::current());
     let mut add = |k: &str, v: String| hs.push((k.to_owned(), v.into_bytes()));
     add(h::DLQ_SOURCE_TOPIC, origin.topic(rec).to_owned());
     add(h::DLQ_SOURCE_PARTITION, origin.partition.to_string());
@@ -185,12 +188,19 @@ pub(crate) fn dead_letter_headers(
     hs
 }
 
-/// The record's headers without our retry/dead-letter ones.
-fn original_headers(rec: &Record) -> Vec<(String, Vec<u8>)> {
-    rec.headers()
+/// The record's headers without our retry/dead-letter ones; its `traceparent` replaced by
+/// `traceparent` when given (the forwarding span's, to continue the trace from it).
+fn original_headers(rec: &Record, traceparent: Option<String>) -> Vec<(String, Vec<u8>)> {
+    let mut hs: Vec<(String, Vec<u8>)> = rec
+        .headers()
         .filter(|(k, _)| !k.starts_with(h::RETRY_PREFIX) && !k.starts_with(h::DLQ_PREFIX))
+        .filter(|(k, _)| traceparent.is_none() || !k.eq_ignore_ascii_case(TRACEPARENT))
         .map(|(k, v)| (k.to_owned(), v.to_vec()))
-        .collect()
+        .collect();
+    if let Some(tp) = traceparent {
+        hs.push((TRACEPARENT.to_owned(), tp.into_bytes()));
+    }
+    hs
 }
 
 /// Sends until acknowledged (`true`) or cancelled (`false`), with backoff between attempts;
@@ -369,6 +379,34 @@ mod tests {
             RetryInfo::of(&soon, true).unwrap().wait(1000, max),
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn a_forward_carries_the_given_traceparent_else_the_records() {
+        let own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let r = Record::from_parts(
+            "orders",
+            0,
+            1,
+            None,
+            None,
+            [
+                ("event_id", Some(&b"e1"[..])),
+                (TRACEPARENT, Some(own.as_bytes())),
+            ],
+            None,
+        );
+        let tp = |hs: &[(String, Vec<u8>)]| {
+            hs.iter()
+                .filter(|(k, _)| k == TRACEPARENT)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tp(&original_headers(&r, None)), [own]);
+        let next = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+        let hs = original_headers(&r, Some(next.to_owned()));
+        assert_eq!(tp(&hs), [next]);
+        assert!(hs.iter().any(|(k, _)| k == "event_id"));
     }
 
     #[test]

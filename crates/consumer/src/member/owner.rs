@@ -18,17 +18,18 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, Span, error, field, info_span, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::handler::{
     BATCH_PANICKED, GaugeValues, Handler, Outcome, PartCtx, Shared, now_ms, result_count_error,
 };
 use super::lifecycle::Phase;
 use super::summary::bump;
-use crate::Record;
 use crate::frontier::CommitFrontier;
 use crate::metric::GAUGE_TICK;
 use crate::scheduler::{KeyScheduler, Slot};
+use crate::{ProcessError, Record, trace_context};
 
 /// Batches the channel to an owner holds; the byte and offset windows are the real bound.
 const CHANNEL_BATCHES: usize = 8;
@@ -254,15 +255,40 @@ fn gauges(ctx: &PartCtx, frontier: &CommitFrontier, times: &mut VecDeque<(i64, i
     });
 }
 
+/// The span of one record's work (handler calls, retries in place, its retry or dead-letter
+/// copy), continuing the trace of its `traceparent` header (see [`crate::trace_context`]).
+fn record_span(ctx: &PartCtx, rec: &Record) -> Span {
+    let span = info_span!(
+        "record",
+        otel.kind = "consumer",
+        topic = %ctx.topic,
+        partition = ctx.partition,
+        offset = rec.offset(),
+        trace_id = field::Empty,
+    );
+    trace_context::set_parent_from(&span, rec);
+    span
+}
+
+/// `sh.handle` in the record's span (not entered when disabled: entering a disabled span on
+/// every poll is measurable per record).
+async fn handle_in_span<H: Handler>(
+    sh: &Shared<H>,
+    ctx: &PartCtx,
+    rec: Record,
+    first: Option<Result<(), ProcessError>>,
+) -> Outcome {
+    let span = record_span(ctx, &rec);
+    if span.is_disabled() {
+        sh.handle(ctx, rec, first).await
+    } else {
+        sh.handle(ctx, rec, first).instrument(span).await
+    }
+}
+
 async fn run_one<H: Handler>(sh: &Shared<H>, ctx: &PartCtx, slot: Slot, rec: Record) -> Finishes {
     let (offset, bytes) = (rec.offset(), rec.size());
-    let span = info_span!("record", topic = %ctx.topic, partition = ctx.partition, offset);
-    // entering a disabled span on every poll is measurable per record
-    let outcome = if span.is_disabled() {
-        sh.handle(ctx, rec, None).await
-    } else {
-        sh.handle(ctx, rec, None).instrument(span).await
-    };
+    let outcome = handle_in_span(sh, ctx, rec, None).await;
     Finishes::One(Finished {
         slot,
         offset,
@@ -294,8 +320,24 @@ async fn run_batch<H: Handler>(
             batch.push(rec);
         }
     }
-    let span =
-        info_span!("batch", topic = %ctx.topic, partition = ctx.partition, records = batch.len());
+    let span = info_span!(
+        "batch",
+        otel.kind = "consumer",
+        topic = %ctx.topic,
+        partition = ctx.partition,
+        records = batch.len(),
+    );
+    if !span.is_disabled() {
+        // one batch serves several traces: linked to each record's producer-side span
+        for rec in &batch {
+            if let Some(tp) = rec
+                .header(trace_context::TRACEPARENT)
+                .and_then(trace_context::parse)
+            {
+                span.add_link(tp.span_context());
+            }
+        }
+    }
     let t = std::time::Instant::now();
     let mut results = if batch.is_empty() {
         Vec::new()
@@ -327,7 +369,7 @@ async fn run_batch<H: Handler>(
                 // A batch that panicked says nothing about this record: it gets a first
                 // attempt of its own (else `max_attempts = 1` would fail the whole batch).
                 let first = (e.class() != BATCH_PANICKED).then_some(Err(e));
-                let outcome = sh.handle(ctx, rec, first).await;
+                let outcome = handle_in_span(sh, ctx, rec, first).await;
                 Finished {
                     slot,
                     offset,

@@ -55,6 +55,15 @@ pub(crate) struct Global {
     pub(crate) parse_only: bool,
     #[command(flatten)]
     pub(crate) security: crate::security::SecurityFlags,
+    /// Export spans over OTLP/HTTP to this collector base URL (e.g. http://127.0.0.1:4318;
+    /// spans go to <URL>/v1/traces). Needs a build with the `otlp` feature.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub(crate) otlp_endpoint: Option<String>,
     /// Log format.
     #[arg(long, global = true, env = "ORDERSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,

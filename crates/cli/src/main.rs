@@ -9,6 +9,7 @@ mod progress;
 mod security;
 mod settings;
 mod signals;
+mod telemetry;
 
 use clap::Parser;
 
@@ -20,25 +21,21 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Cli, Command};
 use crate::settings::{Effective, FileConfig};
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.global.log_format);
+    // (a parse-only check exports nothing)
+    let endpoint = cli.global.otlp_endpoint.as_deref();
+    let endpoint = endpoint.filter(|_| !cli.global.parse_only);
+    let telemetry = match telemetry::init(cli.global.log_format, endpoint) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::code_for(&e);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,13 +46,15 @@ fn main() -> std::process::ExitCode {
             return exit::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             exit::code_for(&e)
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {

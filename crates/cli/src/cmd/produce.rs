@@ -260,7 +260,17 @@ pub(crate) async fn simulate(
                 let event = service.next_event(&mut rng);
                 // Enqueue in order (one order's events must reach librdkafka in sequence);
                 // acks are awaited concurrently below.
-                let pending = producer.enqueue(&event).await;
+                let pending = if crate::telemetry::exporting() {
+                    // each event starts a trace that its consumers continue
+                    let span = tracing::info_span!(
+                        "order.event",
+                        order_id = %event.order_id,
+                        event_type = ?event.event_type,
+                    );
+                    tracing::Instrument::instrument(producer.enqueue(&event), span).await
+                } else {
+                    producer.enqueue(&event).await
+                };
                 let id = event.event_id;
                 in_flight.push(async move { (id, pending.outcome().await) });
                 sent += 1;

@@ -1,0 +1,112 @@
+//! Tracing set-up: logs to stderr (filtered by `RUST_LOG`) and, with `--otlp-endpoint` in a
+//! build with the `otlp` feature, the same spans exported over OTLP/HTTP (protobuf) through a
+//! `tracing-opentelemetry` layer. With that layer installed the producer's `traceparent` header
+//! names real spans and consumers continue their traces (docs/operations.md, "Tracing").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::cli::LogFormat;
+
+/// Whether spans are exported (an OpenTelemetry layer is installed).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// `true` once spans are exported over OTLP: commands that start traces of their own (one span
+/// per produced event) only pay for them then.
+pub(crate) fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// What has to be flushed before the process exits.
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still batched (bounded by the exporter's own timeout). Call it outside
+    /// the async runtime: the OTLP client blocks.
+    pub(crate) fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: exporting the last spans failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. `otlp_endpoint`: the collector's base URL (as
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://127.0.0.1:4318`; spans go to `/v1/traces`).
+/// A [`UsageError`](crate::exit::UsageError) when an endpoint is given to a build without the `otlp` feature, or the
+/// exporter cannot be built from it.
+pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let logs = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    let endpoint = otlp_endpoint.map(str::trim).filter(|e| !e.is_empty());
+    #[cfg(feature = "otlp")]
+    {
+        let provider = endpoint.map(otlp::provider).transpose()?;
+        let otel = provider.as_ref().map(|p| {
+            use opentelemetry::trace::TracerProvider as _;
+            tracing_opentelemetry::layer().with_tracer(p.tracer("orderstream"))
+        });
+        EXPORTING.store(otel.is_some(), Ordering::Relaxed);
+        registry.with(otel).init();
+        Ok(Telemetry { provider })
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        if let Some(e) = endpoint {
+            return Err(crate::exit::UsageError(format!(
+                "--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT ({e}) needs a build with the `otlp` \
+                 feature (cargo build -p orderstream-cli --features otlp); this one cannot export \
+                 spans (unset the variable to run without)"
+            ))
+            .into());
+        }
+        registry.init();
+        Ok(Telemetry {})
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use crate::exit::UsageError;
+
+    /// A tracer provider that batches spans to `<endpoint>/v1/traces` (OTLP/HTTP, protobuf,
+    /// blocking client on the batch processor's own thread). Service name `orderstream` unless
+    /// `OTEL_SERVICE_NAME` says otherwise.
+    pub(super) fn provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_endpoint(&url)
+            .build()
+            .map_err(|e| UsageError(format!("--otlp-endpoint {endpoint}: {e}")))?;
+        let mut resource = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("orderstream");
+        }
+        Ok(SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build())
+    }
+}

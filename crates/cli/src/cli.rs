@@ -56,7 +56,7 @@ pub(crate) struct Global {
     #[command(flatten)]
     pub(crate) security: crate::security::SecurityFlags,
     /// Export spans over OTLP/HTTP to this collector base URL (e.g. http://127.0.0.1:4318;
-    /// spans go to <URL>/v1/traces). Needs a build with the `otlp` feature.
+    /// spans go to URL/v1/traces). Needs a build with the `otlp` feature.
     #[arg(
         long,
         global = true,

@@ -11,7 +11,8 @@ mod settings;
 mod signals;
 mod telemetry;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 // The consumer hands every record from its poll thread to a partition owner on another thread,
 // which frees it: glibc's malloc serialises such cross-thread frees on its arena lock (half the
@@ -25,10 +26,21 @@ use crate::cli::{Cli, Command};
 use crate::settings::{Effective, FileConfig};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut matches = Cli::command().get_matches();
+    // (read before the values are taken out of `matches`)
+    let endpoint_from_env = matches.value_source("otlp_endpoint") == Some(ValueSource::EnvVariable);
+    let cli = match Cli::from_arg_matches_mut(&mut matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
     // (a parse-only check exports nothing)
     let endpoint = cli.global.otlp_endpoint.as_deref();
-    let endpoint = endpoint.filter(|_| !cli.global.parse_only);
+    let endpoint = endpoint
+        .filter(|_| !cli.global.parse_only)
+        .map(|url| telemetry::Endpoint {
+            url,
+            from_env: endpoint_from_env,
+        });
     let telemetry = match telemetry::init(cli.global.log_format, endpoint) {
         Ok(t) => t,
         Err(e) => {

@@ -40,11 +40,21 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber. `otlp_endpoint`: the collector's base URL (as
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://127.0.0.1:4318`; spans go to `/v1/traces`).
-/// A [`UsageError`](crate::exit::UsageError) when an endpoint is given to a build without the `otlp` feature, or the
-/// exporter cannot be built from it.
-pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
+/// Where to export spans.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Endpoint<'a> {
+    /// The collector's base URL (as `OTEL_EXPORTER_OTLP_ENDPOINT`, e.g.
+    /// `http://127.0.0.1:4318`; spans go to `/v1/traces`).
+    pub(crate) url: &'a str,
+    /// Given by `OTEL_EXPORTER_OTLP_ENDPOINT` rather than the flag.
+    pub(crate) from_env: bool,
+}
+
+/// Installs the global subscriber, exporting spans to `endpoint` when given. A
+/// [`UsageError`](crate::exit::UsageError) when `--otlp-endpoint` is given to a build without
+/// the `otlp` feature (a set `OTEL_EXPORTER_OTLP_ENDPOINT` is only warned about there: it may be
+/// meant for other programs), or the exporter cannot be built from it.
+pub(crate) fn init(format: LogFormat, endpoint: Option<Endpoint<'_>>) -> anyhow::Result<Telemetry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let logs = tracing_subscriber::fmt::layer()
@@ -55,29 +65,52 @@ pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Re
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
     let registry = tracing_subscriber::registry().with(filter).with(logs);
-    let endpoint = otlp_endpoint.map(str::trim).filter(|e| !e.is_empty());
+    let endpoint = endpoint.filter(|e| !e.url.trim().is_empty());
     #[cfg(feature = "otlp")]
     {
-        let provider = endpoint.map(otlp::provider).transpose()?;
+        let provider = endpoint.map(|e| otlp::provider(e.url.trim())).transpose()?;
         let otel = provider.as_ref().map(|p| {
             use opentelemetry::trace::TracerProvider as _;
             tracing_opentelemetry::layer().with_tracer(p.tracer("orderstream"))
         });
         EXPORTING.store(otel.is_some(), Ordering::Relaxed);
         registry.with(otel).init();
+        if let Some(e) = endpoint {
+            let given_by = if e.from_env {
+                "OTEL_EXPORTER_OTLP_ENDPOINT"
+            } else {
+                "--otlp-endpoint"
+            };
+            tracing::info!(
+                endpoint = e.url.trim(),
+                given_by,
+                "exporting spans over OTLP/HTTP"
+            );
+        }
         Ok(Telemetry { provider })
     }
     #[cfg(not(feature = "otlp"))]
     {
-        if let Some(e) = endpoint {
-            return Err(crate::exit::UsageError(format!(
-                "--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT ({e}) needs a build with the `otlp` \
-                 feature (cargo build -p orderstream-cli --features otlp); this one cannot export \
-                 spans (unset the variable to run without)"
-            ))
-            .into());
+        const REBUILD: &str = "needs a build with the `otlp` feature (cargo build -p \
+                               orderstream-cli --features otlp)";
+        match endpoint {
+            Some(Endpoint {
+                url,
+                from_env: false,
+            }) => {
+                return Err(crate::exit::UsageError(format!(
+                    "--otlp-endpoint {url}: exporting spans {REBUILD}"
+                ))
+                .into());
+            }
+            Some(Endpoint { url, .. }) => {
+                registry.init();
+                tracing::warn!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT={url} is ignored: exporting spans {REBUILD}"
+                );
+            }
+            None => registry.init(),
         }
-        registry.init();
         Ok(Telemetry {})
     }
 }

@@ -42,6 +42,32 @@ fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
     p
 }
 
+/// A binary built without the `otlp` feature cannot export spans: the flag is a usage error, not
+/// a silent no-op; the standard variable (which may be meant for other programs) only a warning.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn an_otlp_endpoint_needs_the_otlp_feature() {
+    let flag = ["--otlp-endpoint", "http://127.0.0.1:4318", "config", "show"];
+    assert_fails(
+        &offline(&flag),
+        2,
+        "exporting spans needs a build with the `otlp` feature",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_orderstream"))
+        .args(["config", "show"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("RUST_LOG", "warn")
+        .env_remove("ORDERSTREAM_CONFIG")
+        .output()
+        .expect("run orderstream");
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 is ignored"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unknown_flag_is_a_usage_error() {
     assert_fails(

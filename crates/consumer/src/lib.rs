@@ -33,6 +33,13 @@
 //! (idempotent) retry/dead-letter producer is rebuilt when librdkafka raises a fatal error on it,
 //! and the send is retried on the new handle.
 //!
+//! # Tracing
+//! Each record is handled in an info-level `record` span (`topic`, `partition`, `offset`,
+//! `trace_id`) that continues the record's W3C `traceparent`: with a `tracing-opentelemetry`
+//! layer installed it is the OpenTelemetry child of the producer-side span, and the record's
+//! retry and dead-letter copies, and [`replay`]ed records, carry the context of the span that
+//! sent them, so one trace follows a record through every hop. See [`trace_context`].
+//!
 //! # Per-key order rule with the retry topic
 //! Rule: **while this member owns a source partition, a record with key `K` of that partition
 //! is never processed before an earlier record with key `K` of that partition that is parked in

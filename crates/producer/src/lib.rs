@@ -14,7 +14,9 @@
 //! * Start-up refuses a missing topic, or a live partition count that differs from the layout.
 //! * Backpressure: a full librdkafka queue makes `send` wait, it never returns `QueueFull`.
 //! * Headers as the caller gives them and, when a tracing span is current and the caller gave
-//!   none, a W3C `traceparent`. Without an OpenTelemetry layer the trace id is derived from the
+//!   none, a W3C `traceparent`. With a `tracing-opentelemetry` layer installed it names the send's
+//!   OpenTelemetry span (the `orderstream.produce` span when enabled, else the caller's), so the
+//!   consumer's span joins the trace as its child. Without one the trace id is derived from the
 //!   caller's span id (records sent under one span share it) and the parent id is random.
 //! * Metrics (`metrics` crate, install the recorder before building the producer): the names
 //!   in [`metric`], all labelled `topic`; [`metric::describe`] gives them HELP text and units.

@@ -113,7 +113,10 @@ pub fn set_parent(span: &Span, traceparent: Option<&[u8]>) {
 
 /// [`set_parent`] from `record`'s `traceparent` header.
 pub fn set_parent_from(span: &Span, record: &Record) {
-    set_parent(span, record.header(TRACEPARENT));
+    // the header scan is skipped with the span: this runs once per record
+    if !span.is_disabled() {
+        set_parent(span, record.header(TRACEPARENT));
+    }
 }
 
 /// The `traceparent` of `span`'s OpenTelemetry span; `None` without a `tracing-opentelemetry`

@@ -214,7 +214,38 @@ async fn main() -> Result<()> {
         ..RegistryConfig::default()
     })?;
 
-    if wants(&args, Workload::Produce) {
+    produce_workload(&args, &tools, &codec, rounds, &mut res, &mut topics).await;
+    let max_rate = max_rate(&res);
+    consumer_workloads(
+        &args,
+        &tools,
+        &codec,
+        rounds,
+        max_rate,
+        &mut res,
+        &mut topics,
+    )
+    .await;
+    sink_workloads(&args, &codec, rounds, &mut res, &mut topics).await;
+    util::delete_topics(&args.bootstrap, &topics).await;
+    res.elapsed = started.elapsed();
+    let md = report::render(&args, rounds, &tools, &res);
+    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{md}");
+    eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
+    Ok(())
+}
+
+/// The producer saturation, one setting after another.
+async fn produce_workload(
+    args: &Args,
+    tools: &Tools,
+    codec: &OrderCodec,
+    rounds: usize,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Produce) {
         let settings: Vec<produce::Setting> = {
             let s = |linger_ms, pad, compression| produce::Setting {
                 linger_ms,
@@ -251,14 +282,14 @@ async fn main() -> Result<()> {
             let java = i == 0 || args.java_all;
             eprintln!("Producer saturation {s:?} ...");
             match produce::run_setting(
-                &tools,
+                tools,
                 &args.bootstrap,
-                &codec,
+                codec,
                 s,
                 records,
                 rounds,
                 java,
-                &mut topics,
+                topics,
             )
             .await
             {
@@ -267,10 +298,12 @@ async fn main() -> Result<()> {
             }
         }
     }
-    // The producer saturation's max: the Avro producer at the product's default setting
-    // (linger 5 ms, ~100 B, lz4).
-    let max_rate = res
-        .produce
+}
+
+/// The producer saturation's max: the Avro producer at the product's default setting (linger
+/// 5 ms, ~100 B, lz4); a fixed guess when that setting did not run.
+fn max_rate(res: &Results) -> f64 {
+    res.produce
         .iter()
         .find(|r| {
             r.setting.linger_ms == 5
@@ -279,25 +312,36 @@ async fn main() -> Result<()> {
         })
         .map(|r| r.avro.m(|x| x.msgs_s).med)
         .filter(|r| r.is_finite() && *r > 0.0)
-        .unwrap_or(20_000.0);
+        .unwrap_or(20_000.0)
+}
 
-    if wants(&args, Workload::Latency) {
+/// The workloads with a consumer; their load is set from the producer saturation's `max_rate`.
+async fn consumer_workloads(
+    args: &Args,
+    tools: &Tools,
+    codec: &OrderCodec,
+    rounds: usize,
+    max_rate: f64,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Latency) {
         eprintln!("End-to-end latency at a fixed rate (max {max_rate:.0}/s) ...");
         let secs = if args.quick { 3.0 } else { 5.0 };
-        match latency::run(&args.bootstrap, &codec, max_rate, secs, rounds, &mut topics).await {
+        match latency::run(&args.bootstrap, codec, max_rate, secs, rounds, topics).await {
             Ok(r) => res.latency = Some(r),
             Err(e) => res.errors.push(format!("latency: {e:#}")),
         }
     }
-    if wants(&args, Workload::Drain) {
+    if wants(args, Workload::Drain) {
         eprintln!("Consumer drain ...");
         let n = if args.quick { 100_000 } else { 1_000_000 };
-        match drain::run(&tools, &args.bootstrap, &codec, n, rounds, &mut topics).await {
+        match drain::run(tools, &args.bootstrap, codec, n, rounds, topics).await {
             Ok(r) => res.drain = Some(r),
             Err(e) => res.errors.push(format!("drain: {e:#}")),
         }
     }
-    if wants(&args, Workload::Memory) {
+    if wants(args, Workload::Memory) {
         eprintln!("Memory (slow handler) ...");
         let secs = if args.quick { 10.0 } else { 60.0 };
         let rate = (max_rate * 0.3).clamp(1000.0, 5000.0);
@@ -306,39 +350,39 @@ async fn main() -> Result<()> {
             Err(e) => res.errors.push(format!("memory: {e:#}")),
         }
     }
-    if wants(&args, Workload::Rebalance) {
+    if wants(args, Workload::Rebalance) {
         let hold = Duration::from_secs(if args.quick { 4 } else { 8 });
         let rate = (max_rate * 0.1).clamp(500.0, 3000.0);
         for proto in [GroupProtocol::default(), GroupProtocol::Consumer] {
             eprintln!("Rebalance {proto:?} ...");
-            res.rebalance.push(
-                rebalance::run(&args.bootstrap, &codec, proto, rate, hold, &mut topics).await,
-            );
+            res.rebalance
+                .push(rebalance::run(&args.bootstrap, codec, proto, rate, hold, topics).await);
         }
     }
-    if wants(&args, Workload::ScaleOut) {
+    if wants(args, Workload::ScaleOut) {
         eprintln!("Scale-out 1 → 2 → 3 member processes ...");
         let n = if args.quick { 100_000 } else { 600_000 };
-        match scale_out::run(
-            &tools,
-            &args.bootstrap,
-            &args.registry_url,
-            &codec,
-            n,
-            &mut topics,
-        )
-        .await
-        {
+        match scale_out::run(tools, &args.bootstrap, &args.registry_url, codec, n, topics).await {
             Ok(r) => res.scale_out = Some(r),
             Err(e) => res.errors.push(format!("scale-out: {e:#}")),
         }
     }
-    if wants(&args, Workload::Notify) {
+}
+
+/// The workloads that write to RabbitMQ, NATS, Kafka transactions or PostgreSQL.
+async fn sink_workloads(
+    args: &Args,
+    codec: &OrderCodec,
+    rounds: usize,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Notify) {
         eprintln!("Notifications ...");
         let n = if args.quick { 2_000 } else { 10_000 };
         match (&args.amqp_url, &args.nats_url) {
             (Some(amqp), Some(nats)) => {
-                match notify::run(amqp, nats, &args.bootstrap, n, rounds, &mut topics).await {
+                match notify::run(amqp, nats, &args.bootstrap, n, rounds, topics).await {
                     Ok(r) => res.notify = Some(r),
                     Err(e) => res.errors.push(format!("notify: {e:#}")),
                 }
@@ -349,15 +393,15 @@ async fn main() -> Result<()> {
             ),
         }
     }
-    if wants(&args, Workload::Stage) {
+    if wants(args, Workload::Stage) {
         eprintln!("Transactional stage ...");
         let n = if args.quick { 50_000 } else { 300_000 };
-        match stage::run(&args.bootstrap, &codec, n, rounds, &mut topics).await {
+        match stage::run(&args.bootstrap, codec, n, rounds, topics).await {
             Ok(r) => res.stage = Some(r),
             Err(e) => res.errors.push(format!("stage: {e:#}")),
         }
     }
-    if wants(&args, Workload::Store) {
+    if wants(args, Workload::Store) {
         eprintln!("Order projection in PostgreSQL ...");
         let (n, single) = if args.quick {
             (20_000, 2_000)
@@ -366,7 +410,7 @@ async fn main() -> Result<()> {
         };
         // The databases the order projection makes are created next to the one this URL names.
         if std::env::var("ORDERSTREAM_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
-            match store::run(&args.bootstrap, &codec, n, single, rounds, &mut topics).await {
+            match store::run(&args.bootstrap, codec, n, single, rounds, topics).await {
                 Ok(r) => res.store = Some(r),
                 Err(e) => res.errors.push(format!("store: {e:#}")),
             }
@@ -377,13 +421,6 @@ async fn main() -> Result<()> {
             );
         }
     }
-    util::delete_topics(&args.bootstrap, &topics).await;
-    res.elapsed = started.elapsed();
-    let md = report::render(&args, rounds, &tools, &res);
-    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("{md}");
-    eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
-    Ok(())
 }
 
 /// This binary started as a child process of a run (see `memory` and `scale_out`).
@@ -423,5 +460,53 @@ async fn child_role(args: &Args) -> Result<()> {
             scale_out::member(&args.bootstrap, &codec, topic, group).await
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Args, Workload};
+
+    #[test]
+    fn every_workload_runs_by_default_in_suite_order() {
+        let args = Args::try_parse_from(["orderstream-bench"]).expect("defaults parse");
+        assert_eq!(
+            args.only,
+            [
+                Workload::Codec,
+                Workload::Produce,
+                Workload::Latency,
+                Workload::Drain,
+                Workload::Memory,
+                Workload::Rebalance,
+                Workload::ScaleOut,
+                Workload::Notify,
+                Workload::Stage,
+                Workload::Store,
+            ]
+        );
+    }
+
+    #[test]
+    fn only_takes_workload_names() {
+        let args = Args::try_parse_from(["orderstream-bench", "--only", "scale-out,codec"])
+            .expect("known names parse");
+        assert_eq!(args.only, [Workload::ScaleOut, Workload::Codec]);
+    }
+
+    #[test]
+    fn an_unknown_workload_is_refused_with_the_valid_names() {
+        let err = Args::try_parse_from(["orderstream-bench", "--only", "codec,w1"])
+            .expect_err("w1 is no workload");
+        let msg = err.to_string();
+        assert!(msg.contains("'w1'"), "{msg}");
+        assert!(
+            msg.contains(
+                "codec, produce, latency, drain, memory, rebalance, scale-out, notify, stage, store"
+            ),
+            "{msg}"
+        );
     }
 }

@@ -5,9 +5,9 @@
 #
 # By default it starts its OWN Kafka + registry on separate ports and run dir (so a running test
 # set-up is not disturbed) and stops them at the end. When ORDERSTREAM_BOOTSTRAP and
-# ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing. Likewise W6
-# starts its own RabbitMQ and NATS (ports 16572 and 14222) unless ORDERSTREAM_AMQP_URL /
-# ORDERSTREAM_NATS_URL are set, and W8 its own PostgreSQL (port 15432) unless
+# ORDERSTREAM_REGISTRY_URL are both set it uses those instead and starts nothing. Likewise the
+# notify workload starts its own RabbitMQ and NATS (ports 16572 and 14222) unless ORDERSTREAM_AMQP_URL /
+# ORDERSTREAM_NATS_URL are set, and the store workload its own PostgreSQL (port 15432) unless
 # ORDERSTREAM_DATABASE_URL is.
 #
 # Environment: BENCH_RUN_DIR (/tmp/orderstream-bench-run), BENCH_KAFKA_PORT_BASE (19092),
@@ -45,13 +45,13 @@ export ORDERSTREAM_RUN_DIR="${BENCH_RUN_DIR:-/tmp/orderstream-bench-run}"
 export KAFKA_PORT_BASE="${BENCH_KAFKA_PORT_BASE:-19092}"
 export REGISTRY_PORT="${BENCH_REGISTRY_PORT:-18081}"
 export REGISTRY_MANAGEMENT_PORT="${BENCH_REGISTRY_MANAGEMENT_PORT:-18091}"
-# W6's RabbitMQ and NATS, on ports of their own beside a running test set-up.
+# The notify workload's RabbitMQ and NATS, on ports of their own beside a running test set-up.
 export RABBITMQ_PORT="${BENCH_RABBITMQ_PORT:-16572}"
 export RABBITMQ_DIST_PORT="${BENCH_RABBITMQ_DIST_PORT:-16573}"
 export RABBITMQ_EPMD_PORT="${BENCH_RABBITMQ_EPMD_PORT:-16369}"
 export NATS_PORT="${BENCH_NATS_PORT:-14222}"
 export NATS_MONITOR_PORT="${BENCH_NATS_MONITOR_PORT:-18222}"
-# W8's PostgreSQL.
+# The store workload's PostgreSQL.
 export POSTGRES_PORT="${BENCH_POSTGRES_PORT:-15432}"
 out="${BENCH_OUT:-$ROOT_DIR/BENCHMARKS.md}"
 
@@ -88,7 +88,7 @@ else
   cluster="dedicated bench cluster ($ORDERSTREAM_RUN_DIR), $(tr ',' '\n' <<<"$ORDERSTREAM_BOOTSTRAP" | wc -l) node(s)"
 fi
 
-# W6 (notifications) needs RabbitMQ and NATS: started here unless given; W6 is reported as not
+# The notify workload needs RabbitMQ and NATS: started here unless given; it is reported as not
 # run when they cannot start.
 trap cleanup EXIT
 if [[ -z "${ORDERSTREAM_AMQP_URL:-}" ]]; then
@@ -107,8 +107,8 @@ if [[ -z "${ORDERSTREAM_NATS_URL:-}" ]]; then
   fi
 fi
 
-# W8 (the order projection) needs PostgreSQL: started here unless ORDERSTREAM_DATABASE_URL is
-# given; W8 is reported as not run when it cannot start.
+# The store workload (the order projection) needs PostgreSQL: started here unless
+# ORDERSTREAM_DATABASE_URL is given; it is reported as not run when it cannot start.
 if [[ -z "${ORDERSTREAM_DATABASE_URL:-}" ]]; then
   if ! "$ROOT_DIR/scripts/postgres.sh" status >/dev/null 2>&1; then
     if "$ROOT_DIR/scripts/postgres.sh" start; then started_postgres=1; fi
@@ -144,7 +144,7 @@ if [[ ! -x "$perf_bin" ]]; then
 fi
 export RDKAFKA_PERFORMANCE="$perf_bin"
 
-# Python confluent-kafka baseline (W1): the venv of scripts/python.sh (made once per pinned
+# Python confluent-kafka baseline (produce workload): the venv of scripts/python.sh (made once per pinned
 # version). When it cannot be set up the bench still runs and the report says
 # "Python baseline not run: <reason>".
 unset ORDERSTREAM_BENCH_PYTHON_UNAVAILABLE

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""W1 baseline: Python `confluent-kafka` producer sending pre-encoded payloads.
+"""Producer saturation baseline: Python `confluent-kafka` producer sending pre-encoded payloads.
 
-Run by `orderstream-bench` (crates/bench/src/w1.rs), once per round, with the venv that
+Run by `orderstream-bench` (crates/bench/src/produce.rs), once per round, with the venv that
 scripts/bench.sh installs (`confluent-kafka==2.16.1` under .cache/). The bench writes the records
 its own raw-bytes run sends (the same Avro-encoded values and order-id keys) to a file and passes
 its producer's librdkafka properties as `-X key=value`, so this script sends the same bytes with

@@ -1,4 +1,4 @@
-//! W1's floor for our raw path: a plain rust-rdkafka `ThreadedProducer` loop, the code a user
+//! The producer saturation's floor for our raw path: a plain rust-rdkafka `ThreadedProducer` loop, the code a user
 //! would write without orderstream. Same librdkafka properties, same pre-encoded keys and values,
 //! the same `content-type` header per record; delivery reports only counted (no per-record
 //! outcome, span, metric or latency), so anything our producer costs above it is ours.
@@ -13,8 +13,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use crate::produce::{Pre, Run};
 use crate::util;
-use crate::w1::{Pre, Run};
 
 /// Counts delivery reports.
 #[derive(Debug, Default)]

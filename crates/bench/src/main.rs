@@ -3,15 +3,19 @@
 //! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
 
 mod bare;
-mod consume;
+mod clients;
+mod codec;
+mod drain;
+mod latency;
+mod memory;
 mod notify;
-mod procs;
+mod produce;
+mod rebalance;
 mod report;
+mod scale_out;
 mod stage;
 mod store;
 mod util;
-mod w0;
-mod w1;
 
 // The allocator the `orderstream` binary uses (see crates/cli/src/main.rs), so the figures are
 // the ones users of the binary get.
@@ -22,7 +26,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use orderstream_consumer::GroupProtocol;
 use orderstream_producer::Compression;
 use orderstream_schema::{OrderCodec, RegistryConfig};
@@ -48,23 +52,24 @@ pub(crate) struct Args {
     /// Rounds per comparison (≥ 3).
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
-    /// Workloads to run, comma separated: w0,w1,w2,w3,mem,w5,scale,w6,w7,w8.
+    /// Workloads to run, comma separated; they run in this order whatever the order given.
     #[arg(
         long,
-        default_value = "w0,w1,w2,w3,mem,w5,scale,w6,w7,w8",
+        value_enum,
+        default_value = "codec,produce,latency,drain,memory,rebalance,scale-out,notify,stage,store",
         value_delimiter = ','
     )]
-    pub(crate) only: Vec<String>,
-    /// RabbitMQ of W6 (scripts/bench.sh starts one).
+    pub(crate) only: Vec<Workload>,
+    /// RabbitMQ of the notify workload (scripts/bench.sh starts one).
     #[arg(long, env = "ORDERSTREAM_AMQP_URL", hide_env_values = true)]
     pub(crate) amqp_url: Option<String>,
-    /// NATS server (JetStream on) of W6.
+    /// NATS server (JetStream on) of the notify workload.
     #[arg(long, env = "ORDERSTREAM_NATS_URL")]
     pub(crate) nats_url: Option<String>,
     /// Path of a built `rdkafka_performance` (scripts/bench.sh builds it under target/).
     #[arg(long, env = "RDKAFKA_PERFORMANCE")]
     pub(crate) rdkafka_performance: Option<PathBuf>,
-    /// Python interpreter with `confluent-kafka` installed, for W1's Python baseline
+    /// Python interpreter with `confluent-kafka` installed, for the produce workload's Python baseline
     /// (scripts/bench.sh creates a venv under .cache/).
     #[arg(long, env = "ORDERSTREAM_BENCH_PYTHON")]
     pub(crate) python: Option<PathBuf>,
@@ -78,15 +83,15 @@ pub(crate) struct Args {
     /// Cluster description for the report (e.g. "1 node"); detected when absent.
     #[arg(long, env = "ORDERSTREAM_BENCH_CLUSTER")]
     pub(crate) cluster: Option<String>,
-    /// Instead of the suite: send `--profile-records` through one W1 variant at the headline
-    /// setting (linger 5 ms, ~100 B, no compression), print msgs/s and CPU µs per message, exit.
-    /// For a profiler, e.g. `perf record -g -- orderstream-bench --profile-w1 raw`.
+    /// Instead of the suite: send `--profile-records` through one producer variant at the
+    /// headline setting (linger 5 ms, ~100 B, no compression), print msgs/s and CPU µs per
+    /// message, exit. For a profiler, e.g. `perf record -g -- orderstream-bench --profile-produce raw`.
     #[arg(long, value_enum)]
-    pub(crate) profile_w1: Option<w1::Profiled>,
-    /// Records of `--profile-w1`.
+    pub(crate) profile_produce: Option<produce::Profiled>,
+    /// Records of `--profile-produce`.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) profile_records: usize,
-    /// Run ProducerPerformance on every W1 setting, not only the headline one.
+    /// Run ProducerPerformance on every producer setting, not only the headline one.
     #[arg(long)]
     pub(crate) java_all: bool,
     /// Child role (the memory phase's producer): produce to this topic, then exit.
@@ -112,25 +117,41 @@ pub(crate) struct Args {
     pub(crate) pad: usize,
 }
 
+/// A workload of the suite; `--only` takes the kebab-case names (`scale-out`), which the
+/// report's targets table also uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    Codec,
+    Produce,
+    Latency,
+    Drain,
+    Memory,
+    Rebalance,
+    ScaleOut,
+    Notify,
+    Stage,
+    Store,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Results {
-    pub(crate) w0: Option<w0::W0>,
-    pub(crate) w1: Vec<w1::SettingResult>,
-    pub(crate) w2: Option<consume::W2>,
-    pub(crate) w3: Option<consume::W3>,
-    pub(crate) mem: Option<consume::Mem>,
-    pub(crate) w5: Vec<consume::W5>,
-    pub(crate) scale: Option<procs::Scale>,
-    pub(crate) w6: Option<notify::W6>,
-    pub(crate) w7: Option<stage::W7>,
-    pub(crate) w8: Option<store::W8>,
+    pub(crate) codec: Option<codec::Codec>,
+    pub(crate) produce: Vec<produce::SettingResult>,
+    pub(crate) latency: Option<latency::Latency>,
+    pub(crate) drain: Option<drain::Drain>,
+    pub(crate) memory: Option<memory::Memory>,
+    pub(crate) rebalance: Vec<rebalance::Rebalance>,
+    pub(crate) scale_out: Option<scale_out::ScaleOut>,
+    pub(crate) notify: Option<notify::Notify>,
+    pub(crate) stage: Option<stage::Stage>,
+    pub(crate) store: Option<store::Store>,
     pub(crate) errors: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) elapsed: Duration,
 }
 
-fn wants(a: &Args, w: &str) -> bool {
-    a.only.iter().any(|o| o.trim() == w)
+fn wants(a: &Args, w: Workload) -> bool {
+    a.only.contains(&w)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -139,12 +160,12 @@ async fn main() -> Result<()> {
     if args.produce_only.is_some() || args.member_of.is_some() || args.mem_phase_secs.is_some() {
         return child_role(&args).await;
     }
-    if let Some(variant) = args.profile_w1 {
+    if let Some(variant) = args.profile_produce {
         let codec = OrderCodec::new(RegistryConfig {
             url: args.registry_url.clone(),
             ..RegistryConfig::default()
         })?;
-        return w1::profile(&args.bootstrap, &codec, variant, args.profile_records).await;
+        return produce::profile(&args.bootstrap, &codec, variant, args.profile_records).await;
     }
     let started = Instant::now();
     let rounds = args.rounds.max(3);
@@ -164,9 +185,7 @@ async fn main() -> Result<()> {
         python,
     };
     let mut res = Results::default();
-    let needs_broker = ["w1", "w2", "w3", "mem", "w5", "scale", "w6", "w7", "w8"]
-        .iter()
-        .any(|w| wants(&args, w));
+    let needs_broker = args.only.iter().any(|w| *w != Workload::Codec);
     let brokers = if needs_broker {
         util::brokers(&args.bootstrap).context("Kafka not reachable")?
     } else {
@@ -182,12 +201,12 @@ async fn main() -> Result<()> {
     });
     let mut topics = Vec::new();
 
-    if wants(&args, "w0") {
-        eprintln!("W0 codec ...");
+    if wants(&args, Workload::Codec) {
+        eprintln!("Codec ...");
         let n = if args.quick { 100_000 } else { 400_000 };
-        match w0::run(rounds.max(5), n, Some(&args.registry_url)).await {
-            Ok(r) => res.w0 = Some(r),
-            Err(e) => res.errors.push(format!("W0: {e:#}")),
+        match codec::run(rounds.max(5), n, Some(&args.registry_url)).await {
+            Ok(r) => res.codec = Some(r),
+            Err(e) => res.errors.push(format!("codec: {e:#}")),
         }
     }
     let codec = OrderCodec::new(RegistryConfig {
@@ -195,9 +214,40 @@ async fn main() -> Result<()> {
         ..RegistryConfig::default()
     })?;
 
-    if wants(&args, "w1") {
-        let settings: Vec<w1::Setting> = {
-            let s = |linger_ms, pad, compression| w1::Setting {
+    produce_workload(&args, &tools, &codec, rounds, &mut res, &mut topics).await;
+    let max_rate = max_rate(&res);
+    consumer_workloads(
+        &args,
+        &tools,
+        &codec,
+        rounds,
+        max_rate,
+        &mut res,
+        &mut topics,
+    )
+    .await;
+    sink_workloads(&args, &codec, rounds, &mut res, &mut topics).await;
+    util::delete_topics(&args.bootstrap, &topics).await;
+    res.elapsed = started.elapsed();
+    let md = report::render(&args, rounds, &tools, &res);
+    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{md}");
+    eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
+    Ok(())
+}
+
+/// The producer saturation, one setting after another.
+async fn produce_workload(
+    args: &Args,
+    tools: &Tools,
+    codec: &OrderCodec,
+    rounds: usize,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Produce) {
+        let settings: Vec<produce::Setting> = {
+            let s = |linger_ms, pad, compression| produce::Setting {
                 linger_ms,
                 pad,
                 compression,
@@ -230,27 +280,30 @@ async fn main() -> Result<()> {
                 (false, _) => 30_000,
             };
             let java = i == 0 || args.java_all;
-            eprintln!("W1 {s:?} ...");
-            match w1::run_setting(
-                &tools,
+            eprintln!("Producer saturation {s:?} ...");
+            match produce::run_setting(
+                tools,
                 &args.bootstrap,
-                &codec,
+                codec,
                 s,
                 records,
                 rounds,
                 java,
-                &mut topics,
+                topics,
             )
             .await
             {
-                Ok(r) => res.w1.push(r),
-                Err(e) => res.errors.push(format!("W1 {s:?}: {e:#}")),
+                Ok(r) => res.produce.push(r),
+                Err(e) => res.errors.push(format!("produce {s:?}: {e:#}")),
             }
         }
     }
-    // W1's max: the Avro producer at the product's default setting (linger 5 ms, ~100 B, lz4).
-    let max_rate = res
-        .w1
+}
+
+/// The producer saturation's max: the Avro producer at the product's default setting (linger
+/// 5 ms, ~100 B, lz4); a fixed guess when that setting did not run.
+fn max_rate(res: &Results) -> f64 {
+    res.produce
         .iter()
         .find(|r| {
             r.setting.linger_ms == 5
@@ -259,113 +312,118 @@ async fn main() -> Result<()> {
         })
         .map(|r| r.avro.m(|x| x.msgs_s).med)
         .filter(|r| r.is_finite() && *r > 0.0)
-        .unwrap_or(20_000.0);
+        .unwrap_or(20_000.0)
+}
 
-    if wants(&args, "w2") {
-        eprintln!("W2 fixed-rate latency (max {max_rate:.0}/s) ...");
+/// The workloads with a consumer; their load is set from the producer saturation's `max_rate`.
+async fn consumer_workloads(
+    args: &Args,
+    tools: &Tools,
+    codec: &OrderCodec,
+    rounds: usize,
+    max_rate: f64,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Latency) {
+        eprintln!("End-to-end latency at a fixed rate (max {max_rate:.0}/s) ...");
         let secs = if args.quick { 3.0 } else { 5.0 };
-        match consume::w2(&args.bootstrap, &codec, max_rate, secs, rounds, &mut topics).await {
-            Ok(r) => res.w2 = Some(r),
-            Err(e) => res.errors.push(format!("W2: {e:#}")),
+        match latency::run(&args.bootstrap, codec, max_rate, secs, rounds, topics).await {
+            Ok(r) => res.latency = Some(r),
+            Err(e) => res.errors.push(format!("latency: {e:#}")),
         }
     }
-    if wants(&args, "w3") {
-        eprintln!("W3 consumer drain ...");
+    if wants(args, Workload::Drain) {
+        eprintln!("Consumer drain ...");
         let n = if args.quick { 100_000 } else { 1_000_000 };
-        match consume::w3(&tools, &args.bootstrap, &codec, n, rounds, &mut topics).await {
-            Ok(r) => res.w3 = Some(r),
-            Err(e) => res.errors.push(format!("W3: {e:#}")),
+        match drain::run(tools, &args.bootstrap, codec, n, rounds, topics).await {
+            Ok(r) => res.drain = Some(r),
+            Err(e) => res.errors.push(format!("drain: {e:#}")),
         }
     }
-    if wants(&args, "mem") {
+    if wants(args, Workload::Memory) {
         eprintln!("Memory (slow handler) ...");
         let secs = if args.quick { 10.0 } else { 60.0 };
         let rate = (max_rate * 0.3).clamp(1000.0, 5000.0);
-        match consume::mem_in_child(&args.bootstrap, &args.registry_url, rate, secs).await {
-            Ok(r) => res.mem = Some(r),
+        match memory::run(&args.bootstrap, &args.registry_url, rate, secs).await {
+            Ok(r) => res.memory = Some(r),
             Err(e) => res.errors.push(format!("memory: {e:#}")),
         }
     }
-    if wants(&args, "w5") {
+    if wants(args, Workload::Rebalance) {
         let hold = Duration::from_secs(if args.quick { 4 } else { 8 });
         let rate = (max_rate * 0.1).clamp(500.0, 3000.0);
         for proto in [GroupProtocol::default(), GroupProtocol::Consumer] {
-            eprintln!("W5 rebalance {proto:?} ...");
-            res.w5
-                .push(consume::w5(&args.bootstrap, &codec, proto, rate, hold, &mut topics).await);
+            eprintln!("Rebalance {proto:?} ...");
+            res.rebalance
+                .push(rebalance::run(&args.bootstrap, codec, proto, rate, hold, topics).await);
         }
     }
-    if wants(&args, "scale") {
+    if wants(args, Workload::ScaleOut) {
         eprintln!("Scale-out 1 → 2 → 3 member processes ...");
         let n = if args.quick { 100_000 } else { 600_000 };
-        match procs::scale(
-            &tools,
-            &args.bootstrap,
-            &args.registry_url,
-            &codec,
-            n,
-            &mut topics,
-        )
-        .await
-        {
-            Ok(r) => res.scale = Some(r),
+        match scale_out::run(tools, &args.bootstrap, &args.registry_url, codec, n, topics).await {
+            Ok(r) => res.scale_out = Some(r),
             Err(e) => res.errors.push(format!("scale-out: {e:#}")),
         }
     }
-    if wants(&args, "w6") {
-        eprintln!("W6 notifications ...");
+}
+
+/// The workloads that write to RabbitMQ, NATS, Kafka transactions or PostgreSQL.
+async fn sink_workloads(
+    args: &Args,
+    codec: &OrderCodec,
+    rounds: usize,
+    res: &mut Results,
+    topics: &mut Vec<String>,
+) {
+    if wants(args, Workload::Notify) {
+        eprintln!("Notifications ...");
         let n = if args.quick { 2_000 } else { 10_000 };
         match (&args.amqp_url, &args.nats_url) {
             (Some(amqp), Some(nats)) => {
-                match notify::w6(amqp, nats, &args.bootstrap, n, rounds, &mut topics).await {
-                    Ok(r) => res.w6 = Some(r),
-                    Err(e) => res.errors.push(format!("W6: {e:#}")),
+                match notify::run(amqp, nats, &args.bootstrap, n, rounds, topics).await {
+                    Ok(r) => res.notify = Some(r),
+                    Err(e) => res.errors.push(format!("notify: {e:#}")),
                 }
             }
             _ => res.errors.push(
-                "W6: not run: needs --amqp-url and --nats-url (scripts/bench.sh starts RabbitMQ and NATS)"
+                "notify: not run: needs --amqp-url and --nats-url (scripts/bench.sh starts RabbitMQ and NATS)"
                     .to_owned(),
             ),
         }
     }
-    if wants(&args, "w7") {
-        eprintln!("W7 transactional stage ...");
+    if wants(args, Workload::Stage) {
+        eprintln!("Transactional stage ...");
         let n = if args.quick { 50_000 } else { 300_000 };
-        match stage::w7(&args.bootstrap, &codec, n, rounds, &mut topics).await {
-            Ok(r) => res.w7 = Some(r),
-            Err(e) => res.errors.push(format!("W7: {e:#}")),
+        match stage::run(&args.bootstrap, codec, n, rounds, topics).await {
+            Ok(r) => res.stage = Some(r),
+            Err(e) => res.errors.push(format!("stage: {e:#}")),
         }
     }
-    if wants(&args, "w8") {
-        eprintln!("W8 order projection in PostgreSQL ...");
+    if wants(args, Workload::Store) {
+        eprintln!("Order projection in PostgreSQL ...");
         let (n, single) = if args.quick {
             (20_000, 2_000)
         } else {
             (200_000, 10_000)
         };
-        // The databases W8 makes are created next to the one this URL names.
+        // The databases the order projection makes are created next to the one this URL names.
         if std::env::var("ORDERSTREAM_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
-            match store::w8(&args.bootstrap, &codec, n, single, rounds, &mut topics).await {
-                Ok(r) => res.w8 = Some(r),
-                Err(e) => res.errors.push(format!("W8: {e:#}")),
+            match store::run(&args.bootstrap, codec, n, single, rounds, topics).await {
+                Ok(r) => res.store = Some(r),
+                Err(e) => res.errors.push(format!("store: {e:#}")),
             }
         } else {
             res.errors.push(
-                "W8: not run: needs ORDERSTREAM_DATABASE_URL (scripts/bench.sh starts PostgreSQL)"
+                "store: not run: needs ORDERSTREAM_DATABASE_URL (scripts/bench.sh starts PostgreSQL)"
                     .to_owned(),
             );
         }
     }
-    util::delete_topics(&args.bootstrap, &topics).await;
-    res.elapsed = started.elapsed();
-    let md = report::render(&args, rounds, &tools, &res);
-    std::fs::write(&args.out, &md).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("{md}");
-    eprintln!("wrote {} in {:.0?}", args.out.display(), res.elapsed);
-    Ok(())
 }
 
-/// This binary started as a child process of a run (see `procs`).
+/// This binary started as a child process of a run (see `memory` and `scale_out`).
 async fn child_role(args: &Args) -> Result<()> {
     let codec = OrderCodec::new(RegistryConfig {
         url: args.registry_url.clone(),
@@ -373,7 +431,7 @@ async fn child_role(args: &Args) -> Result<()> {
     })?;
     if let Some(secs) = args.mem_phase_secs {
         let mut topics = Vec::new();
-        let res = consume::mem(
+        let res = memory::phase(
             &args.bootstrap,
             &args.registry_url,
             &codec,
@@ -387,7 +445,7 @@ async fn child_role(args: &Args) -> Result<()> {
         return Ok(());
     }
     if let Some(topic) = &args.produce_only {
-        return procs::produce_only(
+        return memory::produce_only(
             &args.bootstrap,
             &codec,
             topic,
@@ -398,7 +456,57 @@ async fn child_role(args: &Args) -> Result<()> {
         .await;
     }
     match (&args.member_of, &args.group) {
-        (Some(topic), Some(group)) => procs::member(&args.bootstrap, &codec, topic, group).await,
+        (Some(topic), Some(group)) => {
+            scale_out::member(&args.bootstrap, &codec, topic, group).await
+        }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Args, Workload};
+
+    #[test]
+    fn every_workload_runs_by_default_in_suite_order() {
+        let args = Args::try_parse_from(["orderstream-bench"]).expect("defaults parse");
+        assert_eq!(
+            args.only,
+            [
+                Workload::Codec,
+                Workload::Produce,
+                Workload::Latency,
+                Workload::Drain,
+                Workload::Memory,
+                Workload::Rebalance,
+                Workload::ScaleOut,
+                Workload::Notify,
+                Workload::Stage,
+                Workload::Store,
+            ]
+        );
+    }
+
+    #[test]
+    fn only_takes_workload_names() {
+        let args = Args::try_parse_from(["orderstream-bench", "--only", "scale-out,codec"])
+            .expect("known names parse");
+        assert_eq!(args.only, [Workload::ScaleOut, Workload::Codec]);
+    }
+
+    #[test]
+    fn an_unknown_workload_is_refused_with_the_valid_names() {
+        let err = Args::try_parse_from(["orderstream-bench", "--only", "codec,w1"])
+            .expect_err("w1 is no workload");
+        let msg = err.to_string();
+        assert!(msg.contains("'w1'"), "{msg}");
+        assert!(
+            msg.contains(
+                "codec, produce, latency, drain, memory, rebalance, scale-out, notify, stage, store"
+            ),
+            "{msg}"
+        );
     }
 }

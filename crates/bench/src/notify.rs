@@ -1,4 +1,4 @@
-//! W6 notifications: our RabbitMQ sink (one connection, confirm-mode channel, persistent
+//! Notifications: our RabbitMQ sink (one connection, confirm-mode channel, persistent
 //! messages into a durable quorum queue, a batch's confirms awaited together) against the
 //! channel-per-publish, confirm-less pattern of the textbook example, on the same server with the
 //! same messages; beside them our NATS JetStream sink and a Kafka→Kafka forward (idempotent
@@ -25,7 +25,7 @@ use crate::util::{self, Mmm};
 pub(crate) const BATCH: usize = 500;
 
 #[derive(Debug, Default)]
-pub(crate) struct W6 {
+pub(crate) struct Notify {
     pub(crate) messages: usize,
     pub(crate) body_bytes: usize,
     pub(crate) rabbit: Vec<f64>,
@@ -35,7 +35,7 @@ pub(crate) struct W6 {
     pub(crate) errors: Vec<String>,
 }
 
-impl W6 {
+impl Notify {
     pub(crate) fn m(v: &[f64]) -> Mmm {
         Mmm::of(v)
     }
@@ -121,15 +121,15 @@ async fn kafka_forward(
     Ok(notes.len() as f64 / t.elapsed().as_secs_f64())
 }
 
-pub(crate) async fn w6(
+pub(crate) async fn run(
     amqp_url: &str,
     nats_url: &str,
     bootstrap: &str,
     n: usize,
     rounds: usize,
     topics: &mut Vec<String>,
-) -> Result<W6> {
-    let run = format!("bench-w6-{}", std::process::id());
+) -> Result<Notify> {
+    let run = format!("bench-notify-{}", std::process::id());
     let cancel = CancellationToken::new();
     let name = format!("{run}.notifications");
     let rabbit_cfg = RabbitConfig::named(amqp_url, &name, &name);
@@ -137,8 +137,8 @@ pub(crate) async fn w6(
         .await
         .with_context(|| format!("RabbitMQ at {}", endpoint(amqp_url)))?;
     let mut nats_cfg = NatsConfig::new(nats_url);
-    nats_cfg.stream = format!("BENCH_W6_{}", std::process::id());
-    nats_cfg.subject_prefix = format!("bench.w6.{}", std::process::id());
+    nats_cfg.stream = format!("BENCH_NOTIFY_{}", std::process::id());
+    nats_cfg.subject_prefix = format!("bench.notify.{}", std::process::id());
     let nats = NatsSink::connect(nats_cfg.clone(), cancel.clone())
         .await
         .with_context(|| format!("NATS at {}", endpoint(nats_url)))?;
@@ -162,10 +162,10 @@ pub(crate) async fn w6(
         .set("linger.ms", "5")
         .create()?;
 
-    let mut w = W6 {
+    let mut w = Notify {
         messages: n,
         body_bytes: notes(0, 1).first().map_or(0, |x| x.body().len()),
-        ..W6::default()
+        ..Notify::default()
     };
     for round in 0..rounds {
         let batch = notes(round, n);
@@ -188,7 +188,7 @@ pub(crate) async fn w6(
             Err(e) => w.errors.push(format!("Kafka forward round {round}: {e:#}")),
         }
         eprintln!(
-            "  W6 round {round}: rabbitmq {:.0}/s, channel-per-publish {:.0}/s, nats {:.0}/s, kafka {:.0}/s",
+            "  notify round {round}: rabbitmq {:.0}/s, channel-per-publish {:.0}/s, nats {:.0}/s, kafka {:.0}/s",
             w.rabbit.last().copied().unwrap_or(f64::NAN),
             w.baseline.last().copied().unwrap_or(f64::NAN),
             w.nats.last().copied().unwrap_or(f64::NAN),

@@ -1,4 +1,4 @@
-//! W7: the transactional stage (`run_transactional`) against the same loop at least once
+//! The transactional stage (`run_transactional`) against the same loop at least once
 //! (`StageConfig::transactional = false`), draining one pre-filled topic, rounds interleaved.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +13,12 @@ use orderstream_orders::status::StatusTransform;
 use orderstream_schema::OrderCodec;
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::prefill;
+use crate::clients::prefill;
 use crate::util::{self, Mmm, ratio};
 
-/// W7's figures.
+/// The transactional stage's figures.
 #[derive(Debug, Default)]
-pub(crate) struct W7 {
+pub(crate) struct Stage {
     pub(crate) records: u64,
     pub(crate) batch: usize,
     /// Records/s with transactions, one per round.
@@ -30,7 +30,7 @@ pub(crate) struct W7 {
     pub(crate) errors: Vec<String>,
 }
 
-impl W7 {
+impl Stage {
     /// Transactional / at-least-once throughput, paired by round.
     pub(crate) fn ratio(&self) -> Mmm {
         ratio(&self.transactional, &self.plain)
@@ -75,7 +75,7 @@ async fn drain(
 ) -> Result<(f64, u64)> {
     static RUN: AtomicU64 = AtomicU64::new(0);
     let id = format!(
-        "bench-w7-{}-{}",
+        "bench-stage-{}-{}",
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     );
@@ -118,15 +118,15 @@ async fn drain(
     Ok((n as f64 / secs, summary.transactions))
 }
 
-/// Runs W7: `rounds` interleaved pairs on an `n`-record backlog.
-pub(crate) async fn w7(
+/// Runs the transactional stage: `rounds` interleaved pairs on an `n`-record backlog.
+pub(crate) async fn run(
     bootstrap: &str,
     codec: &OrderCodec,
     n: u64,
     rounds: usize,
     topics: &mut Vec<String>,
-) -> Result<W7> {
-    let base = format!("bench-w7-{}", std::process::id());
+) -> Result<Stage> {
+    let base = format!("bench-stage-{}", std::process::id());
     let t = Topics {
         source: format!("{base}-in"),
         output: format!("{base}-status"),
@@ -137,10 +137,10 @@ pub(crate) async fn w7(
         topics.push(name.clone());
     }
     prefill(bootstrap, codec, &t.source, n).await?;
-    let mut r = W7 {
+    let mut r = Stage {
         records: n,
         batch: 1000,
-        ..W7::default()
+        ..Stage::default()
     };
     for round in 0..rounds {
         for k in 0..2 {
@@ -156,7 +156,7 @@ pub(crate) async fn w7(
             }
         }
         eprintln!(
-            "  W7 round {round}: transactional {:.0}/s, at least once {:.0}/s",
+            "  stage round {round}: transactional {:.0}/s, at least once {:.0}/s",
             r.transactional.last().copied().unwrap_or(f64::NAN),
             r.plain.last().copied().unwrap_or(f64::NAN)
         );

@@ -1,4 +1,4 @@
-//! W8: the order projection in PostgreSQL (`StoreProcessor`: inbox + order state + customer
+//! Order projection in PostgreSQL (`StoreProcessor`: inbox + order state + customer
 //! totals) draining a backlog of complete order lifecycles, with one database transaction per
 //! partition batch against one per record, and the plain drain (decode + key order, no store)
 //! of the batched variant's backlog as the baseline. The per-record variant drains a smaller
@@ -18,7 +18,8 @@ use orderstream_schema::{EventType, OrderCodec, OrderEvent};
 use orderstream_store::{OrderStore, StoreConfig, StoreProcessor};
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{consumer_cfg, drain_ours, prefill_with};
+use crate::clients::{consumer_cfg, prefill_with};
+use crate::drain::drain_ours;
 use crate::util::{self, Mmm, ratio};
 
 const KINDS: [EventType; 4] = [
@@ -28,9 +29,9 @@ const KINDS: [EventType; 4] = [
     EventType::Delivered,
 ];
 
-/// W8's figures.
+/// The order projection's figures.
 #[derive(Debug, Default)]
-pub(crate) struct W8 {
+pub(crate) struct Store {
     pub(crate) records: u64,
     /// Records of the one-transaction-per-record variant's backlog.
     pub(crate) single_records: u64,
@@ -44,7 +45,7 @@ pub(crate) struct W8 {
     pub(crate) errors: Vec<String>,
 }
 
-impl W8 {
+impl Store {
     /// Batched store / plain drain, paired by round.
     pub(crate) fn batched_vs_drain(&self) -> Mmm {
         ratio(&self.batched, &self.drain)
@@ -65,8 +66,8 @@ fn event(i: u64, n: u64) -> OrderEvent {
     let orders = (n / 4).max(1);
     let (order, seq) = (i % orders, i / orders);
     OrderEvent {
-        order_id: format!("w8-{order:07}"),
-        customer_id: format!("w8-c{}", order % 997),
+        order_id: format!("store-{order:07}"),
+        customer_id: format!("store-c{}", order % 997),
         sequence: seq as i64,
         event_type: KINDS[(seq as usize).min(KINDS.len() - 1)],
         ..util::event(i, 0)
@@ -108,7 +109,7 @@ async fn drain_store(
 ) -> Result<f64> {
     static RUN: AtomicU64 = AtomicU64::new(0);
     let run = RUN.fetch_add(1, Ordering::Relaxed);
-    let name = format!("bench_w8_{}_{run}", std::process::id());
+    let name = format!("bench_store_{}_{run}", std::process::id());
     let db = tokio::task::spawn_blocking(move || orderstream_testkit::try_fresh_database(&name))
         .await?
         .map_err(anyhow::Error::msg)?;
@@ -182,28 +183,28 @@ async fn drain_into(
     Ok(target as f64 / last.duration_since(*first).as_secs_f64().max(1e-3))
 }
 
-/// Runs W8: `rounds` interleaved triples on an `n`-record backlog; the per-record variant
+/// Runs the order projection: `rounds` interleaved triples on an `n`-record backlog; the per-record variant
 /// applies its first `single` records.
-pub(crate) async fn w8(
+pub(crate) async fn run(
     bootstrap: &str,
     codec: &OrderCodec,
     n: u64,
     single: u64,
     rounds: usize,
     topics: &mut Vec<String>,
-) -> Result<W8> {
-    let topic = format!("bench-w8-{}", std::process::id());
+) -> Result<Store> {
+    let topic = format!("bench-store-{}", std::process::id());
     let small = format!("{topic}-single");
     for (t, records) in [(&topic, n), (&small, single)] {
         util::create_topic(bootstrap, t).await?;
         topics.push(t.clone());
         prefill_with(bootstrap, codec, t, records, |i| event(i, records)).await?;
     }
-    let mut r = W8 {
+    let mut r = Store {
         records: n,
         single_records: single,
         batch: 500,
-        ..W8::default()
+        ..Store::default()
     };
     for round in 0..rounds {
         for k in 0..3 {
@@ -248,7 +249,7 @@ pub(crate) async fn w8(
             }
         }
         eprintln!(
-            "  W8 round {round}: batched {:.0}/s, per record {:.0}/s, plain drain {:.0}/s",
+            "  store round {round}: batched {:.0}/s, per record {:.0}/s, plain drain {:.0}/s",
             r.batched.last().copied().unwrap_or(f64::NAN),
             r.single.last().copied().unwrap_or(f64::NAN),
             r.drain.last().copied().unwrap_or(f64::NAN)

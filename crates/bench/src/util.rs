@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -356,6 +356,18 @@ pub(crate) fn number_before(s: &str, marker: &str) -> Option<f64> {
 
 pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A child run of this binary with `args`, given the parent's cluster and registry.
+pub(crate) fn child(bootstrap: &str, registry: &str, args: &[String]) -> Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["--bootstrap", bootstrap, "--registry-url", registry])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a child bench process")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 // The consumer hands every record from its poll thread to a partition owner on another thread,
 // which frees it: glibc's malloc serialises such cross-thread frees on its arena lock (half the
-// drain rate and 4x the context switches in the W3 benchmark); mimalloc's per-thread heaps do
+// drain rate and 4x the context switches in the consumer drain benchmark); mimalloc's per-thread heaps do
 // not. Its `override` feature (workspace Cargo.toml) routes librdkafka's malloc/free there too:
 // the producer's per-record messages and headers are freed on librdkafka's polling thread.
 #[global_allocator]

@@ -1,4 +1,5 @@
-//! Quick codec timing (not the benchmark harness: `orderstream-bench --only w0` is the measured one).
+//! Quick codec timing (not the benchmark harness: `orderstream-bench --only codec` is the
+//! measured one).
 //! Interleaves the codec with apache-avro's own schema-aware serde path (the baseline) and an
 //! allocation floor (clone + drop of the event), in the same run.
 //!

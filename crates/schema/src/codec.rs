@@ -179,7 +179,8 @@ struct Inner {
     /// schema id -> writer schema.
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
     /// The most recent schema id known to be the types' schema (`u64::MAX`: none): decodes of
-    /// it take no lock at all (the W0 "two threads share the cache" case stays contention-free).
+    /// it take no lock at all (the codec benchmark's "two threads share the cache" case stays
+    /// contention-free).
     hot_fast_id: AtomicU64,
     /// schema id -> when the registry said "not found".
     unknown: Mutex<HashMap<u32, Instant>>,

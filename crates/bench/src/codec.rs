@@ -1,4 +1,4 @@
-//! W0: the codec without a broker. Hand-rolled timing loops, interleaved with the same-run
+//! Codec, without a broker. Hand-rolled timing loops, interleaved with the same-run
 //! baselines (apache-avro's generic `Value` path, and its schema-aware serde path), repeated.
 
 use std::hint::black_box;
@@ -14,7 +14,7 @@ use orderstream_schema::{OrderCodec, OrderEvent, RegistryConfig, types_schema, t
 use crate::util::{Mmm, ratio};
 
 #[derive(Debug, Default)]
-pub(crate) struct W0 {
+pub(crate) struct Codec {
     pub(crate) encoded_len: usize,
     pub(crate) enc: Vec<f64>,
     pub(crate) dec: Vec<f64>,
@@ -34,7 +34,7 @@ pub(crate) struct W0 {
     pub(crate) cold_note: String,
 }
 
-impl W0 {
+impl Codec {
     pub(crate) fn enc_m(&self) -> Mmm {
         Mmm::of(&self.enc)
     }
@@ -70,8 +70,8 @@ fn enc_dec_loop(codec: &OrderCodec, event: &OrderEvent, n: u32) -> f64 {
 }
 
 #[allow(deprecated)]
-pub(crate) async fn run(rounds: usize, n: u32, registry: Option<&str>) -> Result<W0> {
-    let mut r = W0::default();
+pub(crate) async fn run(rounds: usize, n: u32, registry: Option<&str>) -> Result<Codec> {
+    let mut r = Codec::default();
     let codec = OrderCodec::new(RegistryConfig::default())?;
     let latest = types_version();
     codec.insert_writer_schema(3, latest.text)?;
@@ -154,7 +154,7 @@ pub(crate) async fn run(rounds: usize, n: u32, registry: Option<&str>) -> Result
     // Cold lookups against the registry: a fresh codec per sample.
     match registry {
         Some(url) => {
-            let topic = format!("orderstream-bench-w0-{}", std::process::id());
+            let topic = format!("orderstream-bench-codec-{}", std::process::id());
             let warm = OrderCodec::new(RegistryConfig {
                 url: url.to_owned(),
                 ..RegistryConfig::default()

@@ -1,4 +1,4 @@
-//! W1: producer saturation. Per setting, interleaved per round: the keyed idempotent
+//! Producer saturation. Per setting, interleaved per round: the keyed idempotent
 //! Avro producer (`OrderProducer::send_batch`), the same binary sending the pre-encoded bytes
 //! (`RawProducer::send_raw_batch`, same keys and headers), a bare rust-rdkafka loop sending the
 //! same records (`bare.rs`), a Python `confluent-kafka` producer
@@ -409,7 +409,7 @@ pub(crate) async fn run_setting(
     topics: &mut Vec<String>,
 ) -> Result<SettingResult> {
     let topic = format!(
-        "bench-w1-{}-{}-{}-{}",
+        "bench-produce-{}-{}-{}-{}",
         s.linger_ms,
         s.pad,
         s.compression.as_librdkafka(),
@@ -509,7 +509,7 @@ pub(crate) async fn run_setting(
             push(&mut res.java, r);
         }
         eprintln!(
-            "  W1 [{}] round {round}: avro {:.0}/s raw {:.0}/s bare rust-rdkafka {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
+            "  produce [{}] round {round}: avro {:.0}/s raw {:.0}/s bare rust-rdkafka {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
             s.label(size),
             res.avro.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.raw.runs.last().map_or(f64::NAN, |r| r.msgs_s),
@@ -527,7 +527,7 @@ pub(crate) async fn run_setting(
     Ok(res)
 }
 
-/// A W1 variant run alone by `--profile-w1`.
+/// A producer variant run alone by `--profile-produce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Profiled {
     /// `OrderProducer::send_batch` (Avro encode included).
@@ -546,7 +546,7 @@ pub(crate) async fn profile(
     variant: Profiled,
     records: usize,
 ) -> Result<()> {
-    let topic = format!("bench-w1-profile-{}", std::process::id());
+    let topic = format!("bench-produce-profile-{}", std::process::id());
     util::create_topic(bootstrap, &topic).await?;
     let cfg = ProducerConfig {
         bootstrap_servers: bootstrap.to_owned(),

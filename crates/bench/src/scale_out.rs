@@ -1,47 +1,21 @@
-//! Workloads with more than one process: the bench binary re-runs itself as a producer (so the
-//! memory phase measures the consumer alone) or as a group member (scale-out).
+//! ScaleOut-out 1 → 2 → 3 member processes: the bench binary re-runs itself as group members
+//! (`--member-of`) that drain one backlog together, a fresh group per step.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics, run};
+use anyhow::{Result, bail};
+use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics};
 use orderstream_schema::OrderCodec;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::now_us;
 use crate::util::{self, Mmm, PARTITIONS, Tools};
-
-/// A child run of this binary with `args`, given the parent's cluster and registry.
-pub(crate) fn child(bootstrap: &str, registry: &str, args: &[String]) -> Result<Child> {
-    Command::new(std::env::current_exe()?)
-        .args(["--bootstrap", bootstrap, "--registry-url", registry])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting a child bench process")
-}
-
-/// Child role: produce `count` events of `pad` bytes to `topic` at `rate`/s, then exit.
-pub(crate) async fn produce_only(
-    bootstrap: &str,
-    codec: &OrderCodec,
-    topic: &str,
-    rate: f64,
-    count: u64,
-    pad: usize,
-) -> Result<()> {
-    let p = crate::consume::producer(bootstrap, codec, topic, 5).await?;
-    crate::consume::open_loop(&p, rate, count, 0, 0, pad).await;
-    p.shutdown(Duration::from_secs(10)).await;
-    Ok(())
-}
 
 /// Decodes every record and counts it.
 struct Count {
@@ -67,12 +41,6 @@ impl Processor for Count {
         self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Child role: one group member on `topic` until stdin closes; then prints
@@ -104,7 +72,7 @@ pub(crate) async fn member(
             Topics::new(topic, format!("{topic}-retry"), format!("{topic}-dlq")),
         )
     };
-    run(cfg, Arc::clone(&p), cancel).await?;
+    orderstream_consumer::run(cfg, Arc::clone(&p), cancel).await?;
     let first = p.first.lock().ok().and_then(|f| *f).unwrap_or(0);
     println!(
         "processed {} {first} {}",
@@ -127,13 +95,13 @@ pub(crate) struct Step {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Scale {
+pub(crate) struct ScaleOut {
     pub(crate) records: u64,
     pub(crate) steps: Vec<Step>,
     pub(crate) errors: Vec<String>,
 }
 
-impl Scale {
+impl ScaleOut {
     /// Aggregate msgs/s of `members` members relative to one member.
     pub(crate) fn speedup(&self, members: usize) -> Option<f64> {
         let one = self.steps.iter().find(|s| s.members == 1)?.msgs_s;
@@ -143,17 +111,17 @@ impl Scale {
 
 /// 1 → 2 → 3 member processes, each step on a fresh topic and group: the members join an empty
 /// topic, and once the group has spread its partitions the backlog is produced into it.
-pub(crate) async fn scale(
+pub(crate) async fn run(
     tools: &Tools,
     bootstrap: &str,
     registry: &str,
     codec: &OrderCodec,
     n: u64,
     topics: &mut Vec<String>,
-) -> Result<Scale> {
-    let mut out = Scale {
+) -> Result<ScaleOut> {
+    let mut out = ScaleOut {
         records: n,
-        ..Scale::default()
+        ..ScaleOut::default()
     };
     for members in 1..=3usize {
         let topic = format!("bench-scale{members}-{}", std::process::id());
@@ -195,7 +163,7 @@ async fn step(
         group.clone(),
     ];
     let mut children: Vec<Child> = (0..members)
-        .map(|_| child(bootstrap, registry, &args))
+        .map(|_| util::child(bootstrap, registry, &args))
         .collect::<Result<_>>()?;
     let res = async {
         let even = vec![PARTITIONS as usize / members; members];
@@ -213,7 +181,7 @@ async fn step(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        crate::consume::prefill(bootstrap, codec, topic, n).await?;
+        crate::clients::prefill(bootstrap, codec, topic, n).await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (b, g, t) = (bootstrap.to_owned(), group.clone(), topic.to_owned());

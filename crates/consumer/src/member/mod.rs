@@ -2,6 +2,7 @@
 //! partition owners they feed, and the run that ties them together. See the crate docs.
 
 mod client;
+mod commit_outcome;
 pub(crate) mod forward;
 mod handler;
 mod lifecycle;

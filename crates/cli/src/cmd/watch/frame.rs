@@ -119,7 +119,29 @@ pub(crate) fn render(
     letters: &Result<Vec<LetterRow>, String>,
 ) -> String {
     let mut out = String::new();
-    let secs = prev.map_or(0.0, |p| now.at.duration_since(p.at).as_secs_f64());
+    let members = header(&mut out, ctx, now);
+    let (owners, member_lines) = members_of(ctx, members);
+    let _ = writeln!(out);
+    partitions(&mut out, ctx, now, prev, &owners);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "members:");
+    if member_lines.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for l in member_lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = writeln!(out);
+    dead_letters(&mut out, ctx, letters);
+    if ctx.live {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "refresh every {}s — Ctrl-C to stop", ctx.interval_secs);
+    }
+    out
+}
+
+/// The cluster and group lines; the group's members.
+fn header<'a>(out: &mut String, ctx: &Context, now: &'a Sample) -> &'a [MemberSample] {
     let brokers = match &now.brokers {
         Ok(n) => n.to_string(),
         Err(e) => format!("unreachable ({})", clean(e)),
@@ -145,8 +167,12 @@ pub(crate) fn render(
         },
         members.len()
     );
+    members
+}
 
-    // Members (m1, m2, ... by member id) and the owner of each partition of the topic.
+/// Members labelled m1, m2, ... by member id: the owner of each partition of the topic, and
+/// one line per member.
+fn members_of(ctx: &Context, members: &[MemberSample]) -> (BTreeMap<i32, String>, Vec<String>) {
     let mut sorted: Vec<&MemberSample> = members.iter().collect();
     sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     let mut owners: BTreeMap<i32, String> = BTreeMap::new();
@@ -184,86 +210,90 @@ pub(crate) fn render(
             )),
         }
     }
+    (owners, member_lines)
+}
 
-    let _ = writeln!(out);
-    match &now.partitions {
+/// The topic's partitions: owner, high watermark, committed offset, lag and rates since `prev`,
+/// then the totals.
+fn partitions(
+    out: &mut String,
+    ctx: &Context,
+    now: &Sample,
+    prev: Option<&Sample>,
+    owners: &BTreeMap<i32, String>,
+) {
+    let parts = match &now.partitions {
         Err(e) => {
             let _ = writeln!(out, "topic {}: {}", clean(&ctx.topic), clean(e));
+            return;
         }
-        Ok(parts) => {
-            let before: BTreeMap<i32, PartitionSample> = prev
-                .and_then(|p| p.partitions.as_ref().ok())
-                .map(|ps| ps.iter().map(|p| (p.partition, *p)).collect())
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "topic {} ({} partitions)",
-                clean(&ctx.topic),
-                parts.len()
-            );
-            let _ = writeln!(
-                out,
-                "{:>9}  {:<32} {:>12} {:>12} {:>14} {:>11}",
-                "partition", "owner", "high", "committed", "lag", "consumed/s"
-            );
-            let (mut lag, mut consumed, mut produced) = (0i64, None::<f64>, None::<f64>);
-            let mut uncommitted = 0usize;
-            for p in parts {
-                let b = before.get(&p.partition);
-                let c = rate(b.and_then(|b| b.committed), p.committed, secs);
-                let h = rate(b.and_then(|b| b.high), p.high, secs);
-                consumed = c.map(|c| consumed.unwrap_or(0.0) + c).or(consumed);
-                produced = h.map(|h| produced.unwrap_or(0.0) + h).or(produced);
-                let lag_text = match (p.high, p.committed) {
-                    (Some(h), Some(c)) => {
-                        let l = (h - c).max(0);
-                        lag += l;
-                        l.to_string()
-                    }
-                    (_, None) => {
-                        uncommitted += 1;
-                        "no commits yet".to_owned()
-                    }
-                    (None, Some(_)) => "-".to_owned(),
-                };
-                let _ = writeln!(
-                    out,
-                    "{:>9}  {:<32} {:>12} {:>12} {:>14} {:>11}",
-                    p.partition,
-                    short(owners.get(&p.partition).map_or("-", String::as_str), 32),
-                    opt(p.high),
-                    p.committed
-                        .map_or_else(|| "none".to_owned(), |c| c.to_string()),
-                    lag_text,
-                    per_s(c),
-                );
+        Ok(parts) => parts,
+    };
+    let secs = prev.map_or(0.0, |p| now.at.duration_since(p.at).as_secs_f64());
+    let before: BTreeMap<i32, PartitionSample> = prev
+        .and_then(|p| p.partitions.as_ref().ok())
+        .map(|ps| ps.iter().map(|p| (p.partition, *p)).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "topic {} ({} partitions)",
+        clean(&ctx.topic),
+        parts.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:>9}  {:<32} {:>12} {:>12} {:>14} {:>11}",
+        "partition", "owner", "high", "committed", "lag", "consumed/s"
+    );
+    let (mut lag, mut consumed, mut produced) = (0i64, None::<f64>, None::<f64>);
+    let mut uncommitted = 0usize;
+    for p in parts {
+        let b = before.get(&p.partition);
+        let c = rate(b.and_then(|b| b.committed), p.committed, secs);
+        let h = rate(b.and_then(|b| b.high), p.high, secs);
+        consumed = c.map(|c| consumed.unwrap_or(0.0) + c).or(consumed);
+        produced = h.map(|h| produced.unwrap_or(0.0) + h).or(produced);
+        let lag_text = match (p.high, p.committed) {
+            (Some(h), Some(c)) => {
+                let l = (h - c).max(0);
+                lag += l;
+                l.to_string()
             }
-            let lag_total = if uncommitted == parts.len() && !parts.is_empty() {
+            (_, None) => {
+                uncommitted += 1;
                 "no commits yet".to_owned()
-            } else if uncommitted > 0 {
-                format!("{lag} ({uncommitted} partition(s) with no commits yet)")
-            } else {
-                lag.to_string()
-            };
-            let _ = writeln!(
-                out,
-                "totals: lag {lag_total} | consumed/s {} | produced/s {}",
-                per_s(consumed),
-                per_s(produced)
-            );
-        }
+            }
+            (None, Some(_)) => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>9}  {:<32} {:>12} {:>12} {:>14} {:>11}",
+            p.partition,
+            short(owners.get(&p.partition).map_or("-", String::as_str), 32),
+            opt(p.high),
+            p.committed
+                .map_or_else(|| "none".to_owned(), |c| c.to_string()),
+            lag_text,
+            per_s(c),
+        );
     }
+    let lag_total = if uncommitted == parts.len() && !parts.is_empty() {
+        "no commits yet".to_owned()
+    } else if uncommitted > 0 {
+        format!("{lag} ({uncommitted} partition(s) with no commits yet)")
+    } else {
+        lag.to_string()
+    };
+    let _ = writeln!(
+        out,
+        "totals: lag {lag_total} | consumed/s {} | produced/s {}",
+        per_s(consumed),
+        per_s(produced)
+    );
+}
 
-    let _ = writeln!(out);
-    let _ = writeln!(out, "members:");
-    if member_lines.is_empty() {
-        let _ = writeln!(out, "  (none)");
-    }
-    for l in member_lines {
-        let _ = writeln!(out, "{l}");
-    }
-
-    let _ = writeln!(out);
+/// The latest dead letters, or why they cannot be shown.
+fn dead_letters(out: &mut String, ctx: &Context, letters: &Result<Vec<LetterRow>, String>) {
     match letters {
         Err(e) => {
             let _ = writeln!(
@@ -290,11 +320,6 @@ pub(crate) fn render(
             }
         }
     }
-    if ctx.live {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "refresh every {}s — Ctrl-C to stop", ctx.interval_secs);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -131,9 +131,10 @@ impl RawProducer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> DeliveryOutcome {
-        let slot = Batch::new(1).slot(0);
-        let pending = self.core.enqueue(key, payload, headers, None, slot).await;
-        pending.outcome().await
+        self.enqueue(key, payload, headers, None)
+            .await
+            .outcome()
+            .await
     }
 
     /// Hands one record to librdkafka, returning once it is *queued* (waiting only for queue

@@ -34,6 +34,10 @@ use crate::{ProcessError, Record, trace_context};
 /// Batches the channel to an owner holds; the byte and offset windows are the real bound.
 const CHANNEL_BATCHES: usize = 8;
 
+/// Records an owner runs to their end inline before it yields to the runtime (revokes,
+/// shutdowns and other partitions' owners wait meanwhile).
+const INLINE_BUDGET: usize = 256;
+
 /// What the poll thread keeps of an owner.
 #[derive(Debug)]
 pub(crate) struct OwnerLink {
@@ -115,7 +119,12 @@ async fn run<H: Handler>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut gauges_at = Instant::now();
     gauges(ctx, &frontier, &mut times);
+    // Records were left ready when the inline budget ran out: yield, then take them up again.
+    let mut more_ready = false;
     loop {
+        if more_ready {
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
             biased;
             () = kill.cancelled() => {
@@ -133,11 +142,7 @@ async fn run<H: Handler>(
                 while let Some(Some(done)) = running.next().now_or_never() {
                     n += finish(done, ctx, &mut frontier, &mut sched);
                 }
-                if let Some(c) = frontier.committable() {
-                    ctx.committable.store(c, Ordering::Release);
-                }
-                // Release: the poll thread that counts these sees the committable offset above
-                ctx.completed.fetch_add(n, Ordering::Release);
+                publish(ctx, &frontier, n);
             }
             () = ctx.stop.cancelled(), if phase.takes_records() => {
                 phase = phase.stop();
@@ -152,13 +157,17 @@ async fn run<H: Handler>(
                 None => phase = phase.stop(),
             },
             _ = tick.tick() => {}
+            () = std::future::ready(()), if more_ready => {}
         }
         if gauges_at.elapsed() >= GAUGE_TICK {
             gauges_at = Instant::now();
             gauges(ctx, &frontier, &mut times);
         }
         // (a stop not yet seen by the select above already ends new work)
+        more_ready = false;
         if phase.takes_records() && !ctx.stop.is_cancelled() {
+            // (records run inline, of them finished)
+            let (mut inline, mut finished) = (0, 0);
             while running.len() < max_running {
                 if batched {
                     let mut items: Vec<(Slot, Record)> = Vec::new();
@@ -171,13 +180,31 @@ async fn run<H: Handler>(
                     if items.is_empty() {
                         break;
                     }
-                    running.push(Either::Right(run_batch(sh, ctx, items)));
+                    // boxed: the set's entries are as large as the larger variant, and the
+                    // per-record one is moved in once per record
+                    running.push(Either::Right(Box::pin(run_batch(sh, ctx, items))));
                 } else {
+                    if inline == INLINE_BUDGET {
+                        more_ready = true;
+                        break;
+                    }
                     let Some((slot, rec)) = sched.take() else {
                         break;
                     };
-                    running.push(Either::Left(run_one(sh, ctx, slot, rec)));
+                    // Polled once here: a handler that finishes without waiting (most calls
+                    // of most handlers) never becomes a task of the set, with its wake-ups.
+                    let mut one = Box::pin(run_one(sh, ctx, slot, rec));
+                    match one.as_mut().now_or_never() {
+                        Some(done) => {
+                            inline += 1;
+                            finished += finish(done, ctx, &mut frontier, &mut sched);
+                        }
+                        None => running.push(Either::Left(one)),
+                    }
                 }
+            }
+            if finished > 0 {
+                publish(ctx, &frontier, finished);
             }
         }
         phase = phase.settle(running.len());
@@ -211,6 +238,15 @@ fn accept<H: Handler>(
         let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
         sched.push(slot, rec.offset(), rec);
     }
+}
+
+/// Makes `n` more finished records and the committable offset visible to the poll thread.
+fn publish(ctx: &PartCtx, frontier: &CommitFrontier, n: usize) {
+    if let Some(c) = frontier.committable() {
+        ctx.committable.store(c, Ordering::Release);
+    }
+    // Release: the poll thread that counts these sees the committable offset above
+    ctx.completed.fetch_add(n, Ordering::Release);
 }
 
 /// Books finished records and releases their slots; returns how many completed.
@@ -272,28 +308,38 @@ fn record_span(ctx: &PartCtx, rec: &Record) -> Span {
 
 /// `sh.handle` in the record's span (not entered when disabled: entering a disabled span on
 /// every poll is measurable per record).
-async fn handle_in_span<H: Handler>(
-    sh: &Shared<H>,
-    ctx: &PartCtx,
+///
+/// This and [`run_one`] build their futures instead of being `async fn`s: each `async fn`
+/// level keeps its own copy of the record beside the inner future, and these futures are
+/// moved into the owner's set once per record.
+fn handle_in_span<'a, H: Handler>(
+    sh: &'a Shared<H>,
+    ctx: &'a PartCtx,
     rec: Record,
     first: Option<Result<(), ProcessError>>,
-) -> Outcome {
+) -> impl Future<Output = Outcome> + 'a {
     let span = record_span(ctx, &rec);
     if span.is_disabled() {
-        sh.handle(ctx, rec, first).await
+        Either::Left(sh.handle(ctx, rec, first))
     } else {
-        sh.handle(ctx, rec, first).instrument(span).await
+        Either::Right(sh.handle(ctx, rec, first).instrument(span))
     }
 }
 
-async fn run_one<H: Handler>(sh: &Shared<H>, ctx: &PartCtx, slot: Slot, rec: Record) -> Finishes {
+fn run_one<'a, H: Handler>(
+    sh: &'a Shared<H>,
+    ctx: &'a PartCtx,
+    slot: Slot,
+    rec: Record,
+) -> impl Future<Output = Finishes> + 'a {
     let (offset, bytes) = (rec.offset(), rec.size());
-    let outcome = handle_in_span(sh, ctx, rec, None).await;
-    Finishes::One(Finished {
-        slot,
-        offset,
-        bytes,
-        outcome,
+    handle_in_span(sh, ctx, rec, None).map(move |outcome| {
+        Finishes::One(Finished {
+            slot,
+            offset,
+            bytes,
+            outcome,
+        })
     })
 }
 
@@ -384,4 +430,13 @@ async fn run_batch<H: Handler>(
         out.extend(s);
     }
     Finishes::Many(out)
+}
+
+/// Bytes of the future [`run_one`] builds for one record (its state is copied into a fresh
+/// allocation for every record).
+#[cfg(test)]
+pub(crate) fn record_future_size<H: Handler>(sh: &Shared<H>, ctx: &PartCtx) -> usize {
+    let rec = Record::from_parts("o", 0, 0, None, None, [], None);
+    let slot = Slot::for_record(crate::OrderingMode::Key, None, 0);
+    std::mem::size_of_val(&run_one(sh, ctx, slot, rec))
 }

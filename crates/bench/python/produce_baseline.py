@@ -3,7 +3,7 @@
 
 Run by `orderstream-bench` (crates/bench/src/produce.rs), once per round, with the venv that
 scripts/bench.sh installs (`confluent-kafka==2.16.1` under .cache/). The bench writes the records
-its own raw-bytes run sends (the same Avro-encoded values and order-id keys) to a file and passes
+its own raw-bytes run sends (the same Avro-encoded values, order-id keys and `event_id` headers) to a file and passes
 its producer's librdkafka properties as `-X key=value`, so this script sends the same bytes with
 the same settings through the librdkafka bundled in the wheel.
 
@@ -11,7 +11,8 @@ the same settings through the librdkafka bundled in the wheel.
     produce_baseline.py --bootstrap HOST:PORT --topic T --records FILE
                         [--header NAME=VALUE] [--warmup N] [-X key=value ...]
 
-Records file: repeated [u32 big-endian key length][key][u32 big-endian value length][value].
+Records file: repeated [u32 big-endian length][bytes] for the key, the value and the record's
+`event_id` header, in that order. Each record carries its `event_id` header, then the `--header`s.
 
 Timed window: from the first produce() of the measured run to the return of the final flush();
 interpreter start-up, reading the file and a warm-up (connections, idempotent producer id) are
@@ -49,8 +50,9 @@ def versions():
     )
 
 
-def read_records(path):
-    """[(key, value)] from the length-prefixed file the bench wrote."""
+def read_records(path, common):
+    """[(key, value, headers)] from the length-prefixed file the bench wrote (headers: the
+    record's `event_id`, then `common`)."""
     with open(path, "rb") as f:
         data = f.read()
     out = []
@@ -70,7 +72,8 @@ def read_records(path):
     while pos < len(data):
         key, pos = field(pos, "key")
         value, pos = field(pos, "value")
-        out.append((key, value))
+        event_id, pos = field(pos, "event_id")
+        out.append((key, value, [("event_id", event_id)] + common))
     return out
 
 
@@ -106,11 +109,11 @@ class Reports:
         print(f"produce_baseline: client error: {err}", file=sys.stderr)
 
 
-def produce_all(producer, topic, records, headers):
+def produce_all(producer, topic, records):
     """produce() every record, polling regularly and waiting on a full queue."""
     produce = producer.produce
     poll = producer.poll
-    for i, (key, value) in enumerate(records):
+    for i, (key, value, headers) in enumerate(records):
         while True:
             try:
                 produce(topic, value, key, headers=headers)
@@ -151,7 +154,7 @@ def parse_args(argv):
     ap.add_argument("--version", action="store_true", help="print versions and exit")
     ap.add_argument("--bootstrap")
     ap.add_argument("--topic")
-    ap.add_argument("--records", help="length-prefixed key/value file")
+    ap.add_argument("--records", help="length-prefixed key/value/event_id file")
     ap.add_argument("--header", action="append", default=[], help="NAME=VALUE on every record")
     ap.add_argument("--warmup", type=int, default=10_000, help="records sent before timing")
     ap.add_argument("-X", dest="props", action="append", default=[], help="librdkafka key=value")
@@ -175,28 +178,28 @@ def config(a, reports):
 
 
 def run(a):
-    records = read_records(a.records)
-    if not records:
-        raise ValueError(f"{a.records}: no records")
     headers = []
     for h in a.header:
         name, sep, value = h.partition("=")
         if not sep:
             raise ValueError(f"--header {h}: expected NAME=VALUE")
         headers.append((name, value.encode()))
+    records = read_records(a.records, headers)
+    if not records:
+        raise ValueError(f"{a.records}: no records")
     reports = Reports()
     producer = Producer(config(a, reports))
 
     warm = records[: max(0, min(a.warmup, len(records)))]
     if warm:
-        produce_all(producer, a.topic, warm, headers)
+        produce_all(producer, a.topic, warm)
         flush(producer)
         check(reports, len(warm), "warm-up")
     reports.reset()
 
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    produce_all(producer, a.topic, records, headers)
+    produce_all(producer, a.topic, records)
     flush(producer)
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0

@@ -1,6 +1,6 @@
 //! The producer saturation's floor for our raw path: a plain rust-rdkafka `ThreadedProducer` loop, the code a user
 //! would write without orderstream. Same librdkafka properties, same pre-encoded keys and values,
-//! the same `content-type` header per record; delivery reports only counted (no per-record
+//! the same `event_id` and `content-type` headers per record; delivery reports only counted (no per-record
 //! outcome, span, metric or latency), so anything our producer costs above it is ours.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,11 +57,16 @@ pub(crate) fn run(p: &Bare, topic: &str, records: &[Pre]) -> Result<Run> {
     let cpu0 = util::process_cpu();
     let started = Instant::now();
     let content_type = orderstream_orders::CONTENT_TYPE.as_bytes();
-    for (key, value, _) in records {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "content-type",
-            value: Some(content_type),
-        });
+    for (key, value, event_id) in records {
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "event_id",
+                value: Some(event_id.as_slice()),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some(content_type),
+            });
         let mut record = BaseRecord::to(topic)
             .key(key.as_slice())
             .payload(value.as_slice())

@@ -276,8 +276,8 @@ async fn produce_workload(
             let records = match (args.quick, s.pad) {
                 (true, 0) => 30_000,
                 (true, _) => 10_000,
-                (false, 0) => 100_000,
-                (false, _) => 30_000,
+                (false, 0) => 250_000,
+                (false, _) => 60_000,
             };
             let java = i == 0 || args.java_all;
             eprintln!("Producer saturation {s:?} ...");

@@ -11,7 +11,9 @@
 //!   [`CommitFrontier`] and key scheduler: no member-wide lock, no task per record. The poll
 //!   thread hands records to owners in batches over a bounded channel; owners run handler calls
 //!   as futures, at most [`ConsumerConfig::max_concurrency`] per partition, one key at a time
-//!   (see [`OrderingMode`]). A [`BatchProcessor`] gets a partition's ready records in one call.
+//!   (see [`OrderingMode`]). A handler call is polled once where the owner starts it: one that
+//!   finishes without waiting completes there, and only one that waits joins the owner's set of
+//!   running calls. A [`BatchProcessor`] gets a partition's ready records in one call.
 //! * A [`Record`] costs one allocation: key, value and headers share one buffer.
 //! * Memory is bounded by [`ConsumerConfig::memory_budget`], split between librdkafka's
 //!   prefetch and the records handed to owners ([`MemoryBudget`]); a partition whose byte window

@@ -65,10 +65,10 @@ pub(super) fn produce(s: &mut String, runs: &[SettingResult], tools: &Tools) {
     let _ = writeln!(
         s,
         "## Producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame (the ~1 KB records pad a free-text note with words, about 2× under lz4) with \
-         `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). `raw` = the same binary and producer sending \
-         the same pre-encoded values and keys (`RawProducer::send_raw_batch`, same batching; only the shared `content-type` header, no per-record `event_id` header, so raw does slightly less work): the difference is the codec. \
-         `bare rust-rdkafka loop` (baseline, `crates/bench/src/bare.rs`) is the code a user would write without orderstream: a `ThreadedProducer` with exactly our producer's librdkafka properties sending the same keys, values and `content-type` header, delivery reports only counted; the floor for raw. \
-         `Python confluent-kafka` (baseline, `crates/bench/python/produce_baseline.py`, one process per round) sends the same pre-encoded keys, values and `content-type` header as raw, \
+         `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). Avro, raw and the bare loop take turns going first in each round; the external tools follow. `raw` = the same binary and producer sending \
+         the same records pre-encoded (`RawProducer::batch`, same batching, same keys, values and `event_id` + `content-type` headers): the difference is the codec. \
+         `bare rust-rdkafka loop` (baseline, `crates/bench/src/bare.rs`) is the code a user would write without orderstream: a `ThreadedProducer` with exactly our producer's librdkafka properties sending the same keys, values and headers, delivery reports only counted; the floor for raw. \
+         `Python confluent-kafka` (baseline, `crates/bench/python/produce_baseline.py`, one process per round) sends the same pre-encoded keys, values and headers as raw, \
          with exactly our producer's librdkafka properties (murmur2 partitioner, so the same partitions) but through the librdkafka bundled in the wheel (version above): \
          a `produce()` loop (`poll(0)` every 1 000 records, `poll(0.1)` and retry on a full queue), then `flush()`; its timed window starts at the first `produce()` after a warm-up \
          (connections, producer id; interpreter start-up excluded), its CPU is the Python process's and its latency ends when `poll()`/`flush()` serves the delivery report. \

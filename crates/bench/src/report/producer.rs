@@ -65,7 +65,7 @@ pub(super) fn produce(s: &mut String, runs: &[SettingResult], tools: &Tools) {
     let _ = writeln!(
         s,
         "## Producer saturation\n\nIdempotent, acks=all, max in flight 5, keyed over 10 000 order ids (murmur2), Avro in the Confluent frame (the ~1 KB records pad a free-text note with words, about 2× under lz4) with \
-         `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). Avro, raw and the bare loop take turns going first in each round; the external tools follow. `raw` = the same binary and producer sending \
+         `event_id` + `content-type` headers; 8 concurrent workers × `send_batch` of 10 000 (at most 80 000 in flight, under librdkafka's queue of 100 000, as far ahead as the bare loop gets). Each setting starts with one unmeasured run of Avro, raw and the bare loop (broker JIT and page cache warm-up); then in each round those three take turns going first and the external tools follow. `raw` = the same binary and producer sending \
          the same records pre-encoded (`RawProducer::batch`, same batching, same keys, values and `event_id` + `content-type` headers): the difference is the codec. \
          `bare rust-rdkafka loop` (baseline, `crates/bench/src/bare.rs`) is the code a user would write without orderstream: a `ThreadedProducer` with exactly our producer's librdkafka properties sending the same keys, values and headers, delivery reports only counted; the floor for raw. \
          `Python confluent-kafka` (baseline, `crates/bench/python/produce_baseline.py`, one process per round) sends the same pre-encoded keys, values and headers as raw, \

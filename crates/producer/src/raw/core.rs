@@ -200,8 +200,12 @@ impl Core {
         slot: Box<Slot>,
     ) -> Pending {
         let position = slot.position();
-        match self.hand_over(key, payload, headers, schema_id, slot).await {
-            Ok(sent) => Pending::Waiting(Waiting::new(self, sent, position, key)),
+        let handle = self.current();
+        match self
+            .hand_over(key, payload, headers, schema_id, slot, &handle)
+            .await
+        {
+            Ok(sent) => Pending::Waiting(Waiting::new(self, sent, handle, position, key)),
             Err(outcome) => Pending::Done(outcome),
         }
     }
@@ -217,6 +221,10 @@ impl Core {
     /// Hands one record to librdkafka, waiting while its queue is full (backpressure); the
     /// outcome when it never got there. `slot` travels with the record as librdkafka's delivery
     /// opaque; dropping it on any path that does not hand the record over completes it.
+    ///
+    /// `handle` is the one the caller last used (a batch keeps it from record to record: taking
+    /// the live one from [`Generations`] per record is a lock and two reference counts that the
+    /// sending threads share); a fatal or replaced one is swapped for the live one here.
     pub(super) async fn hand_over(
         self: &Arc<Self>,
         key: Option<&[u8]>,
@@ -224,6 +232,7 @@ impl Core {
         headers: &[(&str, &[u8])],
         schema_id: Option<u32>,
         slot: Box<Slot>,
+        handle: &Arc<Handle>,
     ) -> Result<Sent, DeliveryOutcome> {
         let topic = &self.topic.name;
         if self.closed.load(Ordering::SeqCst) {
@@ -245,11 +254,11 @@ impl Core {
             record = record.key(k);
         }
         let started = Instant::now();
-        match self.send_waiting(record).await {
-            Ok(handle) => {
+        match self.send_waiting(record, handle).await {
+            Ok(other) => {
                 self.metrics.sent.increment(1);
                 Ok(Sent {
-                    handle,
+                    other_handle: other,
                     started,
                     span,
                 })
@@ -272,25 +281,29 @@ impl Core {
         }
     }
 
-    /// Gives `record` to the live handle: waits while librdkafka's queue is full, and hands it to
-    /// a fresh handle when the live one went fatal before taking it. The handle that took it, or
-    /// the error that refused it.
+    /// Gives `record` to `given` (the live handle, unless it went fatal or was replaced): waits
+    /// while librdkafka's queue is full, and hands it to a fresh handle when the live one went
+    /// fatal before taking it. `None` when `given` took it, else the handle that did; or the
+    /// error that refused it.
     async fn send_waiting<'a>(
         self: &Arc<Self>,
         mut record: BaseRecord<'a, [u8], [u8], Box<Slot>>,
-    ) -> Result<Arc<Handle>, KafkaError> {
-        let mut handle = self.current();
+        given: &Arc<Handle>,
+    ) -> Result<Option<Arc<Handle>>, KafkaError> {
+        let mut other = given.is_fatal().then(|| self.current());
         let mut pauses = None;
         let mut fatal_attempts = 0;
         loop {
+            let handle = other.as_ref().unwrap_or(given);
             match handle.producer.send(record) {
-                Ok(()) => return Ok(handle),
+                Ok(()) => return Ok(other),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // Backpressure: wait for librdkafka to drain, never surface QueueFull.
                     let step = pauses.get_or_insert_with(queue_full_backoff).next();
                     tokio::time::sleep(step.unwrap_or(QUEUE_FULL_MAX_PAUSE)).await;
-                    handle = self.current();
+                    let live = self.current();
+                    other = (!Arc::ptr_eq(&live, given)).then_some(live);
                 }
                 Err((e, back))
                     if fatal_attempts < 3
@@ -302,8 +315,8 @@ impl Core {
                     record = back;
                     fatal_attempts += 1;
                     handle.state.fatal.store(true, Ordering::SeqCst);
-                    self.rebuild(&handle);
-                    handle = self.current();
+                    self.rebuild(handle);
+                    other = Some(self.current());
                 }
                 Err((e, _)) => return Err(e),
             }

@@ -60,16 +60,18 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
+    /// `given`: the handle given to `hand_over` for it.
     pub(super) fn new(
         core: &Arc<Core>,
         sent: Sent,
+        given: Arc<Handle>,
         (batch, index): (Arc<Batch>, usize),
         key: Option<&[u8]>,
     ) -> Self {
         core.track_in_flight(1);
         Self {
             core: Arc::clone(core),
-            handle: sent.handle,
+            handle: sent.other_handle.unwrap_or(given),
             batch,
             index,
             started: sent.started,
@@ -87,7 +89,8 @@ impl Drop for Waiting {
 
 /// A record librdkafka took: the handle it went out on, when, and its tracing span.
 pub(crate) struct Sent {
-    pub(super) handle: Arc<Handle>,
+    /// The handle that took the record when it was not the one given to `hand_over`.
+    pub(super) other_handle: Option<Arc<Handle>>,
     pub(super) started: Instant,
     pub(super) span: Span,
 }

@@ -34,6 +34,8 @@ pub struct SendBatch {
     entries: Vec<Entry>,
     /// `(first index, handle)`: the handle each run of records went out on.
     handles: Vec<(usize, Arc<Handle>)>,
+    /// The handle the next record is given (the last one that took a record).
+    handle: Arc<Handle>,
     /// `(index, span)` of the records whose span is enabled.
     spans: Vec<(usize, Span)>,
     /// Records counted in the producer's in-flight figure until the outcomes are read.
@@ -47,6 +49,7 @@ impl SendBatch {
             batch: Batch::new(len),
             entries: Vec::with_capacity(len),
             handles: Vec::new(),
+            handle: core.current(),
             spans: Vec::new(),
             waiting: 0,
         }
@@ -67,7 +70,7 @@ impl SendBatch {
         let slot = self.next_slot();
         let handed_over = self
             .core
-            .hand_over(key, payload, headers, schema_id, slot)
+            .hand_over(key, payload, headers, schema_id, slot, &self.handle)
             .await;
         self.push(handed_over);
     }
@@ -101,12 +104,15 @@ impl SendBatch {
             Ok(sent) => {
                 self.core.track_in_flight(1);
                 self.waiting += 1;
+                if let Some(other) = sent.other_handle {
+                    self.handle = other;
+                }
                 let same_handle = self
                     .handles
                     .last()
-                    .is_some_and(|(_, h)| Arc::ptr_eq(h, &sent.handle));
+                    .is_some_and(|(_, h)| Arc::ptr_eq(h, &self.handle));
                 if !same_handle {
-                    self.handles.push((index, sent.handle));
+                    self.handles.push((index, Arc::clone(&self.handle)));
                 }
                 if !sent.span.is_disabled() {
                     self.spans.push((index, sent.span));

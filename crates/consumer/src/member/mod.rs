@@ -3,12 +3,15 @@
 
 mod client;
 mod commit_outcome;
+mod commits;
 pub(crate) mod forward;
 mod handler;
 mod lifecycle;
 mod owner;
 mod parked;
 mod partitions;
+mod rebalance;
+mod shutdown;
 mod side;
 mod summary;
 

@@ -1,5 +1,6 @@
-//! One of a member's consumers (the source topic, or the retry topic in its own group): the
-//! poll thread's loop, rebalance callbacks, commits and shutdown.
+//! One of a member's consumers (the source topic, or the retry topic in its own group): its
+//! context and the poll thread's loop. Its rebalance callbacks are in `rebalance.rs`, its
+//! commits in `commits.rs`, its end in `shutdown.rs`.
 //!
 //! librdkafka runs rebalance and commit callbacks inside `poll`, on the poll thread, so the
 //! partition table is only ever touched by that thread; its mutex is uncontended and exists
@@ -11,23 +12,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
-use super::commit_outcome::settle;
-use super::handler::{Handler, PartCtx, Shared};
-use super::owner;
-use super::partitions::{Drained, Owned, Table, drain};
+use super::handler::{Handler, Shared};
+use super::partitions::Table;
+use super::shutdown::shutdown;
 use super::summary::bump;
 use crate::Record;
 use crate::budget::MemoryBudget;
-use crate::metric as m;
 
 /// Records taken from librdkafka per poll burst before they are handed to the owners.
 const BURST: usize = 2048;
@@ -35,12 +32,6 @@ const BURST: usize = 2048;
 const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// How often it looks while waiting.
 const ROOM_POLL: Duration = Duration::from_micros(500);
-/// A member whose records keep completing confirms its commits every this many commit
-/// intervals (a quiet one after one interval).
-const CONFIRM_EVERY: u32 = 10;
-/// How long a confirmation may hold up the poll thread (a coordinator that is there answers in
-/// milliseconds; one that is not is asked again an interval later).
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one consumer of the member leaves behind.
 #[derive(Debug, Default)]
@@ -73,26 +64,26 @@ pub(crate) struct Side<H> {
     pub(crate) topic: Arc<str>,
     pub(crate) from_retry: bool,
     pub(crate) budget: MemoryBudget,
-    table: Mutex<Table>,
-    window: AtomicUsize,
-    completed: Arc<AtomicUsize>,
+    pub(super) table: Mutex<Table>,
+    pub(super) window: AtomicUsize,
+    pub(super) completed: Arc<AtomicUsize>,
     /// Offsets the coordinator confirmed: synchronous commits, and what [`Side::confirm`] read
     /// back. (librdkafka reports the outcome of a commit the application issued only to an
     /// `offset_commit_cb`, which rust-rdkafka never registers: it enables the offset-commit
-    /// event instead, which librdkafka raises for automatic commits only. So
-    /// [`ConsumerContext::commit_callback`] is not called for these commits, synchronous or
-    /// asynchronous.)
-    committed: Mutex<BTreeMap<i32, i64>>,
+    /// event instead, which librdkafka raises for automatic commits only. So the context's
+    /// [`commit_callback`](rdkafka::consumer::ConsumerContext::commit_callback) is not called
+    /// for these commits, synchronous or asynchronous.)
+    pub(super) committed: Mutex<BTreeMap<i32, i64>>,
     /// Asynchronous commits sent whose outcome is not known yet, each with its offsets
     /// (partition, offset): counted when the coordinator is seen holding them, or holding less
     /// after a quiet interval (see [`Side::resolve_async`]).
-    pending_async: Mutex<Vec<Vec<(i32, i64)>>>,
+    pub(super) pending_async: Mutex<Vec<Vec<(i32, i64)>>>,
     /// Asynchronous commits were sent since the last confirmed one: their outcome is unknown.
-    unconfirmed: AtomicBool,
+    pub(super) unconfirmed: AtomicBool,
     /// When the last asynchronous commit was handed to librdkafka: until `session_timeout`
     /// after it, librdkafka may still be holding it (parked while no coordinator is known, or
     /// retrying), and it may land after a newer one and move the committed offset back.
-    last_async: Mutex<Option<Instant>>,
+    pub(super) last_async: Mutex<Option<Instant>>,
 }
 
 impl<H> std::fmt::Debug for Side<H> {
@@ -104,7 +95,7 @@ impl<H> std::fmt::Debug for Side<H> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -132,7 +123,7 @@ impl<H: Handler> Side<H> {
         }
     }
 
-    fn tps(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+    pub(super) fn tps(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements()
             .iter()
             .filter(|e| e.topic() == &*self.topic)
@@ -140,11 +131,14 @@ impl<H: Handler> Side<H> {
             .collect()
     }
 
-    fn source_tps(&self, parts: &[i32]) -> Vec<(String, i32)> {
+    pub(super) fn source_tps(&self, parts: &[i32]) -> Vec<(String, i32)> {
         parts.iter().map(|p| (self.topic.to_string(), *p)).collect()
     }
 
-    fn tpl(&self, parts: impl IntoIterator<Item = (i32, Option<i64>)>) -> TopicPartitionList {
+    pub(super) fn tpl(
+        &self,
+        parts: impl IntoIterator<Item = (i32, Option<i64>)>,
+    ) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (p, o) in parts {
             let res = match o {
@@ -159,165 +153,6 @@ impl<H: Handler> Side<H> {
             }
         }
         tpl
-    }
-
-    fn assign(&self, parts: &[i32]) {
-        let mut table = lock(&self.table);
-        for &p in parts {
-            let ctx = Arc::new(PartCtx::new(
-                Arc::clone(&self.topic),
-                p,
-                self.from_retry,
-                Arc::clone(&self.completed),
-            ));
-            let link = owner::spawn(&self.rt, Arc::clone(&self.shared), ctx);
-            if let Some(old) = table.insert(p, Owned::new(link)) {
-                old.link.kill.cancel();
-            }
-        }
-        self.window.store(
-            self.budget.window_per_partition(table.len()),
-            Ordering::Relaxed,
-        );
-        drop(table);
-        if !self.from_retry {
-            self.shared.parked.own(&self.source_tps(parts));
-        }
-    }
-
-    /// Removes `parts` from the table and drains their owners until `deadline`.
-    fn release(&self, parts: &[i32], deadline: Instant) -> Vec<Drained> {
-        let owners: Vec<Owned> = {
-            let mut table = lock(&self.table);
-            let o = parts.iter().filter_map(|p| table.remove(*p)).collect();
-            self.window.store(
-                self.budget.window_per_partition(table.len()),
-                Ordering::Relaxed,
-            );
-            o
-        };
-        let drained = drain(owners, deadline);
-        // Nothing sets the released partitions' gauges any more: they leave the scrape after
-        // the recorder's idle timeout (metric::GAUGE_IDLE_TIMEOUT), and the new owner reports
-        // the partitions.
-        if !self.from_retry {
-            self.shared.parked.disown(&self.source_tps(parts));
-        }
-        drained
-    }
-
-    /// Commits what drained owners finished. Every partition's frontier is stated again, even
-    /// one sent before: an earlier asynchronous commit still held by librdkafka may have landed
-    /// after it and moved the committed offset back. Returns `None` when there was nothing to
-    /// commit, else whether the commit succeeded.
-    fn commit_drained(&self, consumer: &BaseConsumer<Self>, drained: &[Drained]) -> Option<bool> {
-        let offsets: Vec<(i32, i64)> = drained
-            .iter()
-            .filter_map(|d| Some((d.partition, d.committable?)))
-            .collect();
-        self.commit_sync(consumer, &offsets)
-    }
-
-    /// Commits `offsets` and waits for the brokers' answer; `None` when there is nothing to
-    /// commit, else whether the commit succeeded.
-    fn commit_sync(&self, consumer: &BaseConsumer<Self>, offsets: &[(i32, i64)]) -> Option<bool> {
-        if offsets.is_empty() {
-            return None;
-        }
-        let tpl = self.tpl(offsets.iter().map(|(p, o)| (*p, Some(*o))));
-        let started = Instant::now();
-        let res = consumer.commit(&tpl, CommitMode::Sync);
-        metrics::histogram!(m::COMMIT_LATENCY, "mode" => "sync")
-            .record(started.elapsed().as_secs_f64());
-        // The brokers' answer is this commit's outcome: counted here and nowhere else.
-        match res {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
-                self.count_commit("sync", true);
-                {
-                    let mut c = lock(&self.committed);
-                    for (p, o) in offsets {
-                        let e = c.entry(*p).or_insert(*o);
-                        *e = (*e).max(*o);
-                    }
-                }
-                if res.is_ok() {
-                    // the coordinator now holds these offsets: earlier asynchronous commits
-                    // at or below them are settled
-                    self.resolve_async(&offsets.iter().copied().collect(), false);
-                }
-                info!(topic = %self.topic, ?offsets, "synchronous commit ok");
-                Some(true)
-            }
-            Err(e) => {
-                self.count_commit("sync", false);
-                warn!(topic = %self.topic, error = %e, ?offsets, "synchronous commit failed");
-                Some(false)
-            }
-        }
-    }
-
-    /// Counts one commit whose outcome is known, in the metric and the run summary alike.
-    fn count_commit(&self, mode: &'static str, ok: bool) {
-        let counters = &self.shared.counters;
-        bump(&counters.commits);
-        if !ok {
-            bump(&counters.commit_failures);
-        }
-        let result = if ok { "ok" } else { "failed" };
-        metrics::counter!(m::COMMITS, "mode" => mode, "result" => result).increment(1);
-    }
-
-    /// Settles pending asynchronous commits against `held` (partition → offset the coordinator
-    /// holds, `-1` for none; partitions not in it were not answered): a commit whose every
-    /// offset is held, or passed, counts `ok`; with `quiet` (no commit sent for an interval, so
-    /// each one sent has had its answer) a commit with an answered partition held below its
-    /// offset counts `failed` (refused, lost, or overtaken by an older commit that landed
-    /// later; its offsets are sent again). The rest stay pending.
-    fn resolve_async(&self, held: &BTreeMap<i32, i64>, quiet: bool) {
-        let (ok, failed) = settle(&mut lock(&self.pending_async), held, quiet);
-        for _ in 0..ok {
-            self.count_commit("async", true);
-        }
-        for _ in 0..failed {
-            self.count_commit("async", false);
-        }
-    }
-
-    /// Asks the coordinator what it holds for the partitions of pending asynchronous commits
-    /// and settles them as after a quiet interval: the member is stopping, no commit is sent
-    /// after this. A commit whose partitions cannot be read back stays uncounted.
-    fn resolve_async_at_stop(&self, consumer: &BaseConsumer<Self>) {
-        let parts: std::collections::BTreeSet<i32> = lock(&self.pending_async)
-            .iter()
-            .flatten()
-            .map(|(p, _)| *p)
-            .collect();
-        if parts.is_empty() {
-            return;
-        }
-        let tpl = self.tpl(parts.into_iter().map(|p| (p, None)));
-        match consumer.committed_offsets(tpl, CONFIRM_TIMEOUT) {
-            Ok(held) => self.resolve_async(&self.held(&held), true),
-            Err(e) => {
-                let n = lock(&self.pending_async).len();
-                warn!(topic = %self.topic, error = %e, commits = n, "could not read back the committed offsets at shutdown: the outcome of the last asynchronous commits is unknown (not counted)");
-            }
-        }
-    }
-
-    /// The answered partitions of a read-back: partition → offset held (`-1` for none).
-    fn held(&self, tpl: &TopicPartitionList) -> BTreeMap<i32, i64> {
-        tpl.elements()
-            .iter()
-            .filter(|e| e.topic() == &*self.topic && e.error().is_ok())
-            .map(|e| {
-                let have = match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => -1,
-                };
-                (e.partition(), have)
-            })
-            .collect()
     }
 
     /// Takes a polled record; `true` when its partition's window is now full (the burst ends
@@ -416,235 +251,6 @@ impl<H: Handler> Side<H> {
         }
         still
     }
-
-    /// Whether an asynchronous commit is due: enough records completed, or the interval passed
-    /// with at least one completed.
-    fn commit_due(&self, since_commit: Duration) -> bool {
-        let cfg = &self.shared.cfg;
-        let n = self.completed.load(Ordering::Acquire);
-        n >= cfg.commit_every || (n > 0 && since_commit >= cfg.commit_interval)
-    }
-
-    /// Whether to ask the coordinator what it holds: asynchronous commits were sent since the
-    /// last confirmation, and the member went quiet for an interval or has not confirmed for
-    /// [`CONFIRM_EVERY`] intervals.
-    fn confirm_due(&self, since_commit: Duration, since_confirm: Duration) -> bool {
-        let interval = self.shared.cfg.commit_interval;
-        self.unconfirmed.load(Ordering::Acquire)
-            && since_confirm >= interval
-            && ((self.completed.load(Ordering::Acquire) == 0 && since_commit >= interval)
-                || since_confirm >= interval * CONFIRM_EVERY)
-    }
-
-    /// Asks the coordinator for the committed offsets of every owned partition with a
-    /// committable offset, records what it holds, and commits again where it holds less: a
-    /// commit refused (e.g. by a rebalance's generation change) or overtaken by an older one
-    /// that librdkafka retried later is sent again instead of waiting for the partition's next
-    /// record, which an idle partition may never get. Confirmations go on until every commit
-    /// sent has had `session_timeout` to land (librdkafka holds one that long while no
-    /// coordinator is known); a commit the coordinator does not hold after a quiet interval
-    /// was refused, lost or overtaken: that is counted and logged.
-    fn confirm(&self, consumer: &BaseConsumer<Self>, quiet: bool) {
-        // (partition, committable, last sent)
-        let wanted: Vec<(i32, i64, i64)> = {
-            let mut table = lock(&self.table);
-            table
-                .iter_mut()
-                .filter_map(|o| Some((o.link.ctx.partition, o.committable()?, o.sent_commit)))
-                .collect()
-        };
-        // also the partitions of pending asynchronous commits, owned or not any more
-        let asked: std::collections::BTreeSet<i32> = wanted
-            .iter()
-            .map(|(p, ..)| *p)
-            .chain(lock(&self.pending_async).iter().flatten().map(|(p, _)| *p))
-            .collect();
-        if asked.is_empty() {
-            self.unconfirmed.store(false, Ordering::Release);
-            return;
-        }
-        let unanswered_before = asked.len();
-        let tpl = self.tpl(asked.into_iter().map(|p| (p, None)));
-        let held = match consumer.committed_offsets(tpl, CONFIRM_TIMEOUT) {
-            Ok(held) => self.held(&held),
-            Err(e) => {
-                warn!(topic = %self.topic, error = %e, "could not ask the coordinator for the committed offsets; asking again in an interval");
-                return;
-            }
-        };
-        // partitions not answered are asked again next time
-        let unanswered = held.len() < unanswered_before;
-        let mut refused = Vec::new();
-        let mut again = Vec::new();
-        {
-            let mut c = lock(&self.committed);
-            for (p, want, sent) in wanted {
-                let Some(&have) = held.get(&p) else {
-                    continue;
-                };
-                // what the coordinator holds now, even below an earlier read: a late older
-                // commit moves it back
-                if have >= 0 {
-                    c.insert(p, have);
-                }
-                if quiet && have < sent {
-                    refused.push((p, sent, have));
-                }
-                if have < want {
-                    again.push((p, want));
-                }
-            }
-        }
-        self.resolve_async(&held, quiet);
-        if !refused.is_empty() {
-            warn!(topic = %self.topic, ?refused, "commits the coordinator does not hold (partition, sent, held): sending them again");
-        }
-        if again.is_empty() {
-            let settle = self.shared.cfg.session_timeout + CONFIRM_TIMEOUT;
-            let settled = lock(&self.last_async).is_none_or(|t| t.elapsed() >= settle);
-            let pending = !lock(&self.pending_async).is_empty();
-            self.unconfirmed
-                .store(unanswered || !settled || pending, Ordering::Release);
-            return;
-        }
-        {
-            let mut table = lock(&self.table);
-            for (p, want) in &again {
-                if let Some(o) = table.get_mut(*p) {
-                    o.sent_commit = o.sent_commit.max(*want);
-                }
-            }
-        }
-        self.send_async(consumer, again);
-    }
-
-    /// Commits every owned partition's committable offset above the last one sent.
-    fn commit_async(&self, consumer: &BaseConsumer<Self>) {
-        // Acquire pairs with the owners' Release increments: every completion counted here
-        // has its committable offset visible below; later ones stay counted for next time.
-        self.completed.swap(0, Ordering::AcqRel);
-        let mut offsets = Vec::new();
-        {
-            let mut table = lock(&self.table);
-            for o in table.iter_mut() {
-                if let Some(c) = o.committable()
-                    && c > o.sent_commit
-                {
-                    o.sent_commit = c;
-                    offsets.push((o.link.ctx.partition, c));
-                }
-            }
-        }
-        self.send_async(consumer, offsets);
-    }
-
-    fn send_async(&self, consumer: &BaseConsumer<Self>, offsets: Vec<(i32, i64)>) {
-        if offsets.is_empty() {
-            return;
-        }
-        self.unconfirmed.store(true, Ordering::Release);
-        *lock(&self.last_async) = Some(Instant::now());
-        let tpl = self.tpl(offsets.iter().map(|(p, o)| (*p, Some(*o))));
-        match consumer.commit(&tpl, CommitMode::Async) {
-            // its outcome comes with a later read-back (or the next successful sync commit)
-            Ok(()) => lock(&self.pending_async).push(offsets),
-            Err(e) => {
-                // not sent: that is its outcome
-                self.count_commit("async", false);
-                warn!(topic = %self.topic, error = %e, "async commit could not be issued; the next commit or confirmation sends its offsets again");
-            }
-        }
-    }
-}
-
-impl<H: Handler> ClientContext for Side<H> {
-    fn stats(&self, statistics: Statistics) {
-        let Some(t) = statistics.topics.get(&*self.topic) else {
-            return;
-        };
-        // stored for the partition's owner, which sets the gauge on its tick
-        let mut table = lock(&self.table);
-        for (p, part) in &t.partitions {
-            if let Some(o) = table.get_mut(*p)
-                && part.consumer_lag >= 0
-            {
-                o.link
-                    .ctx
-                    .lag_records
-                    .store(part.consumer_lag, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-impl<H: Handler> ConsumerContext for Side<H> {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let counters = &self.shared.counters;
-        bump(&counters.rebalances);
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let parts = self.tps(tpl);
-                info!(topic = %self.topic, partitions = ?parts, "partitions assigned");
-                metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
-                self.assign(&parts);
-            }
-            Rebalance::Revoke(tpl) => {
-                let parts = self.tps(tpl);
-                if consumer.assignment_lost() {
-                    warn!(topic = %self.topic, partitions = ?parts, "partitions lost: cancelling their work without commit");
-                    metrics::counter!(m::REBALANCES, "kind" => "lost").increment(1);
-                    counters
-                        .lost
-                        .fetch_add(parts.len() as u64, Ordering::Relaxed);
-                    let _ = self.release(&parts, Instant::now());
-                    return;
-                }
-                info!(topic = %self.topic, partitions = ?parts, "partitions revoked: draining");
-                metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
-                let deadline = Instant::now() + self.shared.cfg.revoke_drain_timeout;
-                let drained = self.release(&parts, deadline);
-                match self.commit_drained(consumer, &drained) {
-                    Some(true) => bump(&counters.revoke_ok),
-                    Some(false) => bump(&counters.revoke_failed),
-                    None => debug!(topic = %self.topic, "revoke: nothing new to commit"),
-                }
-            }
-            Rebalance::Error(e) => warn!(topic = %self.topic, error = %e, "rebalance error"),
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // a partition paused before it was revoked may come back paused
-        if let Rebalance::Assign(tpl) = rebalance
-            && let Err(e) = consumer.resume(tpl)
-        {
-            debug!(error = %e, "resume after assign");
-        }
-    }
-
-    /// Not called for the commits this member issues (see [`Side::committed`]); it would be
-    /// for synchronous ones too, so it counts nothing: each commit is counted where its outcome
-    /// is known ([`Side::commit_sync`], [`Side::resolve_async`]).
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                let mut c = lock(&self.committed);
-                for e in offsets.elements() {
-                    if let Offset::Offset(o) = e.offset()
-                        && e.error().is_ok()
-                    {
-                        let ent = c.entry(e.partition()).or_insert(o);
-                        *ent = (*ent).max(o);
-                    }
-                }
-            }
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => {
-                warn!(topic = %self.topic, error = %err, "commit failed; the next commit carries its offsets");
-                self.unconfirmed.store(true, Ordering::Release);
-            }
-        }
-    }
 }
 
 /// Polls until `stop`, then drains, commits and leaves the group.
@@ -717,92 +323,6 @@ pub(crate) fn poll_loop<H: Handler>(
     SideSummary {
         refused,
         ..shutdown(consumer)
-    }
-}
-
-fn shutdown<H: Handler>(consumer: BaseConsumer<Side<H>>) -> SideSummary {
-    let side = consumer.context();
-    let cfg = &side.shared.cfg;
-    info!(topic = %side.topic, "shutdown: stop fetching, drain, commit, leave");
-    if let Ok(assignment) = consumer.assignment()
-        && let Err(e) = consumer.pause(&assignment)
-    {
-        debug!(error = %e, "pause on shutdown");
-    }
-    let parts: Vec<i32> = {
-        let mut table = lock(&side.table);
-        table.iter_mut().map(|o| o.link.ctx.partition).collect()
-    };
-    let deadline = Instant::now() + cfg.shutdown_timeout;
-    let counters = &side.shared.counters;
-    let cancelled_before = counters.cancelled.load(Ordering::Relaxed);
-    let abandoned_before = counters.forwards_abandoned.load(Ordering::Relaxed);
-    let drained = side.release(&parts, deadline);
-    // Work cut short: a handler cancelled or still running at the deadline, or a retry /
-    // dead-letter copy whose send was interrupted (it may exist; its record comes again).
-    let mut forced = counters.cancelled.load(Ordering::Relaxed) > cancelled_before
-        || counters.forwards_abandoned.load(Ordering::Relaxed) > abandoned_before
-        || drained.iter().any(|d| d.stuck);
-    if forced {
-        warn!(topic = %side.topic, "shutdown drain deadline hit: committing the frontier, in-flight work is abandoned");
-    }
-    let ok = side.commit_drained(&consumer, &drained) != Some(false);
-    side.resolve_async_at_stop(&consumer);
-    let committed = lock(&side.committed).clone();
-    let mut uncommitted = BTreeMap::new();
-    for d in &drained {
-        let range = if ok {
-            d.uncommitted.clone()
-        } else {
-            // the commit failed: everything after the last confirmed commit comes again
-            let from = committed.get(&d.partition).copied();
-            match (from, &d.uncommitted, d.committable) {
-                (Some(f), Some(r), _) => Some(f.min(r.start)..r.end),
-                (Some(f), None, Some(c)) if f < c => Some(f..c),
-                (None, r, _) => r.clone(),
-                _ => None,
-            }
-        };
-        if let Some(r) = range {
-            uncommitted.insert((side.topic.to_string(), d.partition), r);
-        }
-    }
-    if !uncommitted.is_empty() {
-        warn!(topic = %side.topic, ?uncommitted, "uncommitted ranges at shutdown (will be redelivered)");
-    }
-    consumer.unsubscribe();
-    let topic = side.topic.to_string();
-    let close_timeout = cfg.close_timeout;
-    // rdkafka's drop closes the consumer queue and polls until closed, which can hang on a
-    // broken cluster: it runs on a helper thread with a deadline.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("orderstream-close".to_owned())
-        .spawn(move || {
-            drop(consumer);
-            let _ = tx.send(());
-        });
-    match spawned {
-        Ok(_) => {
-            if rx.recv_timeout(close_timeout).is_err() {
-                forced = true;
-                warn!(timeout = ?close_timeout, "consumer did not close in time: abandoned (forced close)");
-            }
-        }
-        Err(e) => {
-            forced = true;
-            warn!(error = %e, "could not spawn the close thread");
-        }
-    }
-    SideSummary {
-        committed: committed
-            .into_iter()
-            .map(|(p, o)| ((topic.clone(), p), o))
-            .collect(),
-        uncommitted,
-        forced_close: forced,
-        shutdown_commit_failed: !ok,
-        refused: None,
     }
 }
 

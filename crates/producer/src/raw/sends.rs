@@ -32,10 +32,9 @@ pub struct SendBatch {
     core: Arc<Core>,
     batch: Arc<Batch>,
     entries: Vec<Entry>,
-    /// `(first index, handle)`: the handle each run of records went out on.
+    /// `(first index, handle)`: the handle each run of records went out on. Never empty: the
+    /// last one is given to the next record (it starts with the live one).
     handles: Vec<(usize, Arc<Handle>)>,
-    /// The handle the next record is given (the last one that took a record).
-    handle: Arc<Handle>,
     /// `(index, span)` of the records whose span is enabled.
     spans: Vec<(usize, Span)>,
     /// Records counted in the producer's in-flight figure until the outcomes are read.
@@ -48,8 +47,7 @@ impl SendBatch {
             core: Arc::clone(core),
             batch: Batch::new(len),
             entries: Vec::with_capacity(len),
-            handles: Vec::new(),
-            handle: core.current(),
+            handles: vec![(0, core.current())],
             spans: Vec::new(),
             waiting: 0,
         }
@@ -68,9 +66,17 @@ impl SendBatch {
             return;
         }
         let slot = self.next_slot();
+        let current;
+        let handle = match self.handles.last() {
+            Some((_, h)) => h,
+            None => {
+                current = self.core.current();
+                &current
+            }
+        };
         let handed_over = self
             .core
-            .hand_over(key, payload, headers, schema_id, slot, &self.handle)
+            .hand_over(key, payload, headers, schema_id, slot, handle)
             .await;
         self.push(handed_over);
     }
@@ -105,14 +111,7 @@ impl SendBatch {
                 self.core.track_in_flight(1);
                 self.waiting += 1;
                 if let Some(other) = sent.other_handle {
-                    self.handle = other;
-                }
-                let same_handle = self
-                    .handles
-                    .last()
-                    .is_some_and(|(_, h)| Arc::ptr_eq(h, &self.handle));
-                if !same_handle {
-                    self.handles.push((index, Arc::clone(&self.handle)));
+                    self.handles.push((index, other));
                 }
                 if !sent.span.is_disabled() {
                     self.spans.push((index, sent.span));

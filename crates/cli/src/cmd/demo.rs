@@ -60,7 +60,27 @@ pub(crate) struct DemoArgs {
 }
 
 fn kafka_up(settings: &Effective) -> bool {
-    crate::cmd::topics::connect_admin(settings).is_ok()
+    !nothing_listens(&settings.bootstrap) && crate::cmd::topics::connect_admin(settings).is_ok()
+}
+
+/// Whether every bootstrap address refuses a TCP connection: then no cluster is there, and
+/// asking librdkafka would only print its connection errors and wait out its deadline before
+/// the demo starts one. `false` when an address cannot be read (the client then decides).
+fn nothing_listens(bootstrap: &str) -> bool {
+    let mut addrs = Vec::new();
+    for entry in bootstrap.split(',') {
+        let entry = entry.trim();
+        // librdkafka accepts `proto://host:port`
+        let host_port = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        match std::net::ToSocketAddrs::to_socket_addrs(host_port) {
+            Ok(resolved) => addrs.extend(resolved),
+            Err(_) => return false,
+        }
+    }
+    !addrs.is_empty()
+        && addrs.iter().all(|addr| {
+            std::net::TcpStream::connect_timeout(addr, Duration::from_millis(500)).is_err()
+        })
 }
 
 async fn registry_up(settings: &Effective) -> bool {
@@ -583,5 +603,27 @@ impl Verdict {
             && self.seen.illegal == 0
             && self.flushed
             && produced.complete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nothing_listens;
+
+    #[test]
+    fn a_closed_port_is_nothing_listening_and_an_open_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let open = listener.local_addr().expect("addr").to_string();
+        assert!(!nothing_listens(&open), "{open} listens");
+        assert!(
+            !nothing_listens(&format!("PLAINTEXT://{open}, 127.0.0.1:1")),
+            "one listening address of several is enough"
+        );
+        drop(listener);
+        assert!(nothing_listens(&open), "{open} closed");
+        assert!(
+            !nothing_listens("not a host name:x"),
+            "an address that cannot be read is left to the client"
+        );
     }
 }

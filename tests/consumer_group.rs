@@ -657,6 +657,95 @@ async fn consumer_retry_topic_keeps_per_key_order() {
     assert_eq!(committed[&0], 6);
 }
 
+/// Accepts every record and remembers `(topic, payload)` of each call.
+#[derive(Debug, Default)]
+struct Accepting {
+    seen: Mutex<Vec<(String, String)>>,
+}
+
+impl Processor for Accepting {
+    async fn process(&self, record: &Record) -> Result<(), ProcessError> {
+        let payload = String::from_utf8_lossy(record.payload().unwrap_or_default()).into_owned();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((record.topic().to_owned(), payload));
+        Ok(())
+    }
+}
+
+/// Two groups on one orders topic share its retry topic. A record one group parks is retried
+/// by that group only: the other group handled its own copy from the orders topic and passes
+/// over the parked copies, committing past them, without calling its handler on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_sharing_a_retry_topic_handle_only_what_they_parked() {
+    let s = setup("sharedretry", 1).await;
+    let p = s.env.producer();
+    send(&p, &s.topics.source, None, "K", "always:X1", &[]).await;
+    send(&p, &s.topics.source, None, "L", "ok:L1", &[]).await;
+    // Group A: X1 fails once in place, is parked, fails once more there, is dead-lettered.
+    let failing = Arc::new(TestProc::new(0));
+    let cfg_a = ConsumerConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(10),
+            max_attempts: 1,
+            ..BackoffConfig::default()
+        },
+        retry_topic_delay: Duration::from_millis(100),
+        max_retry_topic_attempts: 1,
+        ..config(&s)
+    };
+    let (cancel_a, jh_a) = spawn_member(cfg_a, Arc::clone(&failing));
+    wait_until("group A dead-letters X1", Duration::from_secs(60), || {
+        s.env.end_offsets(&s.topics.dead_letter)[&0] >= 1
+    })
+    .await;
+    cancel_a.cancel();
+    let sum_a = jh_a.await.unwrap();
+    assert_eq!(
+        (sum_a.parked, sum_a.dead_lettered),
+        (1, 1),
+        "group A retried its own parked record: {sum_a:?}"
+    );
+    let parked = s.env.end_offsets(&s.topics.retry)[&0];
+    assert_eq!(parked, 1, "one parked copy, by group A");
+
+    // Group B, started after: its retry consumer reads the shared retry topic from the start.
+    let group_b = s.env.group_id("sharedretry-b");
+    let accepting = Arc::new(Accepting::default());
+    let cfg_b = ConsumerConfig {
+        group_id: group_b.clone(),
+        ..config(&s)
+    };
+    let (cancel_b, jh_b) = spawn_member(cfg_b, Arc::clone(&accepting));
+    wait_committed_to_end(&s.env, &group_b, &s.topics.source, Duration::from_secs(60)).await;
+    wait_committed_to_end(
+        &s.env,
+        &format!("{group_b}.retry"),
+        &s.topics.retry,
+        Duration::from_secs(60),
+    )
+    .await;
+    cancel_b.cancel();
+    let sum_b = jh_b.await.unwrap();
+    let mut seen = accepting.seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (s.topics.source.clone(), "always:X1".to_owned()),
+            (s.topics.source.clone(), "ok:L1".to_owned()),
+        ],
+        "group B handles its own copies only, never group A's parked one"
+    );
+    assert_eq!((sum_b.parked, sum_b.dead_lettered), (0, 0), "{sum_b:?}");
+    assert_eq!(
+        s.env.end_offsets(&s.topics.dead_letter)[&0],
+        1,
+        "group B dead-lettered nothing"
+    );
+}
+
 /// The sample order processor against the real registry: a valid order lifecycle is applied,
 /// a duplicate is skipped, and every poison kind (bad magic, unknown schema id, truncated
 /// header, undecodable body, illegal transition — the last one LAST in its partition) lands in

@@ -47,6 +47,9 @@ pub const RETRY_ERROR_CLASS: &str = "orderstream.retry.error.class";
 pub const RETRY_ERROR_MESSAGE: &str = "orderstream.retry.error.message";
 /// Retry: `1` when the record was parked only to keep per-key order behind a parked predecessor.
 pub const RETRY_FOLLOWER: &str = "orderstream.retry.follower";
+/// Retry: consumer group that parked the record. Groups share the retry topic; the members of
+/// other groups pass over the record (their own copy of the source record was handled by them).
+pub const RETRY_GROUP: &str = "orderstream.retry.group";
 
 /// Parses an ASCII decimal header value.
 pub fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {

@@ -35,6 +35,9 @@ pub const PROCESSED: &str = "orderstream_consumer_processed_total";
 pub const RETRIES: &str = "orderstream_consumer_retries_total";
 /// Counter: records parked in the retry topic (label `reason` = `failure` | `follow`).
 pub const PARKED: &str = "orderstream_consumer_parked_total";
+/// Counter: retry-topic records another consumer group parked, passed over (label `topic`:
+/// the retry topic). Groups share the retry topic; each handles only what it parked.
+pub const RETRY_OTHER_GROUP: &str = "orderstream_consumer_retry_other_group_total";
 /// Counter: records sent to the dead-letter topic (label `class`).
 pub const DEAD_LETTERS: &str = "orderstream_consumer_dead_letters_total";
 /// Counter: offset commits by outcome (labels `mode` = `async` | `sync`, `result` = `ok` |
@@ -69,6 +72,7 @@ pub const NAMES: &[&str] = &[
     PROCESSED,
     RETRIES,
     PARKED,
+    RETRY_OTHER_GROUP,
     DEAD_LETTERS,
     COMMITS,
     COMMIT_LATENCY,
@@ -131,6 +135,11 @@ pub fn describe() {
     describe_histogram!(HANDLER_LATENCY, Unit::Seconds, "Duration of handler calls.");
     describe_counter!(DUPLICATES, Unit::Count, "Duplicate events skipped.");
     describe_counter!(PAUSES, Unit::Count, "Partition pauses for backpressure.");
+    describe_counter!(
+        RETRY_OTHER_GROUP,
+        Unit::Count,
+        "Retry-topic records parked by another consumer group, passed over."
+    );
     describe_counter!(
         PRODUCER_REBUILDS,
         Unit::Count,

@@ -42,6 +42,8 @@ pub(crate) struct RetryInfo {
     pub(crate) not_before: Option<i64>,
     /// Park id for the per-key order rule.
     pub(crate) park_id: Option<u64>,
+    /// Consumer group that parked it (`None`: parked by a version that did not say).
+    pub(crate) group: Option<String>,
     pub(crate) origin: Origin,
 }
 
@@ -86,6 +88,7 @@ impl RetryInfo {
                 round: 0,
                 not_before: None,
                 park_id: None,
+                group: None,
                 origin: Origin::own(rec),
             });
         }
@@ -110,6 +113,10 @@ impl RetryInfo {
             round,
             not_before: num(rec, h::RETRY_NOT_BEFORE)?,
             park_id: num(rec, h::RETRY_PARK_ID)?,
+            group: rec
+                .header(h::RETRY_GROUP)
+                .filter(|g| !g.is_empty())
+                .map(|g| String::from_utf8_lossy(g).into_owned()),
             origin: Origin {
                 topic: Some(topic),
                 partition,
@@ -117,6 +124,12 @@ impl RetryInfo {
                 timestamp,
             },
         })
+    }
+
+    /// Whether a member of `group` is to handle it: it was parked by `group`, or by a version
+    /// that did not name the group.
+    pub(crate) fn is_for(&self, group: &str) -> bool {
+        self.group.as_deref().is_none_or(|g| g == group)
     }
 
     /// How long to wait before processing, bounded by the longest delay this member sets (a
@@ -127,23 +140,34 @@ impl RetryInfo {
     }
 }
 
+/// What a member writes on a record it parks, besides the record's origin.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParkedAs<'a> {
+    /// The member's consumer group.
+    pub(crate) group: &'a str,
+    /// Processing attempts made so far.
+    pub(crate) attempts: u32,
+    /// Times parked because of its own failure.
+    pub(crate) round: u32,
+    /// Not to be processed before (ms since the epoch).
+    pub(crate) not_before: i64,
+    pub(crate) park_id: u64,
+}
+
 /// Headers of a record to be (re)parked in the retry topic: the original ones, then ours.
 /// `err` is `None` for a follower (parked only to keep per-key order).
 pub(crate) fn retry_headers(
     rec: &Record,
     info: &RetryInfo,
-    attempts: u32,
-    round: u32,
-    not_before: i64,
-    park_id: u64,
+    how: &ParkedAs<'_>,
     err: Option<&ProcessError>,
 ) -> Vec<(String, Vec<u8>)> {
     let mut hs = original_headers(rec, trace_context::current());
     let mut add = |k: &str, v: String| hs.push((k.to_owned(), v.into_bytes()));
     let o = &info.origin;
-    add(h::RETRY_ATTEMPTS, attempts.to_string());
-    add(h::RETRY_ROUND, round.to_string());
-    add(h::RETRY_NOT_BEFORE, not_before.to_string());
+    add(h::RETRY_ATTEMPTS, how.attempts.to_string());
+    add(h::RETRY_ROUND, how.round.to_string());
+    add(h::RETRY_NOT_BEFORE, how.not_before.to_string());
     add(h::RETRY_SOURCE_TOPIC, o.topic(rec).to_owned());
     add(h::RETRY_SOURCE_PARTITION, o.partition.to_string());
     add(h::RETRY_SOURCE_OFFSET, o.offset.to_string());
@@ -151,7 +175,8 @@ pub(crate) fn retry_headers(
         h::RETRY_SOURCE_TIMESTAMP,
         o.timestamp.map(|t| t.to_string()).unwrap_or_default(),
     );
-    add(h::RETRY_PARK_ID, park_id.to_string());
+    add(h::RETRY_PARK_ID, how.park_id.to_string());
+    add(h::RETRY_GROUP, how.group.to_owned());
     match err {
         Some(e) => {
             add(h::RETRY_ERROR_CLASS, e.class().to_owned());
@@ -311,15 +336,14 @@ mod tests {
             Some(9),
         );
         let info = RetryInfo::of(&src, false).unwrap();
-        let hs = retry_headers(
-            &src,
-            &info,
-            3,
-            1,
-            1_000,
-            17,
-            Some(&ProcessError::transient("x")),
-        );
+        let how = ParkedAs {
+            group: "billing",
+            attempts: 3,
+            round: 1,
+            not_before: 1_000,
+            park_id: 17,
+        };
+        let hs = retry_headers(&src, &info, &how, Some(&ProcessError::transient("x")));
         let back = Record::from_parts(
             "orders.retry",
             0,
@@ -334,6 +358,9 @@ mod tests {
             (i.attempts, i.round, i.not_before, i.park_id),
             (3, 1, Some(1_000), Some(17))
         );
+        assert_eq!(i.group.as_deref(), Some("billing"));
+        assert!(i.is_for("billing"));
+        assert!(!i.is_for("notify"), "another group's parked record");
         assert_eq!(
             i.origin,
             Origin {
@@ -344,9 +371,25 @@ mod tests {
             }
         );
         // the original header survives, ours are not duplicated on a re-park
-        let again = retry_headers(&back, &i, 4, 2, 2_000, 17, None);
+        let how = ParkedAs {
+            attempts: 4,
+            round: 2,
+            not_before: 2_000,
+            ..how
+        };
+        let again = retry_headers(&back, &i, &how, None);
         assert_eq!(again.iter().filter(|(k, _)| k == h::RETRY_ROUND).count(), 1);
+        assert_eq!(again.iter().filter(|(k, _)| k == h::RETRY_GROUP).count(), 1);
         assert!(again.iter().any(|(k, _)| k == "event_id"));
+    }
+
+    #[test]
+    fn a_record_parked_without_a_group_is_for_every_group() {
+        let info = RetryInfo::of(&retry_rec(&[]), true).unwrap();
+        assert_eq!(info.group, None);
+        assert!(info.is_for("billing") && info.is_for("notify"));
+        let empty = RetryInfo::of(&retry_rec(&[(h::RETRY_GROUP, b"")]), true).unwrap();
+        assert!(empty.is_for("billing"));
     }
 
     #[test]

@@ -308,6 +308,13 @@ impl<H: Handler> Shared<H> {
                 return self.dead_letter(ctx, &rec, &origin, &err).await;
             }
         };
+        if !info.is_for(&self.cfg.group_id) {
+            // Groups share the retry topic: another group parked this copy, and this group
+            // handled its own copy of the source record already.
+            debug!(parked_by = ?info.group, "retry record of another group: passed over");
+            metrics::counter!(m::RETRY_OTHER_GROUP, "topic" => ctx.topic.to_string()).increment(1);
+            return Outcome::Done;
+        }
         if info.not_before.is_some() {
             let wait = info.wait(now_ms(), self.cfg.retry_topic_max_delay);
             if !wait.is_zero() && !sleep_or_cancel(wait, &ctx.stop).await {
@@ -431,7 +438,14 @@ impl<H: Handler> Shared<H> {
             self.parked
                 .add((info.origin.topic(rec), info.origin.partition), key, id);
         }
-        let hs = forward::retry_headers(rec, info, attempts, round, not_before, id, err);
+        let how = forward::ParkedAs {
+            group: &cfg.group_id,
+            attempts,
+            round,
+            not_before,
+            park_id: id,
+        };
+        let hs = forward::retry_headers(rec, info, &how, err);
         info!(
             round,
             attempts,

@@ -279,18 +279,78 @@ async fn wrong_registry_url_sends_nothing() {
     let (stdout, stderr) = text(&out);
     assert_eq!(
         out.status.code(),
-        Some(4),
-        "incomplete run exits 4: {stdout}\n{stderr}"
+        Some(1),
+        "a registry that does not answer stops the producer at start-up: {stdout}\n{stderr}"
     );
-    assert!(stdout.contains("not sent 5"), "{stdout}");
     assert!(
-        stdout.contains("127.0.0.1:1"),
-        "the error names the registry: {stdout}"
+        stderr.contains("127.0.0.1:1") && stderr.contains("nothing was sent"),
+        "the error names the registry and says nothing was sent: {stderr}"
     );
     assert!(
         env.end_offsets(&names.orders).values().all(|o| *o == 0),
         "nothing reached the topic"
     );
+}
+
+/// Numbers that select nothing are refused as invalid input (exit 2) instead of a run that
+/// does nothing, or a producer setting librdkafka would refuse later.
+#[test]
+fn counts_of_zero_and_impossible_producer_settings_are_usage_errors() {
+    for flag in ["--count", "--duration"] {
+        assert_fails(&offline(&["produce", flag, "0"]), 2, flag);
+    }
+    assert_fails(&offline(&["consume", "--for", "0"]), 2, "--for");
+    for flag in ["--services", "--open-orders", "--window"] {
+        assert_fails(
+            &offline(&["produce", "--count", "1", flag, "0"]),
+            2,
+            &format!("{flag} must be at least 1"),
+        );
+    }
+    let layout = repo_root().join("topology.toml");
+    let layout = layout.to_str().expect("utf-8");
+    assert_fails(
+        &offline(&[
+            "--topology",
+            layout,
+            "produce",
+            "--count",
+            "1",
+            "--linger-ms",
+            "999999999",
+        ]),
+        2,
+        "delivery_timeout",
+    );
+}
+
+/// A dead-letter selection the topic cannot satisfy is invalid input, not "0 dead letters".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_selection_outside_the_topic_is_refused() {
+    let env = TestEnv::connect().await;
+    let (layout, _) = env.topology_file("dlq-selection");
+    let layout = layout.to_str().expect("utf-8");
+    assert!(
+        orderstream(&env, &["--topology", layout, "topics", "apply"])
+            .status
+            .success()
+    );
+    let cases: [&[&str]; 3] = [
+        &["dlq", "list", "--partition", "99"],
+        &["dlq", "replay", "--partition", "99"],
+        &["dlq", "replay", "--from", "10", "--to", "5"],
+    ];
+    for args in cases {
+        let mut all = vec!["--topology", layout];
+        all.extend_from_slice(args);
+        let out = orderstream(&env, &all);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("partition 99") || stderr.contains("10..5"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,7 +149,7 @@ async fn producer_and_consumer_expose_prometheus_metrics() {
     let produced: u64 = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| {
-            l.strip_prefix("produced: sent ")?
+            l.strip_prefix("produced: events ")?
                 .split(' ')
                 .next()?
                 .parse()

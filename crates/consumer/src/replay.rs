@@ -59,6 +59,14 @@ pub enum ReplayError {
         #[source]
         source: KafkaError,
     },
+    /// The selection names partitions the topic does not have, or an empty offset range.
+    #[error("replay: {reason} ({topic})")]
+    Selection {
+        /// The dead-letter topic.
+        topic: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// Reading the dead-letter topic did not reach the end in time.
     #[error("replay: reading {topic} timed out")]
     Timeout {
@@ -105,6 +113,28 @@ impl DeadLetter {
             .iter()
             .filter(|(k, _)| !k.starts_with(h::DLQ_PREFIX) && !k.starts_with(h::RETRY_PREFIX))
     }
+}
+
+/// Why `sel` cannot select anything in a topic with partitions `all`: a partition it does not
+/// have (a typo would otherwise read as "no dead letters"), or an empty offset range.
+fn check_selection(sel: &ReplaySelection, all: &[i32]) -> Result<(), String> {
+    if all.is_empty() {
+        return Err("the topic does not exist or has no partitions".to_owned());
+    }
+    if let Some(missing) = sel.partitions.iter().flatten().find(|p| !all.contains(p)) {
+        return Err(format!(
+            "partition {missing} is not in the topic (partitions 0 to {})",
+            all.iter().max().copied().unwrap_or_default()
+        ));
+    }
+    if let (Some(from), Some(to)) = (sel.from_offset, sel.to_offset)
+        && from >= to
+    {
+        return Err(format!(
+            "the offset range {from}..{to} is empty (from is inclusive, to exclusive)"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the selected dead letters (up to the high watermarks as of the call).
@@ -277,10 +307,17 @@ fn read_letters(
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(kafka("fetching metadata"))?;
-    let partitions: Vec<i32> = md
+    let all: Vec<i32> = md
         .topics()
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    check_selection(sel, &all).map_err(|reason| ReplayError::Selection {
+        topic: topic.to_owned(),
+        reason,
+    })?;
+    let partitions: Vec<i32> = all
+        .into_iter()
         .filter(|p| sel.partitions.as_ref().is_none_or(|ps| ps.contains(p)))
         .collect();
     let mut tpl = TopicPartitionList::new();
@@ -342,4 +379,28 @@ fn read_letters(
     }
     letters.sort_by_key(|l| (l.partition, l.offset));
     Ok(letters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ReplaySelection, check_selection};
+
+    #[test]
+    fn a_selection_outside_the_topic_is_refused() {
+        let all = [0, 1, 2];
+        let sel = |partitions: Option<Vec<i32>>, from, to| ReplaySelection {
+            partitions,
+            from_offset: from,
+            to_offset: to,
+            ..ReplaySelection::default()
+        };
+        assert!(check_selection(&sel(None, None, None), &all).is_ok());
+        assert!(check_selection(&sel(Some(vec![2]), Some(4), Some(5)), &all).is_ok());
+        let err = check_selection(&sel(Some(vec![1, 9]), None, None), &all).unwrap_err();
+        assert!(err.contains("partition 9"), "{err}");
+        let err = check_selection(&sel(None, Some(10), Some(5)), &all).unwrap_err();
+        assert!(err.contains("10..5"), "{err}");
+        assert!(check_selection(&sel(None, Some(5), Some(5)), &all).is_err());
+        assert!(check_selection(&sel(None, None, None), &[]).is_err());
+    }
 }

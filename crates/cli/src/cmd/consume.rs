@@ -21,7 +21,7 @@ pub(crate) struct ConsumeArgs {
     #[arg(long, env = "ORDERSTREAM_GROUP", default_value = "orderstream-orders")]
     pub(crate) group: String,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long = "for", env = "ORDERSTREAM_CONSUME_FOR")]
+    #[arg(long = "for", env = "ORDERSTREAM_CONSUME_FOR", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) for_secs: Option<u64>,
     /// Ordering inside a partition.
     #[arg(long, env = "ORDERSTREAM_ORDERING", value_enum, default_value_t = Ordering::Key)]

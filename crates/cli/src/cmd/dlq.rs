@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use orderstream_consumer::headers as h;
-use orderstream_consumer::{DeadLetter, ReplaySelection, read_dead_letters, replay};
+use orderstream_consumer::{DeadLetter, ReplayError, ReplaySelection, read_dead_letters, replay};
 use orderstream_topology::TopicRole;
 
 use crate::exit;
@@ -81,6 +81,14 @@ fn line(l: &DeadLetter) -> String {
     )
 }
 
+/// A selection the topic cannot satisfy is invalid input (exit 2), not a failure.
+fn refused_selection(e: ReplayError) -> anyhow::Error {
+    match e {
+        ReplayError::Selection { .. } => exit::UsageError::of(&e).into(),
+        e => e.into(),
+    }
+}
+
 pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<ExitCode> {
     let DlqArgs { cmd, reader_group } = args;
     crate::cmd::topics::connect_admin(settings)?;
@@ -96,8 +104,9 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
                 reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
-            let letters =
-                read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
+            let letters = read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT)
+                .await
+                .map_err(refused_selection)?;
             for l in &letters {
                 println!("{}", line(l));
             }
@@ -112,8 +121,9 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
                 reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
-            let letters =
-                read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
+            let letters = read_dead_letters(&settings.client_config(), &topic, &sel, TIMEOUT)
+                .await
+                .map_err(refused_selection)?;
             let Some(l) = letters.first() else {
                 return Err(exit::UsageError(format!(
                     "no dead letter at {topic} partition {partition} offset {offset}"
@@ -149,7 +159,9 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
                 reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
-            let summary = replay(&settings.client_config(), &topic, &sel, TIMEOUT).await?;
+            let summary = replay(&settings.client_config(), &topic, &sel, TIMEOUT)
+                .await
+                .map_err(refused_selection)?;
             println!(
                 "read {} dead letter(s), skipped {}",
                 summary.read, summary.skipped

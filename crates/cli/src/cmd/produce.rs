@@ -23,10 +23,10 @@ use orderstream_orders::sim::OrderService;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ProduceArgs {
     /// Events to send in total (all services together). Default 10000 unless --duration is given.
-    #[arg(long, env = "ORDERSTREAM_PRODUCE_COUNT")]
+    #[arg(long, env = "ORDERSTREAM_PRODUCE_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
     /// Stop after this many seconds instead of a count.
-    #[arg(long, env = "ORDERSTREAM_PRODUCE_DURATION")]
+    #[arg(long, env = "ORDERSTREAM_PRODUCE_DURATION", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) duration: Option<u64>,
     /// Concurrent simulated order services.
     #[arg(long, env = "ORDERSTREAM_SERVICES", default_value_t = 4)]
@@ -133,7 +133,7 @@ impl ProduceStats {
         #[allow(clippy::cast_precision_loss)]
         let rate = self.acked as f64 / secs;
         let mut s = format!(
-            "produced: sent {} | acked {} | failed {} | possibly persisted {} | not sent {}\n\
+            "produced: events {} | acked {} | failed {} | possibly persisted {} | not sent {}\n\
              throughput: {rate:.0} events/s over {secs:.1} s\n\
              ack latency ms: p50 {:.2} | p99 {:.2} | p99.9 {:.2} | max {:.2}\n\
              per partition:",
@@ -177,6 +177,8 @@ pub(crate) async fn build_producer(
     })?;
     let topology = settings.topology()?;
     let spec = topology.topic(orderstream_topology::TopicRole::Orders);
+    // A configuration the producer refuses is invalid input (exit 2), checked before Kafka.
+    config.validate().map_err(|e| exit::UsageError::of(&e))?;
     let producer = OrderProducer::new(
         config,
         codec,
@@ -185,7 +187,7 @@ pub(crate) async fn build_producer(
     .await
     .with_context(|| format!("cannot start the producer for topic {}", spec.name))?;
     // After Kafka: an unreachable cluster is the first thing to say. Before any event.
-    crate::cmd::schemas::check_registry(settings).await?;
+    crate::cmd::schemas::require_registry(settings).await?;
     Ok(producer)
 }
 
@@ -341,8 +343,14 @@ fn is_authorization(code: RDKafkaErrorCode) -> bool {
 
 /// `orderstream produce`.
 pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    if args.services == 0 {
-        return Err(exit::UsageError("--services must be at least 1".into()).into());
+    for (flag, value) in [
+        ("--services", args.services),
+        ("--open-orders", args.open_orders),
+        ("--window", args.window),
+    ] {
+        if value == 0 {
+            return Err(exit::UsageError(format!("{flag} must be at least 1")).into());
+        }
     }
     let producer = build_producer(settings, &args).await?;
     let cancel = CancellationToken::new();
@@ -371,7 +379,7 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
     }
     if !stats.complete() {
         eprintln!(
-            "error: {} of {} events were not confirmed by Kafka ({} failed, {} of them permanently, {} possibly persisted, {} not sent){}",
+            "error: {} of {} events were not confirmed by Kafka ({} failed, {} of them permanently, {} possibly persisted, {} never handed to Kafka){}",
             stats.sent - stats.acked,
             stats.sent,
             stats.failed,

@@ -186,6 +186,19 @@ pub(crate) async fn check_registry(settings: &Effective) -> anyhow::Result<()> {
     }
 }
 
+/// [`check_registry`] for a command that can do nothing without the registry (a producer
+/// encodes every event with it): a registry that does not answer is an error as well.
+pub(crate) async fn require_registry(settings: &Effective) -> anyhow::Result<()> {
+    check_registry(settings).await?;
+    admin(settings)?.list_subjects().await.map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "the schema registry at {} does not answer: events cannot be encoded, nothing was sent",
+            settings.registry_url
+        ))
+    })?;
+    Ok(())
+}
+
 fn admin(settings: &Effective) -> anyhow::Result<RegistryAdmin> {
     Ok(RegistryAdmin::with_access(
         &settings.registry_url,

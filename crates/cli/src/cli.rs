@@ -139,6 +139,23 @@ pub(crate) enum Command {
     Config(ConfigCommand),
 }
 
+impl Command {
+    /// Whether the command moves records for as long as it runs, and so serves metrics at the
+    /// configured address. One-shot and offline commands leave the port alone: a config file
+    /// shared with the members can name one while `config show` or `schemas check` runs.
+    pub(crate) fn serves_metrics(&self) -> bool {
+        matches!(
+            self,
+            Command::Demo(_)
+                | Command::Produce(_)
+                | Command::Consume(_)
+                | Command::Notify(_)
+                | Command::Relay(_)
+                | Command::Stage(_)
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum TopicsCommand {
     /// Create missing topics; report drift (exit 3) without changing it unless --fix.

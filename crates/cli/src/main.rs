@@ -75,7 +75,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
     let file = FileConfig::load(cli.global.config.as_deref())?;
     let settings = Effective::resolve(&cli.global, file)?;
-    if let Some(addr) = &settings.metrics_addr {
+    if let Some(addr) = settings
+        .metrics_addr
+        .as_ref()
+        .filter(|_| cli.command.serves_metrics())
+    {
         metrics_endpoint::serve(addr)?;
     }
     match cli.command {

@@ -460,3 +460,19 @@ fn invalid_security_combinations_are_refused_at_start_up() {
         );
     }
 }
+
+/// Only commands that move records serve metrics: with the configured port taken (e.g. by a
+/// member sharing the config file), `config show` still works and `produce` names the port.
+#[test]
+fn one_shot_commands_leave_the_metrics_port_alone() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let out = offline(&["--metrics-addr", &addr, "config", "show"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_fails(
+        &offline(&["--metrics-addr", &addr, "produce", "--count", "1"]),
+        1,
+        "cannot serve metrics",
+    );
+    drop(listener);
+}

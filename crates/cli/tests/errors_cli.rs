@@ -476,3 +476,20 @@ fn one_shot_commands_leave_the_metrics_port_alone() {
     );
     drop(listener);
 }
+
+/// The relay publishes an existing store's outbox: a mistyped SQLite path is refused, and no
+/// empty store is left behind.
+#[test]
+fn relay_refuses_a_store_that_does_not_exist() {
+    let dir = std::env::temp_dir().join(format!("orderstream-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let typo = dir.join("typo.db");
+    let url = format!("sqlite:{}", typo.display());
+    assert_fails(
+        &offline(&["relay", "--store", &url, "--for", "1"]),
+        2,
+        "no SQLite store",
+    );
+    assert!(!typo.exists(), "an empty store was created");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,6 +34,12 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
     crate::cmd::store::refuse_flag_password(&args.store, "ORDERSTREAM_STORE", "--store", "")?;
     // First: a signal during start-up must end the relay cleanly, not kill it.
     let cancel = stop_token(args.for_secs);
+    if let Some(path) = missing_sqlite_file(&args.store) {
+        return Err(exit::UsageError(format!(
+            "no SQLite store at {path}: the relay publishes the outbox of an existing store (the one `consume --store` or the services write)"
+        ))
+        .into());
+    }
     let store = OrderStore::connect(&StoreConfig::new(&args.store))
         .await
         .map_err(|e| exit::UsageError::of(&e))?;
@@ -123,4 +129,13 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
     } else {
         ExitCode::from(exit::INCOMPLETE)
     })
+}
+
+/// The file of an `sqlite:` store URL when it does not exist: connecting would create an empty
+/// store, and a mistyped path would then read as "nothing to publish".
+fn missing_sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite:")?;
+    let path = path.strip_prefix("//").unwrap_or(path);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !std::path::Path::new(path).exists()).then_some(path)
 }

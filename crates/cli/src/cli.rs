@@ -85,7 +85,7 @@ pub(crate) enum Command {
     /// source tree this binary was built from.
     Up {
         /// Brokers: 1 (fast) or 3 (RF 3, min ISR 2).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        #[arg(long, default_value_t = 1, value_parser = one_or_three)]
         nodes: u8,
         /// Also start these services (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',')]
@@ -174,4 +174,13 @@ pub(crate) enum TopicsCommand {
 pub(crate) enum ConfigCommand {
     /// Print the effective settings as TOML.
     Show,
+}
+
+/// `--nodes` of `up` and `demo`: the layouts the scripts know.
+pub(crate) fn one_or_three(s: &str) -> Result<u8, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err("1 (fast) or 3 (RF 3, min ISR 2)".to_owned()),
+    }
 }

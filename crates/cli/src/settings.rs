@@ -60,6 +60,13 @@ impl FileConfig {
             }
             return Ok(FileConfig::default());
         }
+        if path.is_dir() {
+            return Err(crate::exit::UsageError(format!(
+                "config file {} is a directory",
+                path.display()
+            ))
+            .into());
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {

@@ -19,7 +19,9 @@ pub(crate) fn cancel_on_signal(token: CancellationToken) {
                 _ = term.recv() => {}
             }
             if round == 0 {
-                tracing::info!("shutting down: draining and committing (signal again to exit now)");
+                tracing::info!(
+                    "shutting down: finishing the work in hand (signal again to exit now)"
+                );
                 token.cancel();
             } else {
                 std::process::exit(130);

@@ -493,3 +493,34 @@ fn relay_refuses_a_store_that_does_not_exist() {
     assert!(!typo.exists(), "an empty store was created");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Small mistakes named before anything runs: a node count the scripts do not know, a config
+/// path that is a directory; a schema version is taken as the commands print it (`v1`).
+#[test]
+fn node_counts_config_directories_and_printed_versions() {
+    assert_fails(&offline(&["up", "--nodes", "2"]), 2, "1 (fast) or 3");
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().expect("utf-8");
+    assert_fails(
+        &offline(&["--config", dir, "config", "show"]),
+        2,
+        "is a directory",
+    );
+    let schemas = repo_root().join("schemas");
+    let out = offline(&[
+        "schemas",
+        "diff",
+        "--schemas-dir",
+        schemas.to_str().expect("utf-8"),
+        "--from",
+        "v1",
+        "--to",
+        "v2",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_fails(
+        &offline(&["schemas", "diff", "--from", "x1"]),
+        2,
+        "not a schema version",
+    );
+}

@@ -288,7 +288,12 @@ pub async fn apply<C: ClientContext + 'static>(
                 }
             }
         };
-        tracing::info!(topic = %report.name, role = role.as_str(), action = ?report.action, drift = report.drift.len(), "layout applied");
+        let what = if mode == ApplyMode::Check {
+            "layout compared"
+        } else {
+            "layout applied"
+        };
+        tracing::info!(topic = %report.name, role = role.as_str(), action = ?report.action, drift = report.drift.len(), "{what}");
         reports.push(report);
     }
     Ok(ApplyReport {

@@ -43,7 +43,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 5_000)]
     pub(crate) rate: u64,
     /// Brokers to start when no cluster is running (1 or 3).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::one_or_three)]
     pub(crate) nodes: u8,
     /// Give up waiting for the consumers after this many seconds.
     #[arg(long, default_value_t = 120)]

@@ -74,11 +74,11 @@ pub(crate) enum SchemasCommand {
     Diff {
         #[command(flatten)]
         source: Source,
-        /// The older version [default: the one before --to].
-        #[arg(long)]
+        /// The older version, `3` or `v3` [default: the one before --to].
+        #[arg(long, value_parser = version_number)]
         from: Option<u32>,
-        /// The newer version [default: the latest].
-        #[arg(long)]
+        /// The newer version, `3` or `v3` [default: the latest].
+        #[arg(long, value_parser = version_number)]
         to: Option<u32>,
     },
     /// Check offline, set the subject's compatibility level and register every version in
@@ -197,6 +197,14 @@ pub(crate) async fn require_registry(settings: &Effective) -> anyhow::Result<()>
         ))
     })?;
     Ok(())
+}
+
+/// A schema version as the commands print it (`v3`) or as a number (`3`).
+fn version_number(s: &str) -> Result<u32, String> {
+    s.strip_prefix(['v', 'V'])
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("`{s}` is not a schema version (e.g. 3 or v3)"))
 }
 
 fn admin(settings: &Effective) -> anyhow::Result<RegistryAdmin> {

@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
     let telemetry = match telemetry::init(cli.global.log_format, endpoint) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", orderstream_schema::error_chain(e.as_ref()));
             return exit::code_for(&e);
         }
     };
@@ -61,7 +61,7 @@ fn main() -> std::process::ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", orderstream_schema::error_chain(e.as_ref()));
             exit::code_for(&e)
         }
     };

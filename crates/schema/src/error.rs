@@ -149,8 +149,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        // Some errors already print their cause (librdkafka's codes, sqlx's database errors):
+        // said once is enough.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         src = s.source();
     }
     out
@@ -160,6 +165,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 mod chain_tests {
     use super::*;
     use crate::catalog::CatalogError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("metadata fetch error: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    /// A cause the message already prints is not printed again.
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = Repeats(std::io::Error::other("broker transport failure"));
+        assert_eq!(
+            error_chain(&e),
+            "metadata fetch error: broker transport failure"
+        );
+    }
 
     /// A typed error names its context once and its cause is shown once, after it: the
     /// message itself does not repeat the cause (reporters print the chain).

@@ -746,6 +746,109 @@ async fn consumer_groups_sharing_a_retry_topic_handle_only_what_they_parked() {
     );
 }
 
+/// A dead letter replayed into the retry topic reaches only the group that gave up on it: that
+/// group, its handler fixed, handles the parked copy with a fresh budget; another group on the
+/// same orders topic, which handled its own copy, passes over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_replayed_into_the_retry_topic_reaches_only_its_group() {
+    let s = setup("replayretry", 1).await;
+    let p = s.env.producer();
+    send(&p, &s.topics.source, None, "K", "poison:X1", &[]).await;
+    send(&p, &s.topics.source, None, "L", "ok:L1", &[]).await;
+    // Group A dead-letters X1 (a permanent failure).
+    let (cancel_a, jh_a) = spawn_member(config(&s), Arc::new(TestProc::new(0)));
+    wait_committed_to_end(&s.env, &s.group, &s.topics.source, Duration::from_secs(60)).await;
+    cancel_a.cancel();
+    assert_eq!(jh_a.await.unwrap().dead_lettered, 1);
+    // Group B accepts everything: it handles both records from the orders topic.
+    let group_b = s.env.group_id("replayretry-b");
+    let accepting = Arc::new(Accepting::default());
+    let cfg_b = ConsumerConfig {
+        group_id: group_b.clone(),
+        ..config(&s)
+    };
+    let (cancel_b, jh_b) = spawn_member(cfg_b, Arc::clone(&accepting));
+    wait_committed_to_end(&s.env, &group_b, &s.topics.source, Duration::from_secs(60)).await;
+
+    let sel = ReplaySelection {
+        group: Some(s.group.clone()),
+        into_retry: Some(s.topics.retry.clone()),
+        ..ReplaySelection::default()
+    };
+    let rs = orderstream_consumer::replay(
+        &s.env.client_config(),
+        &s.topics.dead_letter,
+        &sel,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!((rs.read, rs.skipped), (1, 0), "{rs:?}");
+    assert_eq!(rs.replayed.values().sum::<u64>(), 1);
+    assert!(
+        rs.replayed.keys().all(|(t, _)| *t == s.topics.retry),
+        "{rs:?}"
+    );
+    let other = ReplaySelection {
+        group: Some("no-such-group".to_owned()),
+        ..sel.clone()
+    };
+    let none = orderstream_consumer::replay(
+        &s.env.client_config(),
+        &s.topics.dead_letter,
+        &other,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(none.read, 0, "only the named group's dead letters");
+
+    // Group A again, its handler fixed: it handles the parked copy from the retry topic.
+    let fixed = Arc::new(Accepting::default());
+    let (cancel_a, jh_a) = spawn_member(config(&s), Arc::clone(&fixed));
+    wait_until(
+        "group A handles the replayed copy",
+        Duration::from_secs(60),
+        || !fixed.seen.lock().unwrap().is_empty(),
+    )
+    .await;
+    wait_committed_to_end(
+        &s.env,
+        &format!("{group_b}.retry"),
+        &s.topics.retry,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_committed_to_end(
+        &s.env,
+        &format!("{}.retry", s.group),
+        &s.topics.retry,
+        Duration::from_secs(60),
+    )
+    .await;
+    cancel_a.cancel();
+    cancel_b.cancel();
+    let sum_a = jh_a.await.unwrap();
+    jh_b.await.unwrap();
+    assert_eq!(
+        *fixed.seen.lock().unwrap(),
+        [(s.topics.retry.clone(), "poison:X1".to_owned())],
+        "group A handled the replayed copy once, from the retry topic"
+    );
+    assert_eq!((sum_a.parked, sum_a.dead_lettered), (0, 0), "{sum_a:?}");
+    let mut seen_b = accepting.seen.lock().unwrap().clone();
+    seen_b.sort();
+    assert_eq!(
+        seen_b,
+        [
+            (s.topics.source.clone(), "ok:L1".to_owned()),
+            (s.topics.source.clone(), "poison:X1".to_owned()),
+        ],
+        "group B never sees group A's replayed copy"
+    );
+    assert_eq!(s.env.end_offsets(&s.topics.dead_letter)[&0], 1);
+}
+
 /// The sample order processor against the real registry: a valid order lifecycle is applied,
 /// a duplicate is skipped, and every poison kind (bad magic, unknown schema id, truncated
 /// header, undecodable body, illegal transition — the last one LAST in its partition) lands in

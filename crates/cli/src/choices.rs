@@ -171,3 +171,12 @@ impl From<NotifyOn> for orderstream_notify::NotifyOn {
         }
     }
 }
+
+/// `dlq replay --into`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReplayInto {
+    /// Back to the source topic and partition: every group reading it sees the record again.
+    Source,
+    /// Parked in the retry topic for the group that gave up on it; other groups pass over it.
+    Retry,
+}

@@ -1,4 +1,5 @@
-//! Replay of dead letters back to their source topic.
+//! Replay of dead letters: back to their source topic, or parked in the retry topic for the
+//! group that gave up on them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,6 +28,14 @@ pub struct ReplaySelection {
     pub to_offset: Option<i64>,
     /// Only dead letters whose source topic is this (`None`: any).
     pub source_topic: Option<String>,
+    /// Only dead letters this consumer group gave up on (`orderstream.dlq.group`; `None`: any).
+    pub group: Option<String>,
+    /// Where [`replay`] sends them. `None`: back to their source topic and partition, which
+    /// every group on that topic reads, so groups that had handled the record see it again.
+    /// `Some(retry topic)`: parked in that retry topic for the group that gave up on each
+    /// (members of other groups pass over it), with a fresh retry budget; a letter that names
+    /// no group is skipped.
+    pub into_retry: Option<String>,
     /// Group id of the reader, never joined or committed to (librdkafka needs one to assign
     /// partitions). On a cluster with ACLs it must be a group this principal may READ.
     /// `None`: the client config's `group.id` if it has one, else a throw-away
@@ -40,7 +49,8 @@ pub struct ReplaySelection {
 pub struct ReplaySummary {
     /// Dead letters read in the selected range.
     pub read: u64,
-    /// Records re-produced, per (source topic, source partition).
+    /// Records re-produced, per (topic, partition) written to: the source's, or the retry
+    /// topic's with [`ReplaySelection::into_retry`].
     pub replayed: BTreeMap<(String, i32), u64>,
     /// Dead letters skipped (no source headers, or filtered out).
     pub skipped: u64,
@@ -150,18 +160,25 @@ pub async fn read_dead_letters(
     let client = client.clone();
     let topic = dead_letter_topic.to_owned();
     let sel = selection.clone();
-    tokio::task::spawn_blocking(move || read_letters(client, &topic, &sel, timeout))
-        .await
-        .map_err(|e| ReplayError::Kafka {
-            context: format!("reader task: {e}"),
-            source: KafkaError::Canceled,
-        })?
+    let group = sel.group.clone();
+    let mut letters =
+        tokio::task::spawn_blocking(move || read_letters(client, &topic, &sel, timeout))
+            .await
+            .map_err(|e| ReplayError::Kafka {
+                context: format!("reader task: {e}"),
+                source: KafkaError::Canceled,
+            })??;
+    if let Some(g) = group {
+        letters.retain(|l| l.header(h::DLQ_GROUP).is_some_and(|lg| lg == g));
+    }
+    Ok(letters)
 }
 
 /// Reads dead letters of `dead_letter_topic` (as selected) and re-produces each to its source
 /// topic and **source partition** (from the `orderstream.dlq.source.*` headers) with the same
 /// key and value and the original headers minus the `orderstream.dlq.*` / `orderstream.retry.*`
-/// ones. Each send runs in an `orderstream.replay` span that continues the dead letter's trace;
+/// ones; with [`ReplaySelection::into_retry`], instead, parked in the retry topic for the group
+/// that gave up on each (see there). Each send runs in an `orderstream.replay` span that continues the dead letter's trace;
 /// with a `tracing-opentelemetry` layer the record's `traceparent` names that span (see
 /// [`crate::trace_context`]). The dead-letter topic itself is not modified. Uses an idempotent
 /// producer and waits for every acknowledgement; after a fatal error of that producer the letter
@@ -185,6 +202,22 @@ pub async fn replay(
     let producer = ForwardProducer::new(config, timeout)
         .map_err(kafka("creating the replay producer".to_owned()))?;
     for l in letters {
+        let parked = match &selection.into_retry {
+            None => None,
+            Some(_) => match retry_headers(&l, now_ms()) {
+                Some(hs) => Some(hs),
+                None => {
+                    warn!(
+                        topic = dead_letter_topic,
+                        partition = l.partition,
+                        offset = l.offset,
+                        "dead letter skipped: it names no group or source to park it for"
+                    );
+                    summary.skipped += 1;
+                    continue;
+                }
+            },
+        };
         let Some((source_topic, source_partition)) = l
             .source()
             .filter(|(t, _)| selection.source_topic.as_ref().is_none_or(|f| f == t))
@@ -227,10 +260,23 @@ pub async fn replay(
                 value: Some(tp),
             });
         }
+        for (k, v) in parked.iter().flatten() {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        // Parked copies go where a member parks them: keyed, into the retry topic.
+        let (target, partition) = match &selection.into_retry {
+            Some(retry) => (retry.as_str(), None),
+            None => (source_topic.as_str(), Some(source_partition)),
+        };
         let record = || {
-            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&source_topic)
-                .partition(source_partition)
-                .headers(headers.clone());
+            let mut fr: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(target).headers(headers.clone());
+            if let Some(p) = partition {
+                fr = fr.partition(p);
+            }
             if let Some(k) = l.key.as_deref() {
                 fr = fr.key(k);
             }
@@ -242,21 +288,22 @@ pub async fn replay(
         // One more attempt on a fresh handle after a fatal error of the idempotent producer (the
         // first may have been written: at least once); any other failure ends the replay with
         // the letters before it replayed.
-        async {
+        let landed = async {
             let mut fatal_before: Option<KafkaError> = None;
             loop {
                 let handle = producer.current();
-                let Err((e, _)) = handle.send(record(), Timeout::After(timeout)).await else {
-                    return Ok(());
+                let (e, _) = match handle.send(record(), Timeout::After(timeout)).await {
+                    Ok(delivery) => return Ok(delivery.partition),
+                    Err(failed) => failed,
                 };
-                let retry = fatal_before.is_none() && producer.recover(&handle, &e, &source_topic);
+                let retry = fatal_before.is_none() && producer.recover(&handle, &e, target);
                 if !retry {
                     return Err(ReplayError::Kafka {
                         context: match &fatal_before {
                             Some(first) => format!(
-                                "producing to {source_topic}/{source_partition} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
+                                "producing to {target} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
                             ),
-                            None => format!("producing to {source_topic}/{source_partition}"),
+                            None => format!("producing to {target}"),
                         },
                         source: e,
                     });
@@ -268,11 +315,53 @@ pub async fn replay(
         .await?;
         *summary
             .replayed
-            .entry((source_topic, source_partition))
+            .entry((target.to_owned(), landed))
             .or_insert(0) += 1;
     }
     info!(?summary, "replay done");
     Ok(summary)
+}
+
+/// The `orderstream.retry.*` headers that park `l` for the group that gave up on it, as a
+/// member parks a record: its source, a fresh budget (attempts and round 0), due now. `None`
+/// when the letter does not name its group or its source.
+fn retry_headers(l: &DeadLetter, now_ms: i64) -> Option<Vec<(&'static str, Vec<u8>)>> {
+    let group = l.header(h::DLQ_GROUP).filter(|g| !g.is_empty())?;
+    let (topic, partition) = l.source()?;
+    let offset: i64 = l.header(h::DLQ_SOURCE_OFFSET)?.parse().ok()?;
+    let mut hs = vec![
+        (h::RETRY_ATTEMPTS, b"0".to_vec()),
+        (h::RETRY_ROUND, b"0".to_vec()),
+        (h::RETRY_NOT_BEFORE, now_ms.to_string().into_bytes()),
+        (h::RETRY_SOURCE_TOPIC, topic.into_bytes()),
+        (
+            h::RETRY_SOURCE_PARTITION,
+            partition.to_string().into_bytes(),
+        ),
+        (h::RETRY_SOURCE_OFFSET, offset.to_string().into_bytes()),
+        (
+            h::RETRY_SOURCE_TIMESTAMP,
+            l.header(h::DLQ_SOURCE_TIMESTAMP)
+                .unwrap_or_default()
+                .into_bytes(),
+        ),
+        (h::RETRY_GROUP, group.into_bytes()),
+    ];
+    for (ours, theirs) in [
+        (h::RETRY_ERROR_CLASS, h::DLQ_ERROR_CLASS),
+        (h::RETRY_ERROR_MESSAGE, h::DLQ_ERROR_MESSAGE),
+    ] {
+        if let Some(v) = l.header(theirs) {
+            hs.push((ours, v.into_bytes()));
+        }
+    }
+    Some(hs)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn read_letters(

@@ -30,6 +30,9 @@ pub(crate) enum DlqCommand {
         /// Only this dead-letter partition.
         #[arg(long)]
         partition: Option<i32>,
+        /// Only the dead letters this consumer group gave up on.
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Every header and the value of one dead letter.
     Show {
@@ -38,11 +41,19 @@ pub(crate) enum DlqCommand {
         /// Dead-letter offset.
         offset: i64,
     },
-    /// Re-send dead letters to their source topic and partition, same key, original headers.
+    /// Re-send dead letters, same key, original headers: to their source topic and partition,
+    /// or (`--into retry`) parked in the retry topic for the group that gave up on each.
     Replay {
         /// Only this dead-letter partition.
         #[arg(long)]
         partition: Option<i32>,
+        /// Only the dead letters this consumer group gave up on.
+        #[arg(long)]
+        group: Option<String>,
+        /// Where they go. `source`: every group on the source topic sees them again. `retry`:
+        /// only the group that gave up on each handles it, with a fresh retry budget.
+        #[arg(long, value_enum, default_value_t = crate::choices::ReplayInto::Source)]
+        into: crate::choices::ReplayInto,
         /// First dead-letter offset (inclusive).
         #[arg(long)]
         from: Option<i64>,
@@ -98,9 +109,10 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
         .name
         .clone();
     match cmd {
-        DlqCommand::List { partition } => {
+        DlqCommand::List { partition, group } => {
             let sel = ReplaySelection {
                 partitions: partition.map(|p| vec![p]),
+                group,
                 reader_group: reader_group.clone(),
                 ..ReplaySelection::default()
             };
@@ -149,11 +161,20 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
         }
         DlqCommand::Replay {
             partition,
+            group,
+            into,
             from,
             to,
         } => {
+            let into_retry = (into == crate::choices::ReplayInto::Retry).then(|| {
+                settings
+                    .topology()
+                    .map(|t| t.topic(TopicRole::Retry).name.clone())
+            });
             let sel = ReplaySelection {
                 partitions: partition.map(|p| vec![p]),
+                group,
+                into_retry: into_retry.transpose()?,
                 from_offset: from,
                 to_offset: to,
                 reader_group: reader_group.clone(),

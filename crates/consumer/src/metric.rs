@@ -45,7 +45,8 @@ pub const DEAD_LETTERS: &str = "orderstream_consumer_dead_letters_total";
 pub const COMMITS: &str = "orderstream_consumer_commits_total";
 /// Histogram: synchronous commit duration in seconds (label `mode`).
 pub const COMMIT_LATENCY: &str = "orderstream_consumer_commit_duration_seconds";
-/// Counter: rebalance events (label `kind` = `assign` | `revoke` | `lost`).
+/// Counter: rebalance callbacks that moved partitions of the member (label `kind` = `assign` |
+/// `revoke` | `lost`).
 pub const REBALANCES: &str = "orderstream_consumer_rebalances_total";
 /// Gauge: lag in records: the partition's end minus the committed offset, from the latest
 /// librdkafka statistics (`statistics_interval`), set again every [`GAUGE_TICK`].

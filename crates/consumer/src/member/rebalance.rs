@@ -87,22 +87,37 @@ impl<H: Handler> ClientContext for Side<H> {
     }
 }
 
+/// Whether a rebalance callback moves partitions of this member. A cooperative rebalance calls
+/// back every member, most with nothing to move: only the ones that move partitions count.
+fn moves_partitions(rebalance: &Rebalance<'_>) -> bool {
+    match rebalance {
+        Rebalance::Assign(tpl) | Rebalance::Revoke(tpl) => tpl.count() > 0,
+        Rebalance::Error(_) => false,
+    }
+}
+
 impl<H: Handler> ConsumerContext for Side<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let counters = &self.shared.counters;
-        bump(&counters.rebalances);
+        let moves = moves_partitions(rebalance);
+        let count = |kind: &'static str| {
+            if moves {
+                bump(&counters.rebalances);
+                metrics::counter!(m::REBALANCES, "kind" => kind).increment(1);
+            }
+        };
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let parts = self.tps(tpl);
                 info!(topic = %self.topic, partitions = ?parts, "partitions assigned");
-                metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                count("assign");
                 self.assign(&parts);
             }
             Rebalance::Revoke(tpl) => {
                 let parts = self.tps(tpl);
                 if consumer.assignment_lost() {
                     warn!(topic = %self.topic, partitions = ?parts, "partitions lost: cancelling their work without commit");
-                    metrics::counter!(m::REBALANCES, "kind" => "lost").increment(1);
+                    count("lost");
                     counters
                         .lost
                         .fetch_add(parts.len() as u64, Ordering::Relaxed);
@@ -110,7 +125,7 @@ impl<H: Handler> ConsumerContext for Side<H> {
                     return;
                 }
                 info!(topic = %self.topic, partitions = ?parts, "partitions revoked: draining");
-                metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+                count("revoke");
                 let deadline = Instant::now() + self.shared.cfg.revoke_drain_timeout;
                 let drained = self.release(&parts, deadline);
                 match self.commit_drained(consumer, &drained) {
@@ -154,5 +169,27 @@ impl<H: Handler> ConsumerContext for Side<H> {
                 self.unconfirmed.store(true, Ordering::Release);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::Rebalance;
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use super::moves_partitions;
+
+    #[test]
+    fn only_callbacks_that_move_partitions_count_as_rebalances() {
+        let empty = TopicPartitionList::new();
+        let mut one = TopicPartitionList::new();
+        one.add_partition_offset("orders", 3, Offset::Invalid)
+            .expect("partition");
+        assert!(!moves_partitions(&Rebalance::Assign(&empty)));
+        assert!(!moves_partitions(&Rebalance::Revoke(&empty)));
+        assert!(!moves_partitions(&Rebalance::Error(KafkaError::Canceled)));
+        assert!(moves_partitions(&Rebalance::Assign(&one)));
+        assert!(moves_partitions(&Rebalance::Revoke(&one)));
     }
 }

@@ -69,7 +69,8 @@ pub struct RunSummary {
     pub revoke_commits_ok: u64,
     /// Synchronous commits on revoke that failed.
     pub revoke_commits_failed: u64,
-    /// Rebalance callbacks seen (assign + revoke + lost), over both consumers of the member.
+    /// Rebalance callbacks that moved partitions of this member (assign, revoke or lost of at
+    /// least one partition), over both consumers of the member.
     pub rebalances: u64,
     /// Partitions lost (dropped without commit).
     pub partitions_lost: u64,

@@ -183,7 +183,7 @@ pub(crate) fn summary(run: &RunSummary, state: &SampleSnapshot) -> String {
         ));
     }
     if !run.committed.is_empty() {
-        out.push_str("\ncommitted offsets:");
+        out.push_str("\nlast committed by this member (partitions it may have handed on since):");
         for ((t, p), o) in &run.committed {
             out.push_str(&format!(" {t}/{p}={o}"));
         }

@@ -167,6 +167,12 @@ fn header<'a>(out: &mut String, ctx: &Context, now: &'a Sample) -> &'a [MemberSa
         },
         members.len()
     );
+    if state == "Dead" {
+        let _ = writeln!(
+            out,
+            "no group of that name on the cluster (no member, no committed offset): is `--group` right?"
+        );
+    }
     members
 }
 
@@ -414,6 +420,7 @@ mod tests {
             f.contains("state: Stable (cooperative-sticky)   members: 2"),
             "{f}"
         );
+        assert!(!f.contains("is `--group` right?"), "{f}");
         assert_eq!(
             row(&f, 0),
             vec!["0", "m1:rdkafka@10.0.0.1", "120", "90", "30", "20.0"]
@@ -435,6 +442,7 @@ mod tests {
         let now = sample(Instant::now(), Ok(None), &[(5, None), (0, None)]);
         let f = render(&ctx(), &now, None, &Err("boom\x1b[2J".into()));
         assert!(f.contains("state: Dead   members: 0"), "{f}");
+        assert!(f.contains("is `--group` right?"), "{f}");
         assert_eq!(
             row(&f, 0),
             vec!["0", "-", "5", "none", "no", "commits", "yet", "-"]

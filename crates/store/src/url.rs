@@ -43,7 +43,7 @@ pub(crate) fn parse(url: &str) -> Result<(Backend, String), String> {
         };
         return Ok((Backend::Sqlite, format!("sqlite://{path}{mode}")));
     }
-    Err("expected postgres://user:password@host:port/database or sqlite:PATH".to_owned())
+    Err("expected postgres://user@host:port/database (the password in ORDERSTREAM_STORE or a password file, never in a flag) or sqlite:PATH".to_owned())
 }
 
 #[cfg(test)]

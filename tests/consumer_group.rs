@@ -145,6 +145,21 @@ fn config(s: &Setup) -> ConsumerConfig {
     }
 }
 
+/// [`config`] with `in_place` attempts 10 ms apart, then up to `rounds` parkings in the retry
+/// topic `delay` apart.
+fn retrying(s: &Setup, in_place: u32, delay: Duration, rounds: u32) -> ConsumerConfig {
+    ConsumerConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(10),
+            max_attempts: in_place,
+            ..BackoffConfig::default()
+        },
+        retry_topic_delay: delay,
+        max_retry_topic_attempts: rounds,
+        ..config(s)
+    }
+}
+
 /// Produces `n` good records `ok:<i>` keyed `k<i % keys>` (no partition, no headers).
 async fn seed(p: &FutureProducer, topic: &str, n: usize, keys: usize) {
     for i in 0..n {
@@ -564,16 +579,7 @@ async fn consumer_retry_topic_keeps_per_key_order() {
     send(&p, &s.topics.source, None, "K", "ok:K3", &[]).await;
     send(&p, &s.topics.source, None, "Z", "always:Z1", &[]).await;
     let proc_ = Arc::new(TestProc::new(0));
-    let cfg = ConsumerConfig {
-        backoff: BackoffConfig {
-            initial: Duration::from_millis(10),
-            max_attempts: 2,
-            ..BackoffConfig::default()
-        },
-        retry_topic_delay: Duration::from_millis(300),
-        max_retry_topic_attempts: 2,
-        ..config(&s)
-    };
+    let cfg = retrying(&s, 2, Duration::from_millis(300), 2);
     let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
     wait_until("K1..K3, L1, L2 processed", Duration::from_secs(60), || {
         proc_.count() == 5
@@ -685,16 +691,7 @@ async fn consumer_groups_sharing_a_retry_topic_handle_only_what_they_parked() {
     send(&p, &s.topics.source, None, "L", "ok:L1", &[]).await;
     // Group A: X1 fails once in place, is parked, fails once more there, is dead-lettered.
     let failing = Arc::new(TestProc::new(0));
-    let cfg_a = ConsumerConfig {
-        backoff: BackoffConfig {
-            initial: Duration::from_millis(10),
-            max_attempts: 1,
-            ..BackoffConfig::default()
-        },
-        retry_topic_delay: Duration::from_millis(100),
-        max_retry_topic_attempts: 1,
-        ..config(&s)
-    };
+    let cfg_a = retrying(&s, 1, Duration::from_millis(100), 1);
     let (cancel_a, jh_a) = spawn_member(cfg_a, Arc::clone(&failing));
     wait_until("group A dead-letters X1", Duration::from_secs(60), || {
         s.env.end_offsets(&s.topics.dead_letter)[&0] >= 1

@@ -207,11 +207,10 @@ pub async fn replay(
             Some(_) => match retry_headers(&l, now_ms()) {
                 Some(hs) => Some(hs),
                 None => {
-                    warn!(
-                        topic = dead_letter_topic,
-                        partition = l.partition,
-                        offset = l.offset,
-                        "dead letter skipped: it names no group or source to park it for"
+                    skipped(
+                        dead_letter_topic,
+                        &l,
+                        "it names no group or source to park it for",
                     );
                     summary.skipped += 1;
                     continue;
@@ -222,12 +221,7 @@ pub async fn replay(
             .source()
             .filter(|(t, _)| selection.source_topic.as_ref().is_none_or(|f| f == t))
         else {
-            warn!(
-                topic = dead_letter_topic,
-                partition = l.partition,
-                offset = l.offset,
-                "dead letter skipped (filtered or no source headers)"
-            );
+            skipped(dead_letter_topic, &l, "filtered, or no source headers");
             summary.skipped += 1;
             continue;
         };
@@ -356,6 +350,16 @@ fn retry_headers(l: &DeadLetter, now_ms: i64) -> Option<Vec<(&'static str, Vec<u
         }
     }
     Some(hs)
+}
+
+fn skipped(topic: &str, l: &DeadLetter, why: &str) {
+    warn!(
+        topic,
+        partition = l.partition,
+        offset = l.offset,
+        why,
+        "dead letter skipped"
+    );
 }
 
 fn now_ms() -> i64 {

@@ -697,6 +697,15 @@ async fn consumer_groups_sharing_a_retry_topic_handle_only_what_they_parked() {
         s.env.end_offsets(&s.topics.dead_letter)[&0] >= 1
     })
     .await;
+    // The dead letter is acknowledged before the member books it: wait for its commits.
+    wait_committed_to_end(&s.env, &s.group, &s.topics.source, Duration::from_secs(60)).await;
+    wait_committed_to_end(
+        &s.env,
+        &format!("{}.retry", s.group),
+        &s.topics.retry,
+        Duration::from_secs(60),
+    )
+    .await;
     cancel_a.cancel();
     let sum_a = jh_a.await.unwrap();
     assert_eq!(

@@ -89,6 +89,16 @@ async fn replay_into_the_retry_topic_parks_each_letter_for_its_group() {
     assert_eq!(parked.len(), 1, "only billing's dead letter");
     let m = &parked[0];
     assert_eq!(m.key(), Some(&b"k1"[..]));
+    let partitions = i32::try_from(env.end_offsets(&names.retry).len()).expect("count");
+    assert!(
+        partitions > 1,
+        "the layout's retry topic has several partitions"
+    );
+    assert_eq!(
+        Some(m.partition()),
+        orderstream_producer::partition_for_key(b"k1", partitions),
+        "parked by key (murmur2), where a member parks it"
+    );
     let hs: std::collections::BTreeMap<String, String> = m
         .headers()
         .expect("headers")

@@ -198,7 +198,11 @@ pub async fn replay(
         ..ReplaySummary::default()
     };
     let mut config = client.clone();
-    config.set("enable.idempotence", "true").set("acks", "all");
+    // murmur2 as the members' producer: a copy parked by key lands where a member parks it.
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random");
     let producer = ForwardProducer::new(config, timeout)
         .map_err(kafka("creating the replay producer".to_owned()))?;
     for l in letters {
@@ -260,11 +264,12 @@ pub async fn replay(
                 value: Some(v),
             });
         }
-        // Parked copies go where a member parks them: keyed, into the retry topic.
+        // Parked copies go where a member parks them: by key (murmur2), into the retry topic.
         let (target, partition) = match &selection.into_retry {
             Some(retry) => (retry.as_str(), None),
             None => (source_topic.as_str(), Some(source_partition)),
         };
+        let at = partition.map(|p| format!("/{p}")).unwrap_or_default();
         let record = || {
             let mut fr: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(target).headers(headers.clone());
@@ -295,9 +300,9 @@ pub async fn replay(
                     return Err(ReplayError::Kafka {
                         context: match &fatal_before {
                             Some(first) => format!(
-                                "producing to {target} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
+                                "producing to {target}{at} (second attempt, on a producer rebuilt after the fatal error `{first}`)"
                             ),
-                            None => format!("producing to {target}"),
+                            None => format!("producing to {target}{at}"),
                         },
                         source: e,
                     });

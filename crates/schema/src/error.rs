@@ -150,9 +150,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut src = e.source();
     while let Some(s) = src {
         let text = s.to_string();
-        // Some errors already print their cause (librdkafka's codes, sqlx's database errors):
-        // said once is enough.
-        if !out.contains(&text) {
+        // Some errors already end with their cause (librdkafka's codes, sqlx's database
+        // errors): said once is enough.
+        if !out.ends_with(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }

@@ -50,8 +50,9 @@ pub(crate) enum DlqCommand {
         /// Only the dead letters this consumer group gave up on.
         #[arg(long)]
         group: Option<String>,
-        /// Where they go. `source`: every group on the source topic sees them again. `retry`:
-        /// only the group that gave up on each handles it, with a fresh retry budget.
+        /// Where they go. `source`: every group on the source topic sees them again. `retry`
+        /// (with `--group`): only that group handles them, with a fresh retry budget; it must
+        /// be a group whose members read the retry topic.
         #[arg(long, value_enum, default_value_t = crate::choices::ReplayInto::Source)]
         into: crate::choices::ReplayInto,
         /// First dead-letter offset (inclusive).
@@ -79,13 +80,14 @@ fn text(v: Option<&[u8]>) -> String {
 fn line(l: &DeadLetter) -> String {
     let get = |k| l.header(k).unwrap_or_else(|| "-".into());
     format!(
-        "{:>3}:{:<8} key={:<24} from {}/{}@{} class={} attempts={} error={}",
+        "{:>3}:{:<8} key={:<24} from {}/{}@{} group={} class={} attempts={} error={}",
         l.partition,
         l.offset,
         text(l.key.as_deref()),
         get(h::DLQ_SOURCE_TOPIC),
         get(h::DLQ_SOURCE_PARTITION),
         get(h::DLQ_SOURCE_OFFSET),
+        get(h::DLQ_GROUP),
         get(h::DLQ_ERROR_CLASS),
         get(h::DLQ_ATTEMPTS),
         get(h::DLQ_ERROR_MESSAGE),
@@ -166,6 +168,12 @@ pub(crate) async fn run(settings: &Effective, args: DlqArgs) -> anyhow::Result<E
             from,
             to,
         } => {
+            if into == crate::choices::ReplayInto::Retry && group.is_none() {
+                return Err(exit::UsageError(
+                    "--into retry needs --group: the group whose members read the retry topic and will handle the parked copies (the transactional stage, for one, reads no retry topic)".to_owned(),
+                )
+                .into());
+            }
             let into_retry = (into == crate::choices::ReplayInto::Retry).then(|| {
                 settings
                     .topology()

@@ -34,7 +34,7 @@ pub(crate) struct NotifyArgs {
     )]
     pub(crate) group: String,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long = "for", env = "ORDERSTREAM_NOTIFY_FOR")]
+    #[arg(long = "for", env = "ORDERSTREAM_NOTIFY_FOR", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) for_secs: Option<u64>,
     /// RabbitMQ AMQP URL. With a password, give it in ORDERSTREAM_AMQP_URL (never as a flag:
     /// `ps` shows flags to every user).

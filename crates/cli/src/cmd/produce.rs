@@ -187,7 +187,7 @@ pub(crate) async fn build_producer(
     .await
     .with_context(|| format!("cannot start the producer for topic {}", spec.name))?;
     // After Kafka: an unreachable cluster is the first thing to say. Before any event.
-    crate::cmd::schemas::require_registry(settings).await?;
+    crate::cmd::schemas::check_registry(settings).await?;
     Ok(producer)
 }
 
@@ -353,6 +353,8 @@ pub(crate) async fn run(settings: &Effective, args: ProduceArgs) -> anyhow::Resu
         }
     }
     let producer = build_producer(settings, &args).await?;
+    // A fixed run cannot wait for the registry to come back: say so before any event.
+    crate::cmd::schemas::require_registry(settings).await?;
     let cancel = CancellationToken::new();
     crate::signals::cancel_on_signal(cancel.clone());
     let progress = (!args.quiet).then(|| {

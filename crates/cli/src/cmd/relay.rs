@@ -25,7 +25,7 @@ pub(crate) struct RelayArgs {
     #[arg(long, env = "ORDERSTREAM_RELAY_POLL_MS", default_value_t = 200)]
     pub(crate) poll_ms: u64,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long = "for", env = "ORDERSTREAM_RELAY_FOR")]
+    #[arg(long = "for", env = "ORDERSTREAM_RELAY_FOR", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) for_secs: Option<u64>,
 }
 

@@ -164,21 +164,11 @@ fn print_versions(catalog: &Catalog, source: &Source) {
 /// Fails fast when the registry refuses the configured credentials or its certificate is not
 /// trusted, before a producer encodes (every event would fail) or a consumer decodes (every
 /// record would be retried). A registry that does not answer is only warned about: that may
-/// heal, and the producer reports each event it could not send, the consumer retries.
+/// heal, and a long-running command (relay, consume) keeps what it could not send or decode
+/// for later. A fixed run (`produce`) uses [`require_registry`].
 pub(crate) async fn check_registry(settings: &Effective) -> anyhow::Result<()> {
-    let refused = |e: AdminError| {
-        anyhow::Error::new(e).context(format!(
-            "the schema registry at {} cannot be used",
-            settings.registry_url
-        ))
-    };
-    match admin(settings)?.list_subjects().await {
-        Ok(_) => Ok(()),
-        Err(e @ AdminError::Unauthorized { .. }) => Err(refused(e)),
-        // rustls says "invalid peer certificate": a trust problem does not heal by waiting.
-        Err(e @ AdminError::Unreachable { .. }) if e.to_string().contains("certificate") => {
-            Err(refused(e))
-        }
+    match registry_answer(settings).await? {
+        Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(registry = %settings.registry_url, error = %e, "the schema registry does not answer yet");
             Ok(())
@@ -186,17 +176,35 @@ pub(crate) async fn check_registry(settings: &Effective) -> anyhow::Result<()> {
     }
 }
 
-/// [`check_registry`] for a command that can do nothing without the registry (a producer
-/// encodes every event with it): a registry that does not answer is an error as well.
+/// [`check_registry`] for a run that can do nothing without the registry (`produce` encodes
+/// every event with it and ends): a registry that does not answer is an error as well.
 pub(crate) async fn require_registry(settings: &Effective) -> anyhow::Result<()> {
-    check_registry(settings).await?;
-    admin(settings)?.list_subjects().await.map_err(|e| {
+    registry_answer(settings).await?.map_err(|e| {
         anyhow::Error::new(e).context(format!(
             "the schema registry at {} does not answer: events cannot be encoded, nothing was sent",
             settings.registry_url
         ))
-    })?;
-    Ok(())
+    })
+}
+
+/// One request to the registry: `Err` when it refuses us (credentials, certificate), `Ok(Err)`
+/// when it does not answer.
+async fn registry_answer(settings: &Effective) -> anyhow::Result<Result<(), AdminError>> {
+    let refused = |e: AdminError| {
+        anyhow::Error::new(e).context(format!(
+            "the schema registry at {} cannot be used",
+            settings.registry_url
+        ))
+    };
+    match admin(settings)?.list_subjects().await {
+        Ok(_) => Ok(Ok(())),
+        Err(e @ AdminError::Unauthorized { .. }) => Err(refused(e)),
+        // rustls says "invalid peer certificate": a trust problem does not heal by waiting.
+        Err(e @ AdminError::Unreachable { .. }) if e.to_string().contains("certificate") => {
+            Err(refused(e))
+        }
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// A schema version as the commands print it (`v3`) or as a number (`3`).

@@ -43,7 +43,7 @@ pub(crate) struct StageArgs {
     #[arg(long, env = "ORDERSTREAM_STAGE_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=300_000))]
     pub(crate) session_timeout_ms: u64,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long = "for", env = "ORDERSTREAM_STAGE_FOR")]
+    #[arg(long = "for", env = "ORDERSTREAM_STAGE_FOR", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) for_secs: Option<u64>,
 }
 

@@ -42,8 +42,6 @@ pub(crate) struct RetryInfo {
     pub(crate) not_before: Option<i64>,
     /// Park id for the per-key order rule.
     pub(crate) park_id: Option<u64>,
-    /// Consumer group that parked it (`None`: parked by a version that did not say).
-    pub(crate) group: Option<String>,
     pub(crate) origin: Origin,
 }
 
@@ -88,7 +86,6 @@ impl RetryInfo {
                 round: 0,
                 not_before: None,
                 park_id: None,
-                group: None,
                 origin: Origin::own(rec),
             });
         }
@@ -113,10 +110,6 @@ impl RetryInfo {
             round,
             not_before: num(rec, h::RETRY_NOT_BEFORE)?,
             park_id: num(rec, h::RETRY_PARK_ID)?,
-            group: rec
-                .header(h::RETRY_GROUP)
-                .filter(|g| !g.is_empty())
-                .map(|g| String::from_utf8_lossy(g).into_owned()),
             origin: Origin {
                 topic: Some(topic),
                 partition,
@@ -126,18 +119,20 @@ impl RetryInfo {
         })
     }
 
-    /// Whether a member of `group` is to handle it: it was parked by `group`, or by a version
-    /// that did not name the group.
-    pub(crate) fn is_for(&self, group: &str) -> bool {
-        self.group.as_deref().is_none_or(|g| g == group)
-    }
-
     /// How long to wait before processing, bounded by the longest delay this member sets (a
     /// crafted `not_before` far in the future cannot hold a partition for longer).
     pub(crate) fn wait(&self, now_ms: i64, max_delay: Duration) -> Duration {
         let ahead = self.not_before.map_or(0, |nb| nb.saturating_sub(now_ms));
         Duration::from_millis(u64::try_from(ahead).unwrap_or(0)).min(max_delay)
     }
+}
+
+/// Whether a retry-topic record was parked by a group other than `group`. Read before any other
+/// retry header: another group's record is not this member's to judge, malformed or not. A
+/// record parked by a version that did not name its group is every group's.
+pub(crate) fn parked_by_another(rec: &Record, group: &str) -> bool {
+    rec.header(h::RETRY_GROUP)
+        .is_some_and(|g| !g.is_empty() && g != group.as_bytes())
 }
 
 /// What a member writes on a record it parks, besides the record's origin.
@@ -358,9 +353,11 @@ mod tests {
             (i.attempts, i.round, i.not_before, i.park_id),
             (3, 1, Some(1_000), Some(17))
         );
-        assert_eq!(i.group.as_deref(), Some("billing"));
-        assert!(i.is_for("billing"));
-        assert!(!i.is_for("notify"), "another group's parked record");
+        assert!(!parked_by_another(&back, "billing"));
+        assert!(
+            parked_by_another(&back, "notify"),
+            "another group's parked record"
+        );
         assert_eq!(
             i.origin,
             Origin {
@@ -385,11 +382,14 @@ mod tests {
 
     #[test]
     fn a_record_parked_without_a_group_is_for_every_group() {
-        let info = RetryInfo::of(&retry_rec(&[]), true).unwrap();
-        assert_eq!(info.group, None);
-        assert!(info.is_for("billing") && info.is_for("notify"));
-        let empty = RetryInfo::of(&retry_rec(&[(h::RETRY_GROUP, b"")]), true).unwrap();
-        assert!(empty.is_for("billing"));
+        assert!(!parked_by_another(&retry_rec(&[]), "billing"));
+        assert!(!parked_by_another(
+            &retry_rec(&[(h::RETRY_GROUP, b"")]),
+            "billing"
+        ));
+        // another group's record is passed over even when its other headers are nonsense
+        let foreign = retry_rec(&[(h::RETRY_GROUP, b"notify"), (h::RETRY_ROUND, b"-1")]);
+        assert!(parked_by_another(&foreign, "billing"));
     }
 
     #[test]

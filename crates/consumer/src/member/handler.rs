@@ -300,6 +300,13 @@ impl<H: Handler> Shared<H> {
         mut rec: Record,
         first: Option<Result<(), ProcessError>>,
     ) -> Outcome {
+        if ctx.from_retry && forward::parked_by_another(&rec, &self.cfg.group_id) {
+            // Groups share the retry topic: another group parked this copy, and this group
+            // handled its own copy of the source record already.
+            debug!("retry record of another group: passed over");
+            metrics::counter!(m::RETRY_OTHER_GROUP, "topic" => ctx.topic.to_string()).increment(1);
+            return Outcome::Done;
+        }
         let info = match RetryInfo::of(&rec, ctx.from_retry) {
             Ok(info) => info,
             Err(msg) => {
@@ -308,13 +315,6 @@ impl<H: Handler> Shared<H> {
                 return self.dead_letter(ctx, &rec, &origin, &err).await;
             }
         };
-        if !info.is_for(&self.cfg.group_id) {
-            // Groups share the retry topic: another group parked this copy, and this group
-            // handled its own copy of the source record already.
-            debug!(parked_by = ?info.group, "retry record of another group: passed over");
-            metrics::counter!(m::RETRY_OTHER_GROUP, "topic" => ctx.topic.to_string()).increment(1);
-            return Outcome::Done;
-        }
         if info.not_before.is_some() {
             let wait = info.wait(now_ms(), self.cfg.retry_topic_max_delay);
             if !wait.is_zero() && !sleep_or_cancel(wait, &ctx.stop).await {

@@ -170,13 +170,22 @@ mod chain_tests {
     #[error("metadata fetch error: {0}")]
     struct Repeats(#[source] std::io::Error);
 
-    /// A cause the message already prints is not printed again.
+    #[derive(Debug, thiserror::Error)]
+    #[error("timed out waiting for the broker")]
+    struct Mentions(#[source] std::io::Error);
+
+    /// A cause the message already ends with is not printed again; one it only mentions is.
     #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
+    fn a_cause_already_at_the_end_of_the_message_is_not_repeated() {
         let e = Repeats(std::io::Error::other("broker transport failure"));
         assert_eq!(
             error_chain(&e),
             "metadata fetch error: broker transport failure"
+        );
+        let e = Mentions(std::io::Error::other("timed out"));
+        assert_eq!(
+            error_chain(&e),
+            "timed out waiting for the broker: timed out"
         );
     }
 

@@ -669,6 +669,15 @@ struct Accepting {
     seen: Mutex<Vec<(String, String)>>,
 }
 
+impl Accepting {
+    /// `(topic, payload)` of every call, sorted.
+    fn sorted(&self) -> Vec<(String, String)> {
+        let mut seen = self.seen.lock().unwrap().clone();
+        seen.sort();
+        seen
+    }
+}
+
 impl Processor for Accepting {
     async fn process(&self, record: &Record) -> Result<(), ProcessError> {
         let payload = String::from_utf8_lossy(record.payload().unwrap_or_default()).into_owned();
@@ -734,10 +743,8 @@ async fn consumer_groups_sharing_a_retry_topic_handle_only_what_they_parked() {
     .await;
     cancel_b.cancel();
     let sum_b = jh_b.await.unwrap();
-    let mut seen = accepting.seen.lock().unwrap().clone();
-    seen.sort();
     assert_eq!(
-        seen,
+        accepting.sorted(),
         [
             (s.topics.source.clone(), "always:X1".to_owned()),
             (s.topics.source.clone(), "ok:L1".to_owned()),
@@ -842,10 +849,8 @@ async fn a_dead_letter_replayed_into_the_retry_topic_reaches_only_its_group() {
         "group A handled the replayed copy once, from the retry topic"
     );
     assert_eq!((sum_a.parked, sum_a.dead_lettered), (0, 0), "{sum_a:?}");
-    let mut seen_b = accepting.seen.lock().unwrap().clone();
-    seen_b.sort();
     assert_eq!(
-        seen_b,
+        accepting.sorted(),
         [
             (s.topics.source.clone(), "ok:L1".to_owned()),
             (s.topics.source.clone(), "poison:X1".to_owned()),

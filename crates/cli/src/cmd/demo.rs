@@ -267,6 +267,7 @@ pub(crate) async fn run(settings: &Effective, args: DemoArgs) -> anyhow::Result<
         quiet: true,
     };
     let producer = build_producer(settings, &produce_args).await?;
+    crate::cmd::schemas::check_registry(settings).await?;
     let cancel = CancellationToken::new();
     crate::signals::cancel_on_signal(cancel.clone());
     let watch = Watch {

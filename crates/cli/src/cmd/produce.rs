@@ -157,7 +157,9 @@ impl ProduceStats {
     }
 }
 
-/// Builds the process's one producer from the effective settings.
+/// Builds the process's one producer from the effective settings. The caller checks the
+/// registry after it (an unreachable cluster is the first thing to say): how much it needs the
+/// registry depends on the command.
 pub(crate) async fn build_producer(
     settings: &Effective,
     args: &ProduceArgs,
@@ -186,8 +188,6 @@ pub(crate) async fn build_producer(
     )
     .await
     .with_context(|| format!("cannot start the producer for topic {}", spec.name))?;
-    // After Kafka: an unreachable cluster is the first thing to say. Before any event.
-    crate::cmd::schemas::check_registry(settings).await?;
     Ok(producer)
 }
 

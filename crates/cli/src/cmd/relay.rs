@@ -59,6 +59,8 @@ pub(crate) async fn run(settings: &Effective, args: RelayArgs) -> anyhow::Result
         },
     )
     .await?;
+    // Long-running: a registry that does not answer yet is only warned about.
+    crate::cmd::schemas::check_registry(settings).await?;
     let (mut published, mut marked, mut failed) = (0u64, 0u64, 0u64);
     let poll = Duration::from_millis(args.poll_ms);
     while !cancel.is_cancelled() {

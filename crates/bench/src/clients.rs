@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
+use hdrhistogram::Histogram;
 use orderstream_consumer::{ConsumerConfig, ProcessError, Processor, Record, Topics, run};
 use orderstream_orders::OrderProducer;
-use orderstream_producer::{ProducerConfig, ProducerTopic};
+use orderstream_producer::{DeliveryOutcome, ProducerConfig, ProducerTopic};
 use orderstream_schema::{OrderCodec, OrderEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +73,8 @@ pub(crate) async fn producer(
 
 /// Open-loop sender: `n` events at `rate`/s; event `k` carries its *scheduled* send time in
 /// `occurred_at_micros` and `phase` in `sequence`. Returns when every send was enqueued and
-/// acknowledged.
+/// acknowledged, with each delivered event's scheduled send → acknowledgement in µs (so a
+/// sender that falls behind its schedule shows up, as it does end to end).
 pub(crate) async fn open_loop(
     p: &OrderProducer,
     rate: f64,
@@ -80,7 +82,7 @@ pub(crate) async fn open_loop(
     phase: i64,
     first_id: u64,
     pad: usize,
-) {
+) -> Histogram<u64> {
     let start = Instant::now();
     let epoch = now_us();
     let mut next = 0u64;
@@ -98,13 +100,36 @@ pub(crate) async fn open_loop(
                 .collect();
             next = due;
             let p = p.clone();
-            tasks.push(tokio::spawn(async move { p.send_batch(&batch).await }));
+            tasks.push(tokio::spawn(async move {
+                let called = now_us();
+                let outcomes = p.send_batch(&batch).await;
+                outcomes
+                    .iter()
+                    .zip(&batch)
+                    .filter_map(|(o, e)| match o {
+                        DeliveryOutcome::Delivered { latency, .. } => {
+                            let acked = called + latency.as_micros() as i64;
+                            Some((acked - e.occurred_at_micros).max(1) as u64)
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<u64>>()
+            }));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let mut acks = latency_histogram();
     for t in tasks {
-        let _ = t.await;
+        for us in t.await.unwrap_or_default() {
+            let _ = acks.record(us);
+        }
     }
+    acks
+}
+
+/// A histogram of latencies in µs, up to 10 minutes.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
 /// Writes `n` events to `topic` and waits for every acknowledgement.

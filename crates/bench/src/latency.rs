@@ -1,8 +1,10 @@
-//! End-to-end latency at a fixed rate: an open-loop producer at levels of the producer
-//! saturation's Avro max, and the consumer crate's `run` recording scheduled send → handler.
+//! End-to-end latency at a fixed rate: an open-loop producer (its own process, see `sender.rs`)
+//! at levels of the producer saturation's Avro max, and the consumer crate's `run` recording
+//! scheduled send → handler; beside it, on a topic of its own with a sender of its own, a bare
+//! rust-rdkafka consumer loop at the same levels.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,31 +14,48 @@ use orderstream_consumer::{ProcessError, Processor, Record};
 use orderstream_schema::OrderCodec;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{consumer_cfg, decode, now_us, open_loop, producer, spawn_member};
+use crate::clients::{consumer_cfg, decode, latency_histogram, now_us, spawn_member};
+use crate::sender::Sender;
 use crate::util::{self, Mmm};
+
+/// Latencies per phase (an event's `sequence`) and the count of records one consumer saw.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    hists: Mutex<BTreeMap<i64, Histogram<u64>>>,
+    seen: AtomicU64,
+}
+
+impl Recorder {
+    pub(crate) fn record(&self, phase: i64, latency_us: i64) {
+        if let Ok(mut h) = self.hists.lock() {
+            let _ = h
+                .entry(phase)
+                .or_insert_with(latency_histogram)
+                .record(latency_us.max(1) as u64);
+        }
+        self.seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+}
 
 struct LatencyProc {
     codec: OrderCodec,
-    hists: Mutex<BTreeMap<i64, Histogram<u64>>>,
-    seen: AtomicU64,
+    rec: Arc<Recorder>,
 }
 
 impl Processor for LatencyProc {
     async fn process(&self, rec: &Record) -> Result<(), ProcessError> {
         let e = decode(&self.codec, rec).await?;
-        let lat = (now_us() - e.occurred_at_micros).max(1) as u64;
-        if let Ok(mut h) = self.hists.lock() {
-            let _ = h
-                .entry(e.sequence)
-                .or_insert_with(|| {
-                    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
-                })
-                .record(lat);
-        }
-        self.seen.fetch_add(1, Ordering::Relaxed);
+        self.rec.record(e.sequence, now_us() - e.occurred_at_micros);
         Ok(())
     }
 }
+
+/// The producers' `linger.ms`.
+pub(crate) const LINGER_MS: u64 = 5;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lat {
@@ -47,119 +66,254 @@ pub(crate) struct Lat {
     pub(crate) count: u64,
 }
 
+impl Lat {
+    pub(crate) fn of(h: &Histogram<u64>) -> Lat {
+        Lat {
+            p50: h.value_at_quantile(0.5) as f64,
+            p99: h.value_at_quantile(0.99) as f64,
+            p999: h.value_at_quantile(0.999) as f64,
+            max: h.max() as f64,
+            count: h.len(),
+        }
+    }
+}
+
+/// One consumer's figures at one level, one entry per round.
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
+    /// Achieved send rate, msgs/s.
+    pub(crate) achieved: Vec<f64>,
+    /// Scheduled send → handler.
+    pub(crate) end_to_end: Vec<Lat>,
+    /// Scheduled send → the producer's acknowledgement.
+    pub(crate) acked: Vec<Lat>,
+    /// This process's CPU time per record handled, from the start of a run until its consumer
+    /// caught up.
+    pub(crate) cpu_us_per_record: Vec<f64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Level {
+    pub(crate) name: String,
+    pub(crate) offered: f64,
+    /// The consumer crate's `run`.
+    pub(crate) ours: Lane,
+    /// The bare rust-rdkafka consumer loop (baseline).
+    pub(crate) bare: Lane,
+}
+
 #[derive(Debug)]
 pub(crate) struct Latency {
     pub(crate) max_rate: f64,
-    /// (level name, offered rate, achieved rate, per-round latencies in µs)
-    pub(crate) levels: Vec<(String, f64, f64, Vec<Lat>)>,
+    pub(crate) levels: Vec<Level>,
     pub(crate) linger_ms: u64,
+}
+
+/// A topic, the process sending to it, and the consumer that records what reaches it.
+struct Path {
+    sender: Sender,
+    rec: Arc<Recorder>,
+    sent: u64,
+}
+
+impl Path {
+    /// Sends 250 events at a time until the consumer sees records (it has its partitions), then
+    /// 1 s at `rate_after` so both clients are warm, and waits for the consumer to catch up.
+    async fn warm_up(&mut self, name: &str, rate_after: f64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.rec.seen() == 0 {
+            self.send(-1, 500.0, 250).await?;
+            if Instant::now() > deadline {
+                bail!("Latency: the {name} consumer processed nothing within 30 s");
+            }
+        }
+        self.send(-1, rate_after, rate_after as u64).await?;
+        self.catch_up(Duration::from_secs(30)).await;
+        Ok(())
+    }
+
+    async fn send(&mut self, phase: i64, rate: f64, n: u64) -> Result<(f64, Lat)> {
+        let r = self.sender.run(phase, self.sent, rate, n).await?;
+        self.sent += n;
+        Ok(r)
+    }
+
+    /// Waits until the consumer saw everything sent (at most `limit`); returns how far behind.
+    async fn catch_up(&self, limit: Duration) -> u64 {
+        let until = Instant::now() + limit;
+        while self.rec.seen() < self.sent && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.sent.saturating_sub(self.rec.seen())
+    }
 }
 
 pub(crate) async fn run(
     bootstrap: &str,
+    registry: &str,
     codec: &OrderCodec,
     max_rate: f64,
     secs: f64,
     rounds: usize,
     topics: &mut Vec<String>,
 ) -> Result<Latency> {
-    let topic = format!("bench-latency-{}", std::process::id());
-    util::create_topic(bootstrap, &topic).await?;
-    topics.push(topic.clone());
-    let linger_ms = 5;
-    let p = producer(bootstrap, codec, &topic, linger_ms).await?;
-    let proc_ = Arc::new(LatencyProc {
-        codec: codec.clone(),
-        hists: Mutex::new(BTreeMap::new()),
-        seen: AtomicU64::new(0),
-    });
+    let mut paths = Vec::new();
+    for suffix in ["", "-bare"] {
+        let topic = format!("bench-latency-{}{suffix}", std::process::id());
+        util::create_topic(bootstrap, &topic).await?;
+        topics.push(topic.clone());
+        paths.push((
+            topic.clone(),
+            Sender::start(bootstrap, registry, &topic).await?,
+        ));
+    }
     let cancel = CancellationToken::new();
+    let stop_bare = Arc::new(AtomicBool::new(false));
+    let ours_rec = Arc::new(Recorder::default());
+    let bare_rec = Arc::new(Recorder::default());
+    let cfg = consumer_cfg(bootstrap, &format!("{}-g", paths[0].0), &paths[0].0);
+    let fetch_wait_max = cfg.fetch_wait_max;
     let member = spawn_member(
-        consumer_cfg(bootstrap, &format!("{topic}-g"), &topic),
-        Arc::clone(&proc_),
+        cfg,
+        Arc::new(LatencyProc {
+            codec: codec.clone(),
+            rec: Arc::clone(&ours_rec),
+        }),
         cancel.clone(),
     );
-    // Warm-up (phase -1): until the consumer has the partitions and processes.
-    let mut sent = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proc_.seen.load(Ordering::Relaxed) == 0 {
-        open_loop(&p, 500.0, 250, -1, sent, 0).await;
-        sent += 250;
-        if Instant::now() > deadline {
-            cancel.cancel();
-            bail!("Latency: consumer processed nothing within 30 s");
+    let bare_thread = crate::bare_consumer::spawn(
+        bootstrap,
+        &format!("{}-g", paths[1].0),
+        &paths[1].0,
+        fetch_wait_max,
+        codec.clone(),
+        Arc::clone(&bare_rec),
+        Arc::clone(&stop_bare),
+    )?;
+    let mut lanes = Vec::new();
+    for ((_, sender), rec) in paths.into_iter().zip([ours_rec, bare_rec]) {
+        lanes.push(Path {
+            sender,
+            rec,
+            sent: 0,
+        });
+    }
+    let warmed = async {
+        for (lane, name) in lanes.iter_mut().zip(["orderstream", "bare"]) {
+            lane.warm_up(name, max_rate * 0.1).await?;
         }
+        anyhow::Ok(())
     }
-    open_loop(&p, max_rate * 0.1, (max_rate * 0.1) as u64, -1, sent, 0).await;
-    sent += (max_rate * 0.1) as u64;
-    while proc_.seen.load(Ordering::Relaxed) < sent
-        && Instant::now() < deadline + Duration::from_secs(30)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    .await;
+    if let Err(e) = warmed {
+        cancel.cancel();
+        stop_bare.store(true, Ordering::Relaxed);
+        return Err(e);
     }
-    // 10/50/80 % of the producer saturation's max, plus a fixed 1 000 msgs/s reference level (the floor of the
-    // pipeline's latency on this machine, independent of the max).
-    let fracs: Vec<(String, f64)> = vec![
+    // 10/50/80 % of the producer saturation's max, plus a fixed 1 000 msgs/s reference level (the
+    // floor of the pipeline's latency on this machine, independent of the max).
+    let mut levels: Vec<Level> = [
         ("1 000 msgs/s (reference)".to_owned(), 1000.0),
         ("10%".to_owned(), max_rate * 0.1),
         ("50%".to_owned(), max_rate * 0.5),
         ("80%".to_owned(), max_rate * 0.8),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, offered)| Level {
+        name,
+        offered,
+        ours: Lane::default(),
+        bare: Lane::default(),
+    })
+    .collect();
+    // Each level runs once per consumer in every round, the two taking turns going first.
     let mut phase = 0i64;
     let mut plan = Vec::new();
-    for _ in 0..rounds {
-        for (i, (_, rate)) in fracs.iter().enumerate() {
-            plan.push((phase, i, *rate));
-            phase += 1;
+    for round in 0..rounds {
+        for i in 0..levels.len() {
+            let order = if (round + i) % 2 == 0 { [0, 1] } else { [1, 0] };
+            for v in order {
+                plan.push((phase, i, v));
+                phase += 1;
+            }
         }
     }
-    let mut achieved: Vec<Vec<f64>> = vec![Vec::new(); fracs.len()];
-    let mut total_sent = sent;
-    for (phase, i, rate) in &plan {
-        let rate = *rate;
+    let mut acks = BTreeMap::new();
+    // The senders are other processes: this process's CPU is the consumer's (the idle one's is
+    // a poll every 50 ms).
+    let mut cpus = BTreeMap::new();
+    for &(phase, i, v) in &plan {
+        let rate = levels[i].offered;
         let n = (rate * secs) as u64;
-        let t = Instant::now();
-        open_loop(&p, rate, n, *phase, total_sent, 0).await;
-        achieved[*i].push(n as f64 / t.elapsed().as_secs_f64());
-        total_sent += n;
+        let lane = &mut lanes[v];
+        let (cpu0, seen0) = (util::process_cpu(), lane.rec.seen());
+        match lane.send(phase, rate, n).await {
+            Ok(r) => {
+                acks.insert(phase, r);
+            }
+            Err(e) => {
+                cancel.cancel();
+                stop_bare.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
         // Let the consumer catch up with everything sent so far before the next level, so a
         // backlog never leaks into the next level's histogram.
-        let wait_until = Instant::now() + Duration::from_secs(45);
-        while proc_.seen.load(Ordering::Relaxed) < total_sent && Instant::now() < wait_until {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let behind = total_sent.saturating_sub(proc_.seen.load(Ordering::Relaxed));
+        let behind = lane.catch_up(Duration::from_secs(45)).await;
+        let handled = lane.rec.seen().saturating_sub(seen0).max(1);
+        let cpu_us = util::process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / handled as f64;
+        cpus.insert(phase, cpu_us);
         if behind > 0 {
             eprintln!("  Latency: consumer still {behind} records behind after 45 s");
         }
         eprintln!(
-            "  Latency phase {phase}: {} ({rate:.0}/s), {n} records",
-            fracs[*i].0
+            "  Latency phase {phase}: {} ({rate:.0}/s), {n} records, {}",
+            levels[i].name,
+            ["orderstream", "bare loop"][v]
         );
     }
     cancel.cancel();
     let _ = member.await;
-    p.shutdown(Duration::from_secs(10)).await;
-    let hists = proc_.hists.lock().map(|h| h.clone()).unwrap_or_default();
-    let mut levels = Vec::new();
-    for (i, (name, rate)) in fracs.iter().enumerate() {
-        let lats: Vec<Lat> = plan
-            .iter()
-            .filter(|(_, j, _)| *j == i)
-            .filter_map(|(ph, _, _)| hists.get(ph))
-            .map(|h| Lat {
-                p50: h.value_at_quantile(0.5) as f64,
-                p99: h.value_at_quantile(0.99) as f64,
-                p999: h.value_at_quantile(0.999) as f64,
-                max: h.max() as f64,
-                count: h.len(),
-            })
-            .collect();
-        levels.push((name.clone(), *rate, Mmm::of(&achieved[i]).med, lats));
+    stop_bare.store(true, Ordering::Relaxed);
+    // (a consumer's close can hang: the bench goes on without it)
+    let joined = tokio::task::spawn_blocking(move || bare_thread.join());
+    if tokio::time::timeout(Duration::from_secs(15), joined)
+        .await
+        .is_err()
+    {
+        eprintln!("  Latency: the bare consumer did not close within 15 s");
+    }
+    let mut hists: Vec<BTreeMap<i64, Histogram<u64>>> = Vec::new();
+    for lane in lanes {
+        hists.push(lane.rec.hists.lock().map(|h| h.clone()).unwrap_or_default());
+        lane.sender.stop().await;
+    }
+    for &(phase, i, v) in &plan {
+        let lane = if v == 0 {
+            &mut levels[i].ours
+        } else {
+            &mut levels[i].bare
+        };
+        if let Some(h) = hists[v].get(&phase) {
+            lane.end_to_end.push(Lat::of(h));
+        }
+        if let Some(cpu) = cpus.get(&phase) {
+            lane.cpu_us_per_record.push(*cpu);
+        }
+        if let Some((achieved, acked)) = acks.get(&phase) {
+            lane.achieved.push(*achieved);
+            lane.acked.push(*acked);
+        }
     }
     Ok(Latency {
         max_rate,
         levels,
-        linger_ms,
+        linger_ms: LINGER_MS,
     })
+}
+
+impl Lane {
+    pub(crate) fn achieved(&self) -> f64 {
+        Mmm::of(&self.achieved).med
+    }
 }

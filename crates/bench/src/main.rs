@@ -3,6 +3,7 @@
 //! rounds). Writes a Markdown report (`BENCHMARKS.md`). See `docs/benchmarks.md`.
 
 mod bare;
+mod bare_consumer;
 mod clients;
 mod codec;
 mod drain;
@@ -13,6 +14,7 @@ mod produce;
 mod rebalance;
 mod report;
 mod scale_out;
+mod sender;
 mod stage;
 mod store;
 mod util;
@@ -100,6 +102,9 @@ pub(crate) struct Args {
     /// Child role (scale-out): a group member on this topic until stdin closes.
     #[arg(long, hide = true, requires = "group")]
     pub(crate) member_of: Option<String>,
+    /// Child role (latency): an open-loop sender to this topic, driven through stdin.
+    #[arg(long, hide = true)]
+    pub(crate) sender_of: Option<String>,
     /// Group of `--member-of`.
     #[arg(long, hide = true)]
     pub(crate) group: Option<String>,
@@ -115,6 +120,17 @@ pub(crate) struct Args {
     /// Padding bytes per event of `--produce-only`.
     #[arg(long, hide = true, default_value_t = 0)]
     pub(crate) pad: usize,
+    /// The producer saturation's max (msgs/s) the consumer workloads set their load from, when
+    /// the produce workload does not run (e.g. `--only latency`); otherwise a fixed 20 000.
+    #[arg(long, value_parser = positive_rate)]
+    pub(crate) max_rate: Option<f64>,
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive rate in msgs/s")),
+    }
 }
 
 /// A workload of the suite; `--only` takes the kebab-case names (`scale-out`), which the
@@ -157,7 +173,11 @@ fn wants(a: &Args, w: Workload) -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.produce_only.is_some() || args.member_of.is_some() || args.mem_phase_secs.is_some() {
+    if args.produce_only.is_some()
+        || args.member_of.is_some()
+        || args.mem_phase_secs.is_some()
+        || args.sender_of.is_some()
+    {
         return child_role(&args).await;
     }
     if let Some(variant) = args.profile_produce {
@@ -215,7 +235,7 @@ async fn main() -> Result<()> {
     })?;
 
     produce_workload(&args, &tools, &codec, rounds, &mut res, &mut topics).await;
-    let max_rate = max_rate(&res);
+    let max_rate = max_rate(&res, args.max_rate);
     consumer_workloads(
         &args,
         &tools,
@@ -301,8 +321,8 @@ async fn produce_workload(
 }
 
 /// The producer saturation's max: the Avro producer at the product's default setting (linger
-/// 5 ms, ~100 B, lz4); a fixed guess when that setting did not run.
-fn max_rate(res: &Results) -> f64 {
+/// 5 ms, ~100 B, lz4); when that setting did not run, `given` or a fixed guess.
+fn max_rate(res: &Results, given: Option<f64>) -> f64 {
     res.produce
         .iter()
         .find(|r| {
@@ -312,6 +332,7 @@ fn max_rate(res: &Results) -> f64 {
         })
         .map(|r| r.avro.m(|x| x.msgs_s).med)
         .filter(|r| r.is_finite() && *r > 0.0)
+        .or(given)
         .unwrap_or(20_000.0)
 }
 
@@ -328,7 +349,17 @@ async fn consumer_workloads(
     if wants(args, Workload::Latency) {
         eprintln!("End-to-end latency at a fixed rate (max {max_rate:.0}/s) ...");
         let secs = if args.quick { 3.0 } else { 5.0 };
-        match latency::run(&args.bootstrap, codec, max_rate, secs, rounds, topics).await {
+        match latency::run(
+            &args.bootstrap,
+            &args.registry_url,
+            codec,
+            max_rate,
+            secs,
+            rounds,
+            topics,
+        )
+        .await
+        {
             Ok(r) => res.latency = Some(r),
             Err(e) => res.errors.push(format!("latency: {e:#}")),
         }
@@ -443,6 +474,9 @@ async fn child_role(args: &Args) -> Result<()> {
         util::delete_topics(&args.bootstrap, &topics).await;
         println!("{}", res?.line());
         return Ok(());
+    }
+    if let Some(topic) = &args.sender_of {
+        return sender::serve(&args.bootstrap, &codec, topic).await;
     }
     if let Some(topic) = &args.produce_only {
         return memory::produce_only(

@@ -13,27 +13,44 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
     let _ = writeln!(
         s,
         "## End-to-end latency at a fixed rate\n\nOpen loop at a fraction of the producer saturation's Avro max ({:.0} msgs/s, linger {} ms, lz4): every event carries its *scheduled* \
-         send time (`occurred_at_micros`); the consumer's handler (consumer crate `run`, decode) records `now − scheduled` in an HdrHistogram (µs). \
-         Levels are interleaved (reference, 10, 50, 80 %, repeated); before each level the consumer must have caught up with everything sent (up to 45 s), so a backlog cannot leak into the next level; one histogram per level and round. A level the pipeline cannot sustain shows up as queueing (seconds). Max is reported, not targeted.\n",
+         send time (`occurred_at_micros`); the consumer records `now − scheduled` in an HdrHistogram (µs) after decoding the event. Two consumers, each with its own topic and its own \
+         producer (`OrderProducer`, the same settings): orderstream = the consumer crate's `run`; bare rust-rdkafka loop (baseline, `crates/bench/src/bare_consumer.rs`) = a plain \
+         `BaseConsumer` poll loop with our fetch wait and fetch backoff and automatic commits, the code a user would write without orderstream. `acked` = scheduled send → the producer's \
+         acknowledgement of the same events: the part of the end-to-end latency spent before any consumer could see them. \
+         Each sender is a process of its own (this binary, `--sender-of`), as a service producing orders would be: the consumers' process holds the consumers alone, and its CPU time per record handled \
+         (from the start of a run until its consumer caught up) is the consumer's. All of them, the broker included, share the machine's cores. \
+         Levels and consumers are interleaved (reference, 10, 50, 80 %, repeated; the two consumers take turns going first); before each step its consumer must have caught up with everything sent \
+         to it (up to 45 s), so a backlog cannot leak into the next step; one histogram per level, consumer and round. A level the pipeline cannot sustain shows up as queueing (seconds). Max is reported, not targeted.\n",
         w.max_rate, w.linger_ms
     );
     let _ = writeln!(
         s,
-        "| load | offered msgs/s | achieved msgs/s | records/round | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|"
+        "| load | consumer | offered msgs/s | achieved msgs/s | records/round | p50 ms | p99 ms | p99.9 ms | max ms | acked p50 / p99 ms | consumer CPU µs / record |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
-    for (name, offered, rate, lats) in &w.levels {
-        let m = |g: fn(&Lat) -> f64| {
-            Mmm::of(&lats.iter().map(|l| g(l) / 1e3).collect::<Vec<_>>()).fmt(1)
-        };
-        let _ = writeln!(
-            s,
-            "| {name} | {offered:.0} | {rate:.0} | {} | {} | {} | {} | {} |",
-            lats.first().map_or(0, |l| l.count),
-            m(|l| l.p50),
-            m(|l| l.p99),
-            m(|l| l.p999),
-            m(|l| l.max),
-        );
+    for level in &w.levels {
+        for (consumer, lane) in [
+            ("orderstream", &level.ours),
+            ("bare rust-rdkafka loop (baseline)", &level.bare),
+        ] {
+            let m = |v: &[Lat], g: fn(&Lat) -> f64| {
+                Mmm::of(&v.iter().map(|l| g(l) / 1e3).collect::<Vec<_>>()).fmt(1)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {consumer} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} / {} | {} |",
+                level.name,
+                level.offered,
+                lane.achieved(),
+                lane.end_to_end.first().map_or(0, |l| l.count),
+                m(&lane.end_to_end, |l| l.p50),
+                m(&lane.end_to_end, |l| l.p99),
+                m(&lane.end_to_end, |l| l.p999),
+                m(&lane.end_to_end, |l| l.max),
+                m(&lane.acked, |l| l.p50),
+                m(&lane.acked, |l| l.p99),
+                Mmm::of(&lane.cpu_us_per_record).fmt(2),
+            );
+        }
     }
     let _ = writeln!(s);
 }

@@ -447,6 +447,9 @@ impl<H: Handler> Shared<H> {
         };
         let hs = forward::retry_headers(rec, info, &how, err);
         info!(
+            topic = rec.topic(),
+            partition = rec.partition(),
+            offset = rec.offset(),
             round,
             attempts,
             follower = err.is_none(),
@@ -479,7 +482,7 @@ impl<H: Handler> Shared<H> {
     ) -> Outcome {
         let cfg = &self.cfg;
         let hs = forward::dead_letter_headers(rec, origin, err, &cfg.group_id);
-        warn!(class = err.class(), error = %err.message(), attempts = rec.attempt(), schema_id = ?err.schema_id(), "dead-lettering record");
+        warn!(topic = rec.topic(), partition = rec.partition(), offset = rec.offset(), class = err.class(), error = %err.message(), attempts = rec.attempt(), schema_id = ?err.schema_id(), "dead-lettering record");
         let sent = forward::send(
             &self.producer,
             cfg,

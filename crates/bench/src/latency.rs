@@ -113,7 +113,10 @@ pub(crate) struct Latency {
 struct Path {
     sender: Sender,
     rec: Arc<Recorder>,
+    /// Events delivered to the topic.
     sent: u64,
+    /// The next event's number.
+    first_id: u64,
 }
 
 impl Path {
@@ -128,13 +131,23 @@ impl Path {
             }
         }
         self.send(-1, rate_after, rate_after as u64).await?;
-        self.catch_up(Duration::from_secs(30)).await;
+        let behind = self.catch_up(Duration::from_secs(30)).await;
+        if behind > 0 {
+            bail!(
+                "Latency: the {name} consumer is still {behind} records behind after its warm-up"
+            );
+        }
         Ok(())
     }
 
     async fn send(&mut self, phase: i64, rate: f64, n: u64) -> Result<(f64, Lat)> {
-        let r = self.sender.run(phase, self.sent, rate, n).await?;
-        self.sent += n;
+        let r = self.sender.run(phase, self.first_id, rate, n).await?;
+        // Event ids are numbered by what was sent; the consumer can only see what was delivered.
+        self.first_id += n;
+        self.sent += r.1.count;
+        if r.1.count < n {
+            eprintln!("  Latency: {} of {n} events not delivered", n - r.1.count);
+        }
         Ok(r)
     }
 
@@ -173,14 +186,6 @@ pub(crate) async fn run(
     let bare_rec = Arc::new(Recorder::default());
     let cfg = consumer_cfg(bootstrap, &format!("{}-g", paths[0].0), &paths[0].0);
     let fetch_wait_max = cfg.fetch_wait_max;
-    let member = spawn_member(
-        cfg,
-        Arc::new(LatencyProc {
-            codec: codec.clone(),
-            rec: Arc::clone(&ours_rec),
-        }),
-        cancel.clone(),
-    );
     let bare_thread = crate::bare_consumer::spawn(
         bootstrap,
         &format!("{}-g", paths[1].0),
@@ -190,12 +195,21 @@ pub(crate) async fn run(
         Arc::clone(&bare_rec),
         Arc::clone(&stop_bare),
     )?;
+    let member = spawn_member(
+        cfg,
+        Arc::new(LatencyProc {
+            codec: codec.clone(),
+            rec: Arc::clone(&ours_rec),
+        }),
+        cancel.clone(),
+    );
     let mut lanes = Vec::new();
     for ((_, sender), rec) in paths.into_iter().zip([ours_rec, bare_rec]) {
         lanes.push(Path {
             sender,
             rec,
             sent: 0,
+            first_id: 0,
         });
     }
     let warmed = async {
@@ -262,7 +276,9 @@ pub(crate) async fn run(
         let behind = lane.catch_up(Duration::from_secs(45)).await;
         let handled = lane.rec.seen().saturating_sub(seen0).max(1);
         let cpu_us = util::process_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / handled as f64;
-        cpus.insert(phase, cpu_us);
+        if behind == 0 {
+            cpus.insert(phase, cpu_us);
+        }
         if behind > 0 {
             eprintln!("  Latency: consumer still {behind} records behind after 45 s");
         }
@@ -273,16 +289,23 @@ pub(crate) async fn run(
         );
     }
     cancel.cancel();
-    let _ = member.await;
     stop_bare.store(true, Ordering::Relaxed);
-    // (a consumer's close can hang: the bench goes on without it)
-    let joined = tokio::task::spawn_blocking(move || bare_thread.join());
-    if tokio::time::timeout(Duration::from_secs(15), joined)
+    if tokio::time::timeout(Duration::from_secs(30), member)
         .await
         .is_err()
     {
+        eprintln!("  Latency: the consumer did not stop within 30 s");
+    }
+    // A consumer's close can hang: after 15 s the thread is left detached (it does not keep the
+    // process from exiting, as a blocking task of the runtime would).
+    let until = Instant::now() + Duration::from_secs(15);
+    while !bare_thread.is_finished() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !bare_thread.is_finished() {
         eprintln!("  Latency: the bare consumer did not close within 15 s");
     }
+    drop(bare_thread);
     let mut hists: Vec<BTreeMap<i64, Histogram<u64>>> = Vec::new();
     for lane in lanes {
         hists.push(lane.rec.hists.lock().map(|h| h.clone()).unwrap_or_default());

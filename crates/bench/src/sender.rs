@@ -106,10 +106,11 @@ impl Sender {
             .write_all(format!("{phase} {first_id} {rate} {n}\n").as_bytes())
             .await?;
         self.stdin.flush().await?;
-        let line = self
-            .out
-            .next_line()
-            .await?
+        // the run's own length plus the producer's delivery timeout and some
+        let limit = Duration::from_secs_f64(n as f64 / rate) + Duration::from_secs(180);
+        let line = tokio::time::timeout(limit, self.out.next_line())
+            .await
+            .context("the sender process did not answer")??
             .context("the sender process ended")?;
         parse_acked(&line)
     }

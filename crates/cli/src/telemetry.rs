@@ -54,12 +54,12 @@ pub(crate) struct Endpoint<'a> {
 /// `record` span (and the per-batch `batch` span) are off: a log subscriber builds each enabled
 /// span and formats its fields, which cost about 1.5 µs per record, a quarter of
 /// `orderstream consume`'s CPU, for log context that only the rare per-record lines use (and those
-/// carry the record's topic, partition and offset themselves).
+/// name their record, or the batch's topic and partition, themselves).
 fn default_filter(export: bool) -> &'static str {
     if export {
         "info,rdkafka=warn"
     } else {
-        "info,rdkafka=warn,orderstream_consumer::member::owner=warn"
+        "info,rdkafka=warn,orderstream_consumer::spans=warn"
     }
 }
 
@@ -169,8 +169,7 @@ mod tests {
         let subscriber =
             tracing_subscriber::registry().with(EnvFilter::new(default_filter(export)));
         tracing::subscriber::with_default(subscriber, || {
-            !tracing::info_span!(target: "orderstream_consumer::member::owner", "record")
-                .is_disabled()
+            !tracing::info_span!(target: orderstream_consumer::SPAN_TARGET, "record").is_disabled()
         })
     }
 
@@ -182,7 +181,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(EnvFilter::new(default_filter(false)));
         tracing::subscriber::with_default(subscriber, || {
             assert!(
-                tracing::enabled!(target: "orderstream_consumer::member::owner", tracing::Level::WARN)
+                tracing::enabled!(target: "orderstream_consumer::member::owner", tracing::Level::INFO)
             );
             assert!(
                 tracing::enabled!(target: "orderstream_consumer::member::handler", tracing::Level::INFO)

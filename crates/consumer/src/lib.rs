@@ -88,7 +88,7 @@ pub use config::{
 };
 pub use dedup::Dedup;
 pub use frontier::{CommitFrontier, FrontierError};
-pub use member::{ConsumerError, RunSummary, run, run_batched};
+pub use member::{ConsumerError, RunSummary, SPAN_TARGET, run, run_batched};
 pub use record::{HeaderIter, Record};
 pub use replay::{
     DeadLetter, ReplayError, ReplaySelection, ReplaySummary, read_dead_letters, replay,

@@ -146,7 +146,13 @@ impl BatchProcessor for StoreProcessor {
                 // Nothing of the batch was applied: every decoded record waits and comes again.
                 self.store_failures.fetch_add(1, Ordering::Relaxed);
                 let message = orderstream_schema::error_chain(&e);
-                tracing::warn!(error = %message, "store unavailable: batch retried");
+                tracing::warn!(
+                    topic = records.first().map(Record::topic),
+                    partition = records.first().map(Record::partition),
+                    records = records.len(),
+                    error = %message,
+                    "store unavailable: batch retried"
+                );
                 for (i, _, _) in &decoded {
                     results[*i] = Err(ProcessError::Transient {
                         class: "store_unavailable",

@@ -16,10 +16,11 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
          send time (`occurred_at_micros`); the consumer records `now − scheduled` in an HdrHistogram (µs) after decoding the event. Two consumers, each with its own topic and its own \
          producer (`OrderProducer`, the same settings): orderstream = the consumer crate's `run`; bare rust-rdkafka loop (baseline, `crates/bench/src/bare_consumer.rs`) = a plain \
          `BaseConsumer` poll loop with our fetch wait and fetch backoff and automatic commits, the code a user would write without orderstream. `acked` = scheduled send → the producer's \
-         acknowledgement of the same events: the part of the end-to-end latency spent before any consumer could see them. \
-         Each sender is a process of its own (this binary, `--sender-of`), as a service producing orders would be: the consumers' process holds the consumers alone, and its CPU time per record handled \
-         (from the start of a run until its consumer caught up) is the consumer's. All of them, the broker included, share the machine's cores. \
-         Levels and consumers are interleaved (reference, 10, 50, 80 %, repeated; the two consumers take turns going first); before each step its consumer must have caught up with everything sent \
+         acknowledgement of the same events: the part of the end-to-end latency spent before any consumer could see them (it counts from the hand-over of each 1 ms batch of events plus each event's own enqueue → acknowledgement, \
+         so the enqueueing of the events before it in its batch, under a millisecond unless librdkafka's queue is full, is left out). \
+         Each sender is a process of its own (this binary, `--sender-of`), as a service producing orders would be: the consumers' process holds the two consumers alone, and its CPU time per record handled \
+         (from the start of a run until its consumer caught up; not counted for a run whose consumer did not catch up) is the running consumer's plus the idle one's polling (which dominates at 1 000 msgs/s). All of them, the broker included, share the machine's cores. \
+         Levels and consumers are interleaved (reference, 10, 50, 80 %, repeated; which consumer goes first alternates from one level to the next); before each step its consumer must have caught up with everything sent \
          to it (up to 45 s), so a backlog cannot leak into the next step; one histogram per level, consumer and round. A level the pipeline cannot sustain shows up as queueing (seconds). Max is reported, not targeted.\n",
         w.max_rate, w.linger_ms
     );

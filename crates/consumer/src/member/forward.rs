@@ -266,7 +266,7 @@ pub(crate) async fn send(
         let Err((e, _)) = res else {
             return true;
         };
-        warn!(topic, error = %e, attempt, generation = handle.number(), "forward produce failed; retrying (the source offset stays uncommitted)");
+        warn!(topic, source_topic = rec.topic(), source_partition = rec.partition(), source_offset = rec.offset(), error = %e, attempt, generation = handle.number(), "forward produce failed; retrying (the source offset stays uncommitted)");
         let rebuilt = producer.recover(&handle, &e, topic);
         // a replaced handle must not be kept alive by a sleeping task
         drop(handle);

@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use owner::SPAN_TARGET;
 pub use summary::{ConsumerError, RunSummary};
 
 use crate::budget::MemoryBudget;

@@ -102,9 +102,22 @@ pub(crate) struct Level {
     pub(crate) bare: Lane,
 }
 
+/// The rate the consumer workloads' loads are fractions of, and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaxRate {
+    pub(crate) msgs_s: f64,
+    /// For the report, e.g. "the rate given with `--max-rate`".
+    pub(crate) from: &'static str,
+}
+
+/// `median (min–max)` over rounds of one field of [`Lat`] (µs), in ms.
+pub(crate) fn ms(v: &[Lat], field: fn(&Lat) -> f64) -> Mmm {
+    Mmm::of(&v.iter().map(|l| field(l) / 1e3).collect::<Vec<_>>())
+}
+
 #[derive(Debug)]
 pub(crate) struct Latency {
-    pub(crate) max_rate: f64,
+    pub(crate) max_rate: MaxRate,
     pub(crate) levels: Vec<Level>,
     pub(crate) linger_ms: u64,
 }
@@ -165,11 +178,12 @@ pub(crate) async fn run(
     bootstrap: &str,
     registry: &str,
     codec: &OrderCodec,
-    max_rate: f64,
+    max: MaxRate,
     secs: f64,
     rounds: usize,
     topics: &mut Vec<String>,
 ) -> Result<Latency> {
+    let max_rate = max.msgs_s;
     let mut paths = Vec::new();
     for suffix in ["", "-bare"] {
         let topic = format!("bench-latency-{}{suffix}", std::process::id());
@@ -224,8 +238,8 @@ pub(crate) async fn run(
         stop_bare.store(true, Ordering::Relaxed);
         return Err(e);
     }
-    // 10/50/80 % of the producer saturation's max, plus a fixed 1 000 msgs/s reference level (the
-    // floor of the pipeline's latency on this machine, independent of the max).
+    // 10/50/80 % of the max rate (the producer saturation's, or `--max-rate`), plus a fixed 1 000 msgs/s
+    // reference level (the floor of the pipeline's latency on this machine, independent of the max).
     let mut levels: Vec<Level> = [
         ("1 000 msgs/s (reference)".to_owned(), 1000.0),
         ("10%".to_owned(), max_rate * 0.1),
@@ -329,7 +343,7 @@ pub(crate) async fn run(
         }
     }
     Ok(Latency {
-        max_rate,
+        max_rate: max,
         levels,
         linger_ms: LINGER_MS,
     })

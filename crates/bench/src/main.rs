@@ -33,6 +33,7 @@ use orderstream_consumer::GroupProtocol;
 use orderstream_producer::Compression;
 use orderstream_schema::{OrderCodec, RegistryConfig};
 
+use crate::latency::MaxRate;
 use crate::util::Tools;
 
 #[derive(Debug, Parser)]
@@ -235,17 +236,8 @@ async fn main() -> Result<()> {
     })?;
 
     produce_workload(&args, &tools, &codec, rounds, &mut res, &mut topics).await;
-    let max_rate = max_rate(&res, args.max_rate);
-    consumer_workloads(
-        &args,
-        &tools,
-        &codec,
-        rounds,
-        max_rate,
-        &mut res,
-        &mut topics,
-    )
-    .await;
+    let max = max_rate(&res, args.max_rate);
+    consumer_workloads(&args, &tools, &codec, rounds, max, &mut res, &mut topics).await;
     sink_workloads(&args, &codec, rounds, &mut res, &mut topics).await;
     util::delete_topics(&args.bootstrap, &topics).await;
     res.elapsed = started.elapsed();
@@ -321,9 +313,11 @@ async fn produce_workload(
 }
 
 /// The producer saturation's max: the Avro producer at the product's default setting (linger
-/// 5 ms, ~100 B, lz4); when that setting did not run, `given` or a fixed guess.
-fn max_rate(res: &Results, given: Option<f64>) -> f64 {
-    res.produce
+/// 5 ms, ~100 B, lz4); when that setting did not run, `given` or a fixed guess. The report says
+/// which.
+fn max_rate(res: &Results, given: Option<f64>) -> MaxRate {
+    let measured = res
+        .produce
         .iter()
         .find(|r| {
             r.setting.linger_ms == 5
@@ -331,21 +325,34 @@ fn max_rate(res: &Results, given: Option<f64>) -> f64 {
                 && r.setting.compression == Compression::Lz4
         })
         .map(|r| r.avro.m(|x| x.msgs_s).med)
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .or(given)
-        .unwrap_or(20_000.0)
+        .filter(|r| r.is_finite() && *r > 0.0);
+    match (measured, given) {
+        (Some(msgs_s), _) => MaxRate {
+            msgs_s,
+            from: "the producer saturation's Avro max (linger 5 ms, ~100 B, lz4)",
+        },
+        (None, Some(msgs_s)) => MaxRate {
+            msgs_s,
+            from: "the rate given with `--max-rate`",
+        },
+        (None, None) => MaxRate {
+            msgs_s: 20_000.0,
+            from: "a fixed guess (no producer saturation run, no `--max-rate`)",
+        },
+    }
 }
 
-/// The workloads with a consumer; their load is set from the producer saturation's `max_rate`.
+/// The workloads with a consumer; their load is set from `max` (see [`max_rate`]).
 async fn consumer_workloads(
     args: &Args,
     tools: &Tools,
     codec: &OrderCodec,
     rounds: usize,
-    max_rate: f64,
+    max: MaxRate,
     res: &mut Results,
     topics: &mut Vec<String>,
 ) {
+    let max_rate = max.msgs_s;
     if wants(args, Workload::Latency) {
         eprintln!("End-to-end latency at a fixed rate (max {max_rate:.0}/s) ...");
         let secs = if args.quick { 3.0 } else { 5.0 };
@@ -353,7 +360,7 @@ async fn consumer_workloads(
             &args.bootstrap,
             &args.registry_url,
             codec,
-            max_rate,
+            max,
             secs,
             rounds,
             topics,
@@ -501,7 +508,7 @@ async fn child_role(args: &Args) -> Result<()> {
 mod tests {
     use clap::Parser as _;
 
-    use super::{Args, Workload};
+    use super::{Args, Results, Workload, max_rate};
 
     #[test]
     fn every_workload_runs_by_default_in_suite_order() {
@@ -521,6 +528,17 @@ mod tests {
                 Workload::Store,
             ]
         );
+    }
+
+    /// Without a producer saturation run the report must not credit it with the rate.
+    #[test]
+    fn the_max_rate_says_where_it_came_from() {
+        let none = Results::default();
+        let given = max_rate(&none, Some(123_000.0));
+        assert_eq!(given.msgs_s, 123_000.0);
+        assert!(given.from.contains("--max-rate"), "{}", given.from);
+        let guessed = max_rate(&none, None);
+        assert!(guessed.from.contains("guess"), "{}", guessed.from);
     }
 
     #[test]

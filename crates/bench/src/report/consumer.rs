@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::drain::Drain;
-use crate::latency::{Lat, Latency};
+use crate::latency::{Lat, Latency, ms};
 use crate::memory::Memory;
 use crate::rebalance::Rebalance;
 use crate::scale_out::ScaleOut;
@@ -12,7 +12,7 @@ use crate::util::{Mmm, ratio};
 pub(super) fn latency(s: &mut String, w: &Latency) {
     let _ = writeln!(
         s,
-        "## End-to-end latency at a fixed rate\n\nOpen loop at a fraction of the producer saturation's Avro max ({:.0} msgs/s, linger {} ms, lz4): every event carries its *scheduled* \
+        "## End-to-end latency at a fixed rate\n\nOpen loop at fractions of {} ({:.0} msgs/s; the senders use linger {} ms, lz4): every event carries its *scheduled* \
          send time (`occurred_at_micros`); the consumer records `now − scheduled` in an HdrHistogram (µs) after decoding the event. Two consumers, each with its own topic and its own \
          producer (`OrderProducer`, the same settings): orderstream = the consumer crate's `run`; bare rust-rdkafka loop (baseline, `crates/bench/src/bare_consumer.rs`) = a plain \
          `BaseConsumer` poll loop with our fetch wait and fetch backoff and automatic commits, the code a user would write without orderstream. `acked` = scheduled send → the producer's \
@@ -22,7 +22,7 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
          (from the start of a run until its consumer caught up; not counted for a run whose consumer did not catch up) is the running consumer's plus the idle one's polling (which dominates at 1 000 msgs/s). All of them, the broker included, share the machine's cores. \
          Levels and consumers are interleaved (reference, 10, 50, 80 %, repeated; which consumer goes first alternates from one level to the next); before each step its consumer must have caught up with everything sent \
          to it (up to 45 s), so a backlog cannot leak into the next step; one histogram per level, consumer and round. A level the pipeline cannot sustain shows up as queueing (seconds). Max is reported, not targeted.\n",
-        w.max_rate, w.linger_ms
+        w.max_rate.from, w.max_rate.msgs_s, w.linger_ms
     );
     let _ = writeln!(
         s,
@@ -33,9 +33,7 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
             ("orderstream", &level.ours),
             ("bare rust-rdkafka loop (baseline)", &level.bare),
         ] {
-            let m = |v: &[Lat], g: fn(&Lat) -> f64| {
-                Mmm::of(&v.iter().map(|l| g(l) / 1e3).collect::<Vec<_>>()).fmt(1)
-            };
+            let m = |v: &[Lat], field: fn(&Lat) -> f64| ms(v, field).fmt(1);
             let _ = writeln!(
                 s,
                 "| {} | {consumer} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} / {} | {} |",

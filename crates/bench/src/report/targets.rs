@@ -9,13 +9,12 @@ use super::{pf, verdict};
 use crate::Results;
 use crate::codec::Codec;
 use crate::drain::Drain;
-use crate::latency::{Lat, Latency};
+use crate::latency::{Latency, ms};
 use crate::memory::Memory;
 use crate::notify::Notify;
 use crate::produce::SettingResult;
 use crate::rebalance::Rebalance;
 use crate::scale_out::ScaleOut;
-use crate::util::Mmm;
 
 pub(super) fn table(r: &Results) -> String {
     let mut t = String::new();
@@ -145,30 +144,29 @@ fn drain(t: &mut String, w: &Drain) {
     );
 }
 
-/// The targets hold at half the producer saturation's max; the bare loop's figure is context.
+/// The targets hold at half the max rate (see [`crate::latency::MaxRate`]); the bare loop's
+/// figure is context.
 fn latency(t: &mut String, w: &Latency) {
     let Some(level) = w.levels.iter().find(|l| l.name == "50%") else {
         return;
     };
-    let of =
-        |v: &[Lat], g: fn(&Lat) -> f64| Mmm::of(&v.iter().map(|l| g(l) / 1e3).collect::<Vec<_>>());
-    let p99 = of(&level.ours.end_to_end, |l| l.p99);
-    let p999 = of(&level.ours.end_to_end, |l| l.p999);
+    let p99 = ms(&level.ours.end_to_end, |l| l.p99);
+    let p999 = ms(&level.ours.end_to_end, |l| l.p999);
     let lim = w.linger_ms as f64 + 5.0;
     let _ = writeln!(
         t,
         "| latency | 50% load, linger {} ms: end-to-end p99 ≤ {lim:.0} ms | {} ms (bare rust-rdkafka loop, same run: {} ms; acknowledged by then: {} ms) | {} |",
         w.linger_ms,
         p99.fmt(1),
-        of(&level.bare.end_to_end, |l| l.p99).fmt(1),
-        of(&level.ours.acked, |l| l.p99).fmt(1),
+        ms(&level.bare.end_to_end, |l| l.p99).fmt(1),
+        ms(&level.ours.acked, |l| l.p99).fmt(1),
         verdict(p99, |x| x <= lim)
     );
     let _ = writeln!(
         t,
         "| latency | 50% load: end-to-end p99.9 ≤ 20 ms | {} ms (bare rust-rdkafka loop: {} ms) | {} |",
         p999.fmt(1),
-        of(&level.bare.end_to_end, |l| l.p999).fmt(1),
+        ms(&level.bare.end_to_end, |l| l.p999).fmt(1),
         verdict(p999, |x| x <= 20.0)
     );
 }

@@ -317,7 +317,13 @@ pub async fn replay(
             .entry((target.to_owned(), landed))
             .or_insert(0) += 1;
     }
-    info!(?summary, "replay done");
+    info!(
+        read = summary.read,
+        replayed = summary.replayed.values().sum::<u64>(),
+        partitions_written = summary.replayed.len(),
+        skipped = summary.skipped,
+        "replay done"
+    );
     Ok(summary)
 }
 

@@ -107,7 +107,18 @@ async fn start<H: Handler>(
             &stop,
         )?);
     }
-    info!(group = %config.group_id, retry_group = %config.retry_group(), source = %config.topics.source, with_retry, ?budget, "consumer member started");
+    info!(
+        group = %config.group_id,
+        retry_group = %config.retry_group(),
+        source = %config.topics.source,
+        with_retry,
+        budget_bytes_per_consumer = budget.total,
+        prefetch_kbytes = budget.prefetch_kbytes,
+        fetch_max_bytes = budget.fetch_max_bytes,
+        partition_fetch_max_bytes = budget.partition_fetch_max_bytes,
+        window_bytes = budget.window_bytes,
+        "consumer member started"
+    );
     let mut outs: Vec<SideSummary> = Vec::new();
     let mut failure = None;
     for (rx, (topic, group)) in sides.into_iter().zip([

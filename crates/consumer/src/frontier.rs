@@ -67,10 +67,19 @@ impl CommitFrontier {
     /// Records that processing of `offset` finished (successfully or by being handed to the
     /// retry / dead-letter topic: anything that means "never needs to be consumed again").
     pub fn completed(&mut self, offset: i64) -> Result<(), FrontierError> {
-        let idx = self
+        // Offsets are contiguous unless compaction or transaction markers left gaps: then the
+        // index follows from the front's offset, and the search runs only after a gap.
+        let guess = self
             .window
-            .binary_search_by_key(&offset, |(o, _)| *o)
-            .map_err(|_| FrontierError::NotInFlight { offset })?;
+            .front()
+            .and_then(|(front, _)| usize::try_from(offset.checked_sub(*front)?).ok());
+        let idx = match guess {
+            Some(i) if self.window.get(i).is_some_and(|(o, _)| *o == offset) => i,
+            _ => self
+                .window
+                .binary_search_by_key(&offset, |(o, _)| *o)
+                .map_err(|_| FrontierError::NotInFlight { offset })?,
+        };
         let slot = &mut self.window[idx];
         if slot.1 {
             return Err(FrontierError::NotInFlight { offset });

@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::OrderingMode;
 
-/// The ordering unit a record belongs to. (`Ord` only breaks ties in the ready heap, which do
+/// The ordering unit a record belongs to. (`Ord` only breaks ties in the ready queue, which do
 /// not occur: offsets are unique within a partition.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Slot {
@@ -128,6 +128,50 @@ impl<T> Fifo<T> {
     }
 }
 
+/// The ready slots, each with the offset of its oldest queued record; the oldest comes out
+/// first. Records arrive in offset order, so a slot that becomes ready on a push is nearly
+/// always younger than every ready one: those go to a FIFO (O(1) both ways), and only the slots
+/// readied again on a release, older than the FIFO's youngest, go to a heap.
+#[derive(Debug, Default)]
+struct Ready {
+    /// Ascending offsets.
+    fifo: VecDeque<(i64, Slot)>,
+    heap: BinaryHeap<Reverse<(i64, Slot)>>,
+}
+
+impl Ready {
+    fn push(&mut self, offset: i64, slot: Slot) {
+        if self
+            .fifo
+            .back()
+            .is_none_or(|(youngest, _)| *youngest < offset)
+        {
+            self.fifo.push_back((offset, slot));
+        } else {
+            self.heap.push(Reverse((offset, slot)));
+        }
+    }
+
+    fn pop(&mut self) -> Option<(i64, Slot)> {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(Reverse(h))) if h < f => self.heap.pop().map(|Reverse(e)| e),
+            (Some(_), _) => self.fifo.pop_front(),
+            (None, _) => self.heap.pop().map(|Reverse(e)| e),
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.fifo.is_empty() && self.heap.is_empty()
+    }
+
+    #[cfg(test)]
+    fn clear(&mut self) {
+        self.fifo.clear();
+        self.heap.clear();
+    }
+}
+
 /// Per-slot FIFO queues plus the ready slots, oldest queued record first.
 ///
 /// Invariants: a slot is in `slots` iff it is owned or has queued items; a slot is in `ready`
@@ -136,14 +180,14 @@ impl<T> Fifo<T> {
 #[derive(Debug)]
 pub(crate) struct KeyScheduler<T> {
     slots: HashMap<Slot, SlotQueue<T>, BuildHasherDefault<SlotHasher>>,
-    ready: BinaryHeap<Reverse<(i64, Slot)>>,
+    ready: Ready,
 }
 
 impl<T> Default for KeyScheduler<T> {
     fn default() -> Self {
         Self {
             slots: HashMap::default(),
-            ready: BinaryHeap::new(),
+            ready: Ready::default(),
         }
     }
 }
@@ -158,7 +202,7 @@ impl<T> KeyScheduler<T> {
                 false
             }
             None => {
-                self.ready.push(Reverse((offset, slot)));
+                self.ready.push(offset, slot);
                 self.slots.insert(
                     slot,
                     SlotQueue {
@@ -185,7 +229,7 @@ impl<T> KeyScheduler<T> {
         };
         q.owned = false;
         match q.items.front() {
-            Some((offset, _)) => self.ready.push(Reverse((*offset, slot))),
+            Some((offset, _)) => self.ready.push(*offset, slot),
             None => {
                 self.slots.remove(&slot);
             }
@@ -194,7 +238,7 @@ impl<T> KeyScheduler<T> {
 
     /// Takes the oldest ready item and owns its slot. `None`: nothing is ready.
     pub(crate) fn take(&mut self) -> Option<(Slot, T)> {
-        while let Some(Reverse((_, slot))) = self.ready.pop() {
+        while let Some((_, slot)) = self.ready.pop() {
             let Some(q) = self.slots.get_mut(&slot) else {
                 continue;
             };
@@ -328,6 +372,33 @@ mod tests {
     }
 
     proptest! {
+        /// The ready queue gives what one heap would: the oldest entry first, whatever the mix
+        /// of young entries (pushes) and older ones (releases).
+        #[test]
+        fn ready_queue_pops_the_oldest_like_a_heap(
+            ops in proptest::collection::vec((any::<bool>(), 0i64..50), 1..300),
+        ) {
+            let mut ready = Ready::default();
+            let mut model = BinaryHeap::new();
+            let mut next = 0i64;
+            for (push, back) in ops {
+                if push {
+                    // mostly the next offset; sometimes an older one, as a release brings
+                    next += 1;
+                    let offset = if back % 3 == 0 { next - back } else { next };
+                    let entry = (offset, Slot::Unkeyed(next));
+                    ready.push(entry.0, entry.1);
+                    model.push(Reverse(entry));
+                } else {
+                    prop_assert_eq!(ready.pop(), model.pop().map(|Reverse(e)| e));
+                }
+            }
+            while let Some(Reverse(e)) = model.pop() {
+                prop_assert_eq!(ready.pop(), Some(e));
+            }
+            prop_assert!(ready.is_empty());
+        }
+
         /// Random interleavings of arrivals and steps of a pool of workers: per key, items are
         /// processed in arrival order, a key never has two items running at once, a worker
         /// always gets the oldest item it may run, and every item is processed exactly once

@@ -14,12 +14,19 @@ use crate::Record;
 /// it (a handler that blocks its thread instead of awaiting cannot be cancelled sooner).
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Most records a partition's next batch is allocated for up front (a batch that gathered
+/// while the owner's channel was full can be far longer than a poll burst).
+const MAX_RESERVE: usize = 4096;
+
 /// One owned partition as the poll thread sees it.
 #[derive(Debug)]
 pub(crate) struct Owned {
     pub(crate) link: OwnerLink,
     /// Records polled and not yet handed to the owner (its channel was full).
     pending: Vec<Record>,
+    /// Length of the last batch handed over: the next one is allocated at that size when its
+    /// first record comes.
+    last_batch: usize,
     pub(crate) paused: bool,
     /// First and highest offset handed to the owner.
     first: Option<i64>,
@@ -33,6 +40,7 @@ impl Owned {
         Self {
             link,
             pending: Vec::new(),
+            last_batch: 0,
             paused: false,
             first: None,
             highest: -1,
@@ -70,6 +78,11 @@ impl Owned {
             .ctx
             .unfinished_bytes
             .fetch_add(rec.size(), Ordering::Relaxed);
+        if self.pending.capacity() == 0 {
+            // Each batch goes to the owner whole: grown from empty, a batch of a few hundred
+            // records would be reallocated and copied eight times or so on the poll thread.
+            self.pending.reserve(self.last_batch);
+        }
         self.pending.push(rec);
         true
     }
@@ -79,8 +92,9 @@ impl Owned {
         if self.pending.is_empty() {
             return;
         }
+        let len = self.pending.len();
         match self.link.tx.try_send(std::mem::take(&mut self.pending)) {
-            Ok(()) => {}
+            Ok(()) => self.last_batch = len.min(MAX_RESERVE),
             Err(TrySendError::Full(batch)) => self.pending = batch,
             // the owner is gone (stopping): nothing of this partition is processed any more
             Err(TrySendError::Closed(_)) => {}

@@ -40,11 +40,12 @@ impl Slot {
     }
 }
 
-/// FNV-1a, 64 bit: keys are short, and this runs once per record on the hot path.
+/// A 64-bit hash of a record key, once per record on the hot path. foldhash reads the key a
+/// word at a time (a byte-at-a-time FNV took ~4 % of the partition owners' time on 36-byte
+/// order ids); the seed is fixed, so a key maps to the same slot in every owner and run.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    use std::hash::BuildHasher as _;
+    foldhash::fast::FixedState::with_seed(0x6f72_6465_7273_7472).hash_one(key)
 }
 
 /// Hasher of [`Slot`]s: their keys are already hashed, so SipHash again is wasted per record.

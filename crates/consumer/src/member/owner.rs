@@ -141,12 +141,12 @@ async fn run<H: Handler>(
                 break;
             }
             Some(done) = running.next(), if !running.is_empty() => {
-                let mut n = finish(done, ctx, &mut frontier, &mut sched);
+                let mut freed = finish(done, &mut frontier, &mut sched, ctx);
                 // everything else already finished, in one pass
                 while let Some(Some(done)) = running.next().now_or_never() {
-                    n += finish(done, ctx, &mut frontier, &mut sched);
+                    freed += finish(done, &mut frontier, &mut sched, ctx);
                 }
-                publish(ctx, &frontier, n);
+                publish(ctx, &frontier, freed);
             }
             () = ctx.stop.cancelled(), if phase.takes_records() => {
                 phase = phase.stop();
@@ -170,8 +170,8 @@ async fn run<H: Handler>(
         // (a stop not yet seen by the select above already ends new work)
         more_ready = false;
         if phase.takes_records() && !ctx.stop.is_cancelled() {
-            // (records run inline, of them finished)
-            let (mut inline, mut finished) = (0, 0);
+            // (records run inline, what those that finished freed)
+            let (mut inline, mut finished) = (0, Freed::default());
             while running.len() < max_running {
                 if batched {
                     let mut items: Vec<(Slot, Record)> = Vec::new();
@@ -201,13 +201,13 @@ async fn run<H: Handler>(
                     match one.as_mut().now_or_never() {
                         Some(done) => {
                             inline += 1;
-                            finished += finish(done, ctx, &mut frontier, &mut sched);
+                            finished += finish(done, &mut frontier, &mut sched, ctx);
                         }
                         None => running.push(Either::Left(one)),
                     }
                 }
             }
-            if finished > 0 {
+            if finished != Freed::default() {
                 publish(ctx, &frontier, finished);
             }
         }
@@ -244,36 +244,57 @@ fn accept<H: Handler>(
     }
 }
 
-/// Makes `n` more finished records and the committable offset visible to the poll thread.
-fn publish(ctx: &PartCtx, frontier: &CommitFrontier, n: usize) {
+/// What finished records give back: how many completed, and the bytes of all of them
+/// (completed or aborted).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Freed {
+    completed: usize,
+    bytes: usize,
+}
+
+impl std::ops::AddAssign for Freed {
+    fn add_assign(&mut self, other: Freed) {
+        self.completed += other.completed;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Makes finished records, their bytes and the committable offset visible to the poll thread:
+/// once per pass over finished records, not per record (the counters are shared with the poll
+/// thread's core).
+fn publish(ctx: &PartCtx, frontier: &CommitFrontier, freed: Freed) {
+    if freed.bytes > 0 {
+        ctx.unfinished_bytes
+            .fetch_sub(freed.bytes, Ordering::Relaxed);
+    }
     if let Some(c) = frontier.committable() {
         ctx.committable.store(c, Ordering::Release);
     }
     // Release: the poll thread that counts these sees the committable offset above
-    ctx.completed.fetch_add(n, Ordering::Release);
+    ctx.completed.fetch_add(freed.completed, Ordering::Release);
 }
 
-/// Books finished records and releases their slots; returns how many completed.
+/// Books finished records and releases their slots.
 fn finish(
     done: Finishes,
-    ctx: &PartCtx,
     frontier: &mut CommitFrontier,
     sched: &mut KeyScheduler<Record>,
-) -> usize {
-    let mut n = 0;
+    ctx: &PartCtx,
+) -> Freed {
+    let mut freed = Freed::default();
     for f in done {
-        ctx.unfinished_bytes.fetch_sub(f.bytes, Ordering::Relaxed);
+        freed.bytes += f.bytes;
         // An aborted record (stop under way) keeps its slot: the key's next record must not
         // start after it, or it would be applied before its predecessor is redelivered.
         if f.outcome == Outcome::Done {
-            n += 1;
+            freed.completed += 1;
             if let Err(e) = frontier.completed(f.offset) {
                 error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
             }
             sched.release(f.slot);
         }
     }
-    n
+    freed
 }
 
 /// Sets the partition's gauges: lag in records as the latest statistics said, lag in seconds

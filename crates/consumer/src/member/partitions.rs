@@ -24,6 +24,8 @@ pub(crate) struct Owned {
     pub(crate) link: OwnerLink,
     /// Records polled and not yet handed to the owner (its channel was full).
     pending: Vec<Record>,
+    /// Bytes of `pending`.
+    pending_bytes: usize,
     /// Length of the last batch handed over: the next one is allocated at that size when its
     /// first record comes.
     last_batch: usize,
@@ -40,6 +42,7 @@ impl Owned {
         Self {
             link,
             pending: Vec::new(),
+            pending_bytes: 0,
             last_batch: 0,
             paused: false,
             first: None,
@@ -63,8 +66,9 @@ impl Owned {
         usize::try_from(self.highest + 1 - low).unwrap_or(0)
     }
 
+    /// Bytes of the records handed to the owner and not finished, plus those not handed over.
     fn bytes(&self) -> usize {
-        self.link.ctx.unfinished_bytes.load(Ordering::Relaxed)
+        self.link.ctx.unfinished_bytes.load(Ordering::Relaxed) + self.pending_bytes
     }
 
     /// Takes a polled record; `false` if it was handed over before (ignored).
@@ -74,10 +78,7 @@ impl Owned {
         }
         self.highest = rec.offset();
         self.first.get_or_insert(rec.offset());
-        self.link
-            .ctx
-            .unfinished_bytes
-            .fetch_add(rec.size(), Ordering::Relaxed);
+        self.pending_bytes += rec.size();
         if self.pending.capacity() == 0 {
             // Each batch goes to the owner whole: grown from empty, a batch of a few hundred
             // records would be reallocated and copied eight times or so on the poll thread.
@@ -92,13 +93,25 @@ impl Owned {
         if self.pending.is_empty() {
             return;
         }
-        let len = self.pending.len();
-        match self.link.tx.try_send(std::mem::take(&mut self.pending)) {
-            Ok(()) => self.last_batch = len.min(MAX_RESERVE),
-            Err(TrySendError::Full(batch)) => self.pending = batch,
+        let permit = match self.link.tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(TrySendError::Full(())) => return,
             // the owner is gone (stopping): nothing of this partition is processed any more
-            Err(TrySendError::Closed(_)) => {}
-        }
+            Err(TrySendError::Closed(())) => {
+                self.pending = Vec::new();
+                self.pending_bytes = 0;
+                return;
+            }
+        };
+        // Counted once per batch, and before the owner can see the batch (its subtractions
+        // must never run ahead of this addition): the count is shared with the owner's thread,
+        // and a shared counter touched per record bounces between the two cores.
+        self.link
+            .ctx
+            .unfinished_bytes
+            .fetch_add(std::mem::take(&mut self.pending_bytes), Ordering::Relaxed);
+        self.last_batch = self.pending.len().min(MAX_RESERVE);
+        permit.send(std::mem::take(&mut self.pending));
     }
 
     /// Whether the offset window or the byte window is full.

@@ -14,9 +14,10 @@ use crate::Record;
 /// it (a handler that blocks its thread instead of awaiting cannot be cancelled sooner).
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Most records a partition's next batch is allocated for up front (a batch that gathered
-/// while the owner's channel was full can be far longer than a poll burst).
-const MAX_RESERVE: usize = 4096;
+/// Most records a partition's next batch is allocated for up front: about a poll burst's share
+/// of one partition. It also bounds the unused capacity a batch carries to the owner (a batch
+/// that gathered while the owner's channel was full can be far longer than the next one).
+const MAX_RESERVE: usize = 256;
 
 /// One owned partition as the poll thread sees it.
 #[derive(Debug)]

@@ -177,13 +177,15 @@ mod tests {
 
     #[test]
     fn output_larger_than_a_pipe_does_not_block_the_child() {
-        // 1 MiB to each stream, then the child waits to be interrupted: with unread pipes it
-        // would block in its first 64 KiB and never reach the wait.
+        // 1 MiB to each stream, then the child waits a little: with unread pipes it would block
+        // in its first 64 KiB and never reach the wait. It ends by itself, not on SIGINT: a
+        // process started in the background of a non-interactive shell (e.g. a CI runner's)
+        // inherits SIGINT ignored, and `sleep` keeps it that way.
         let child = Spawned::start(
             "writer",
             Command::new("sh").args([
                 "-c",
-                "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2; echo done >&2; exec sleep 30",
+                "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2; echo done >&2; exec sleep 3",
             ]),
         );
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -196,7 +198,8 @@ mod tests {
             assert!(child.exited().is_none(), "the child ended early");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let out = child.interrupt(Duration::from_secs(10));
+        let out = child.wait(Duration::from_secs(10));
+        assert!(out.status.success(), "{:?}", out.status);
         assert_eq!(out.stdout.len(), 1_048_576);
         assert_eq!(out.stderr.len(), 1_048_576 + "done\n".len());
     }

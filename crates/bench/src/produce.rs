@@ -433,7 +433,8 @@ pub(crate) async fn run_setting(
         .filter(|(k, _)| *k != "bootstrap.servers")
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let bare = std::sync::Arc::new(bare::producer(&cfg.to_client_config()?)?);
+    let client_config = cfg.to_client_config()?;
+    let bare = std::sync::Arc::new(bare::producer(&client_config)?);
     let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
     let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, s.pad)).collect();
     let schema_id = codec.schema_id_for(&topic).await?;
@@ -547,6 +548,8 @@ pub(crate) enum Profiled {
     Raw,
     /// The bare rust-rdkafka loop.
     Bare,
+    /// The bare loop on a `BaseProducer` that the sending thread polls.
+    BareInline,
 }
 
 /// Sends `records` through one variant at linger 5 ms, ~100 B, no compression (after a warm-up),
@@ -564,7 +567,8 @@ pub(crate) async fn profile(
         compression: Compression::None,
         ..ProducerConfig::default()
     };
-    let bare = std::sync::Arc::new(bare::producer(&cfg.to_client_config()?)?);
+    let client_config = cfg.to_client_config()?;
+    let bare = std::sync::Arc::new(bare::producer(&client_config)?);
     let p = OrderProducer::new(cfg, codec.clone(), ProducerTopic::new(&topic, PARTITIONS)).await?;
     let events: Vec<OrderEvent> = (0..records as u64).map(|i| util::event(i, 0)).collect();
     let schema_id = codec.schema_id_for(&topic).await?;
@@ -594,6 +598,16 @@ pub(crate) async fn profile(
         Profiled::Avro => run_avro(&p, &events, bytes).await?,
         Profiled::Raw => run_raw(&p, &pre).await?,
         Profiled::Bare => run_bare(records).await??,
+        Profiled::BareInline => {
+            let inline = bare::inline_producer(&client_config)?;
+            let recs = std::sync::Arc::clone(&pre);
+            let t = topic.clone();
+            tokio::task::spawn_blocking(move || {
+                bare::run_inline(&inline, &t, &recs[..records.min(10_000)])?;
+                bare::run_inline(&inline, &t, &recs)
+            })
+            .await??
+        }
     };
     println!(
         "{variant:?}: {records} records, {:.0} msgs/s, {:.2} CPU µs/msg",

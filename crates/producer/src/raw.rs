@@ -22,6 +22,7 @@ mod core;
 mod handle;
 mod outcome;
 mod pending;
+mod polled;
 mod sends;
 mod trace;
 
@@ -191,7 +192,7 @@ impl RawProducer {
     pub async fn flush(&self, deadline: Duration) -> FlushReport {
         let started = Instant::now();
         let handle = self.core.current();
-        let producer = handle.producer.clone();
+        let producer = handle.producer.shared_producer();
         let result = tokio::task::spawn_blocking(move || {
             let r = producer.flush(deadline);
             (r, producer.in_flight_count())

@@ -467,3 +467,38 @@ async fn a_batch_given_fewer_or_more_records_than_its_length_still_reports_each(
     );
     assert_eq!(p.in_flight(), 0);
 }
+
+/// Senders serve delivery reports between their sends; once nobody sends, the producer's own
+/// thread must, or a lone record and a batch that has finished sending would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_served_when_nobody_sends() {
+    let m = mock("quiet", 6);
+    let p = RawProducer::new(
+        config(m.bootstrap_servers()),
+        ProducerTopic::new("quiet", 6),
+    )
+    .await
+    .expect("start");
+    let within = Duration::from_secs(5);
+    let lone = tokio::time::timeout(within, p.send_raw(Some(b"k"), b"v", &[]))
+        .await
+        .expect("a lone record's report was never served");
+    assert!(
+        matches!(lone, DeliveryOutcome::Delivered { .. }),
+        "{lone:?}"
+    );
+    let keys: Vec<String> = (0..2000).map(|i| format!("order-{i}")).collect();
+    let records: Vec<(Option<&[u8]>, &[u8])> = keys
+        .iter()
+        .map(|k| (Some(k.as_bytes()), &b"v"[..]))
+        .collect();
+    let outcomes = tokio::time::timeout(within, p.send_raw_batch(&records, &[]))
+        .await
+        .expect("a sent batch's reports were never served");
+    let delivered = outcomes
+        .iter()
+        .filter(|o| matches!(o, DeliveryOutcome::Delivered { .. }))
+        .count();
+    assert_eq!(delivered, records.len(), "{:?}", outcomes.first());
+    assert_eq!(p.in_flight(), 0);
+}

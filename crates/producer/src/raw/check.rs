@@ -19,7 +19,7 @@ pub(super) async fn check_topic(
     let deadline = Instant::now() + config.startup_timeout;
     let grace_end = (Instant::now() + Duration::from_millis(1500)).min(deadline);
     loop {
-        let producer = handle.producer.clone();
+        let producer = handle.producer.shared_producer();
         let name = topic.name.clone();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let fetched = tokio::task::spawn_blocking(move || {

@@ -205,7 +205,11 @@ impl Core {
             .hand_over(key, payload, headers, schema_id, slot, &handle)
             .await
         {
-            Ok(sent) => Pending::Waiting(Waiting::new(self, sent, handle, position, key)),
+            Ok(sent) => {
+                let took = sent.other_handle.as_ref().unwrap_or(&handle);
+                took.producer.poll_now();
+                Pending::Waiting(Waiting::new(self, sent, handle, position, key))
+            }
             Err(outcome) => Pending::Done(outcome),
         }
     }
@@ -300,6 +304,7 @@ impl Core {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // Backpressure: wait for librdkafka to drain, never surface QueueFull.
+                    handle.producer.poll_now();
                     let step = pauses.get_or_insert_with(queue_full_backoff).next();
                     tokio::time::sleep(step.unwrap_or(QUEUE_FULL_MAX_PAUSE)).await;
                     let live = self.current();

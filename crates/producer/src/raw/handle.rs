@@ -9,11 +9,13 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 
 use crate::completion::{Report, Slot};
 use crate::diagnosis::LastBrokerError;
 use crate::generations::{Generation, Instance};
+
+use super::polled::Polled;
 
 /// Shared state between the librdkafka context callbacks of one handle and the producer.
 #[derive(Debug, Default)]
@@ -24,6 +26,8 @@ pub(super) struct HandleState {
     pub(super) req_timeouts: AtomicU64,
     pub(super) tx_errors: AtomicU64,
     pub(super) tx_msgs: AtomicU64,
+    /// Delivery reports served (by whichever thread polled).
+    pub(super) reports_served: AtomicU64,
     /// Why connections failed, for start-up errors that say why.
     pub(super) last_error: LastBrokerError,
 }
@@ -94,12 +98,13 @@ impl ProducerContext for Ctx {
             },
         });
         // dropping the slot completes it (and wakes the batch's waiter if it was the last)
+        self.state.reports_served.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// One librdkafka producer instance and the state its callbacks share with the producer.
 pub(crate) struct Client {
-    pub(super) producer: ThreadedProducer<Ctx>,
+    pub(super) producer: Polled<Ctx>,
     pub(super) state: Arc<HandleState>,
 }
 
@@ -108,7 +113,8 @@ impl Instance for Client {
         // Fail what the poisoned instance still holds now (queued and in flight): those sends
         // resolve as PossiblyPersisted with the fatal reason instead of hanging until
         // delivery.timeout.ms.
-        self.producer.purge_all();
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
     }
 }
 
@@ -127,7 +133,14 @@ impl Client {
             client_id: client_id.to_owned(),
             fatal_notify: Arc::clone(fatal_notify),
         };
-        let producer = ThreadedProducer::from_config_and_context(client_config, ctx)?;
+        let served = |ctx: &Ctx| ctx.state.reports_served.load(Ordering::Relaxed);
+        let producer = Polled::new(
+            BaseProducer::from_config_and_context(client_config, ctx)?,
+            served,
+        )
+        .map_err(|e| {
+            KafkaError::ClientCreation(format!("starting the delivery report thread: {e}"))
+        })?;
         Ok(Self { producer, state })
     }
 

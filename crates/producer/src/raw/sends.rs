@@ -20,6 +20,11 @@ use super::trace::trace_outcome;
 use crate::completion::{Batch, Slot};
 use crate::error::ProducerError;
 
+/// A batch serves the producer's ready delivery reports after every this many records: often
+/// enough that reports never wait long behind a sending batch, rarely enough that an empty poll
+/// costs nothing measurable per record.
+const POLL_EVERY: usize = 32;
+
 enum Entry {
     /// Handed to librdkafka at this instant; its report arrives through the batch.
     Sent(Instant),
@@ -78,6 +83,13 @@ impl SendBatch {
             .core
             .hand_over(key, payload, headers, schema_id, slot, handle)
             .await;
+        if self.entries.len() % POLL_EVERY == POLL_EVERY - 1 {
+            let took = match &handed_over {
+                Ok(sent) => sent.other_handle.as_ref().unwrap_or(handle),
+                Err(_) => handle,
+            };
+            took.producer.poll_now();
+        }
         self.push(handed_over);
     }
 

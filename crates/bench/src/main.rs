@@ -94,6 +94,9 @@ pub(crate) struct Args {
     /// Records of `--profile-produce`.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) profile_records: usize,
+    /// Linger of `--profile-produce`, ms (the saturation's other setting is 20).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) profile_linger_ms: u64,
     /// Run ProducerPerformance on every producer setting, not only the headline one.
     #[arg(long)]
     pub(crate) java_all: bool,
@@ -186,7 +189,15 @@ async fn main() -> Result<()> {
             url: args.registry_url.clone(),
             ..RegistryConfig::default()
         })?;
-        return produce::profile(&args.bootstrap, &codec, variant, args.profile_records).await;
+        let linger = Duration::from_millis(args.profile_linger_ms);
+        return produce::profile(
+            &args.bootstrap,
+            &codec,
+            variant,
+            args.profile_records,
+            linger,
+        )
+        .await;
     }
     let started = Instant::now();
     let rounds = args.rounds.max(3);

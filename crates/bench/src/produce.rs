@@ -552,18 +552,20 @@ pub(crate) enum Profiled {
     BareInline,
 }
 
-/// Sends `records` through one variant at linger 5 ms, ~100 B, no compression (after a warm-up),
+/// Sends `records` through one variant at `linger`, ~100 B, no compression (after a warm-up),
 /// and prints its rate and CPU per message: a target for a profiler.
 pub(crate) async fn profile(
     bootstrap: &str,
     codec: &OrderCodec,
     variant: Profiled,
     records: usize,
+    linger: Duration,
 ) -> Result<()> {
     let topic = format!("bench-produce-profile-{}", std::process::id());
     util::create_topic(bootstrap, &topic).await?;
     let cfg = ProducerConfig {
         bootstrap_servers: bootstrap.to_owned(),
+        linger,
         compression: Compression::None,
         ..ProducerConfig::default()
     };

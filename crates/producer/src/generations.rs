@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer, ProducerContext, PurgeConfig};
 
 /// A librdkafka producer instance [`Generations`] can retire.
 pub trait Instance: Send + Sync + 'static {
@@ -28,7 +28,7 @@ pub trait Instance: Send + Sync + 'static {
     fn purge_all(&self);
 }
 
-impl<C: ProducerContext + 'static> Instance for ThreadedProducer<C> {
+impl<C: ProducerContext + 'static> Instance for BaseProducer<C> {
     fn purge_all(&self) {
         self.purge(PurgeConfig::default().queue().inflight());
     }

@@ -9,7 +9,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 use crate::completion::{Report, Slot};
 use crate::diagnosis::LastBrokerError;
@@ -113,8 +113,7 @@ impl Instance for Client {
         // Fail what the poisoned instance still holds now (queued and in flight): those sends
         // resolve as PossiblyPersisted with the fatal reason instead of hanging until
         // delivery.timeout.ms.
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.purge_all();
     }
 }
 

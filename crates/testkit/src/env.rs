@@ -416,9 +416,13 @@ impl TestEnv {
     /// When the topic does not exist, or the cluster cannot say within that minute.
     pub fn partition_count(&self, topic: &str) -> i32 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // After a fault the shared admin client can keep failing with transport errors for a
+        // minute while the brokers already answer others: ask again through a new client.
+        let mut fresh: Option<AdminClient<DefaultClientContext>> = None;
         loop {
+            let admin = fresh.as_ref().unwrap_or(&self.admin);
             let answer = orderstream_topology::live_partition_count(
-                self.admin.inner(),
+                admin.inner(),
                 topic,
                 Duration::from_secs(10),
             );
@@ -427,6 +431,12 @@ impl TestEnv {
                 // a broker just back may answer before it has the topic's metadata
                 _ if std::time::Instant::now() < deadline => {
                     eprintln!("partitions of {topic}: {answer:?}; asking again");
+                    if answer.is_err() {
+                        fresh = ClientConfig::new()
+                            .set("bootstrap.servers", &self.bootstrap)
+                            .create()
+                            .ok();
+                    }
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Ok(None) => panic!("topic {topic} does not exist"),

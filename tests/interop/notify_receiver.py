@@ -5,6 +5,9 @@ JetStream. Not our code reading our messages: what a receiving service would run
       drain QUEUE (a consumer, until it stays empty for 3 s), rejecting (requeue=false) the first N messages and
       acking the rest; then drain the dead-letter queue DEAD. Prints one JSON object:
       {"received": [...], "rejected": [...], "dead": [...]}
+  notify_receiver.py rabbitmq-depth URL QUEUE AT_LEAST TIMEOUT_S
+      ask QUEUE's message count (a passive declare) every 20 ms until it is at least AT_LEAST
+      or TIMEOUT_S pass; consumes nothing. Prints {"depth": N} (the last count seen).
   notify_receiver.py rabbitmq-delete-queue URL QUEUE
       delete QUEUE (to make messages unroutable). Prints {"deleted": QUEUE}
   notify_receiver.py rabbitmq-delete URL NAME
@@ -22,6 +25,7 @@ Each message is {"id": <broker message id>, "event_id": <body's event id>, "kind
 import asyncio
 import json
 import sys
+import time
 
 import pika
 
@@ -78,6 +82,19 @@ def rabbitmq(url, queue, reject, dead):
             dead_letters.append(describe(props.message_id, body, method.redelivered, reason))
     connection.close()
     print(json.dumps({"received": received, "rejected": rejected, "dead": dead_letters}))
+
+
+def depth(url, queue, at_least, timeout_s):
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        count = channel.queue_declare(queue=queue, passive=True).method.message_count
+        if count >= at_least or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    connection.close()
+    print(json.dumps({"depth": count}))
 
 
 def delete_queue(url, queue):
@@ -137,6 +154,8 @@ def main(argv):
                 raise SystemExit(f"unknown option {rest[0]}")
             rest = rest[2:]
         rabbitmq(argv[1], argv[2], reject, dead)
+    elif len(argv) == 5 and argv[0] == "rabbitmq-depth":
+        depth(argv[1], argv[2], int(argv[3]), float(argv[4]))
     elif len(argv) == 3 and argv[0] == "rabbitmq-delete-queue":
         delete_queue(argv[1], argv[2])
     elif len(argv) == 3 and argv[0] == "rabbitmq-delete":

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::checker::{Observed, check};
 use super::support::{
@@ -60,18 +61,34 @@ async fn s13_active_controller_sigkill() {
     let created_topic = format!("{topic}-during-controller-loss");
     env.track(&created_topic);
     let t0 = Instant::now();
-    let created = env
-        .admin()
-        .create_topics(
-            &[NewTopic::new(&created_topic, 3, TopicReplication::Fixed(2))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("create topic with the old controller down: {e}"));
-    assert!(
-        created.iter().all(Result::is_ok),
-        "create topic with the old controller down: {created:?}"
-    );
+    // Through a client of its own each time: the shared admin client may still hold the dead
+    // node as the controller and wait out its whole request timeout there. An attempt that
+    // timed out may have created the topic: then the next one finds it.
+    for attempt in 0.. {
+        let answer = env
+            .fresh_admin()
+            .create_topics(
+                &[NewTopic::new(&created_topic, 3, TopicReplication::Fixed(2))],
+                &AdminOptions::new()
+                    .operation_timeout(Some(Duration::from_secs(30)))
+                    .request_timeout(Some(Duration::from_secs(15))),
+            )
+            .await;
+        let outcome = match &answer {
+            Ok(results) => match results.as_slice() {
+                [Ok(_)] => break,
+                [Err((_, RDKafkaErrorCode::TopicAlreadyExists))] if attempt > 0 => break,
+                _ => format!("{results:?}"),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "create topic with the old controller down: {outcome}"
+        );
+        eprintln!("create topic with the old controller down: {outcome}; asking again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let create_ms = t0.elapsed().as_millis() as u64;
     wait_until(
         "an ack on every partition after the controller died",

@@ -140,15 +140,17 @@ async fn s5_consumer_sigkill_x20() {
     // sequence gaps the store must then dead-letter: start from a whole cluster.
     wait_isr_full(&env, &t.names.orders, Duration::from_secs(120)).await;
     let p = order_producer(&env, &t, producer_support::config(&env)).await;
-    // 6 000 orders, each CREATED → PAID → SHIPPED → DELIVERED at most: every event is a legal
-    // transition, so the store applies every one.
+    // 8 000 orders, each CREATED → PAID → SHIPPED → DELIVERED at most: every event is a legal
+    // transition, so the store applies every one. 30 000 events: the 20 rounds below apply up
+    // to ~1 100 each (a kill point up to 600 in, plus batches of up to 500 landing at once), so
+    // the last child still finds work.
     let bg = BackgroundProducer::start(
         p,
         Pace {
-            keys: 6_000,
+            keys: 8_000,
             chunk: 2_000,
             pause: Duration::ZERO,
-            min_events: 20_000,
+            min_events: 30_000,
         },
     );
     let log = bg.finish().await;

@@ -496,28 +496,50 @@ fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, 
         .collect())
 }
 
-/// In-sync replica count of each partition of `topic`, asked off the async workers.
-pub async fn isr_sizes(env: &TestEnv, topic: &str) -> BTreeMap<i32, usize> {
-    let (cfg, topic) = (env.client_config(), topic.to_owned());
-    blocking(move || {
-        let c: BaseConsumer = cfg
-            .create()
-            .unwrap_or_else(|e| panic!("metadata client: {e}"));
-        let md = c
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-        md.topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.isr().len())))
-            .collect()
-    })
-    .await
+/// Asks `ask` off the async workers with a client config of `env` until it answers; errors
+/// (right after a fault a metadata request may time out or reach the broker just killed) are
+/// retried for a minute.
+async fn metadata_answer<T: Send + 'static>(
+    env: &TestEnv,
+    what: &str,
+    ask: fn(&ClientConfig, &str) -> Result<T, String>,
+    topic: &str,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (cfg, t) = (env.client_config(), topic.to_owned());
+        match blocking(move || ask(&cfg, &t)).await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{what} of {topic}: {e}; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{what} of {topic}: {e}"),
+        }
+    }
 }
 
-/// Leader broker id of each partition of `topic`, asked off the async workers.
+/// In-sync replica count of each partition of `topic`.
+pub async fn isr_sizes(env: &TestEnv, topic: &str) -> BTreeMap<i32, usize> {
+    metadata_answer(env, "ISR sizes", fetch_isr_sizes, topic).await
+}
+
+/// In-sync replica count of each partition of `topic`, from a fresh metadata request.
+fn fetch_isr_sizes(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, usize>, String> {
+    let c: BaseConsumer = cfg.create().map_err(|e| format!("metadata client: {e}"))?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
+    Ok(md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.isr().len())))
+        .collect())
+}
+
+/// Leader broker id of each partition of `topic`.
 pub async fn leaders(env: &TestEnv, topic: &str) -> BTreeMap<i32, i32> {
-    let (cfg, topic) = (env.client_config(), topic.to_owned());
-    blocking(move || fetch_leaders(&cfg, &topic).unwrap_or_else(|e| panic!("{e}"))).await
+    metadata_answer(env, "leaders", fetch_leaders, topic).await
 }
 
 /// Polls the metadata until `partition` of `topic` is led by a live broker other than

@@ -119,9 +119,10 @@ async fn sigkilled_members_apply_every_event_exactly_once_in_postgres() {
     assert_eq!(kills, KILLS);
     assert_eq!(acked, 4 * ORDERS);
 
-    // The group must get to the end of every partition.
+    // The group must get to the end of every partition: only once the last killed member's
+    // session (45 s) has run out can the group settle, on a host busy with the other tests.
     let ends = env.end_offsets(&names.orders);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(240);
     while env.committed_offsets(&group, &names.orders).await != ends && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

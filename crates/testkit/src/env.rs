@@ -231,6 +231,18 @@ impl TestEnv {
         &self.admin
     }
 
+    /// A new admin client of its own. After a fault the shared one ([`TestEnv::admin`]) can
+    /// keep asking a dead broker (its cached controller, a connection it has not given up on)
+    /// for a minute while the live brokers already answer others.
+    ///
+    /// # Panics
+    /// When the client cannot be created (invalid configuration).
+    pub fn fresh_admin(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config()
+            .create()
+            .unwrap_or_else(|e| panic!("create an admin client: {e}"))
+    }
+
     /// Deletes topic `name` with this test's own topics when the environment is dropped.
     pub fn track(&self, name: &str) {
         if let Ok(mut c) = self.created.lock() {
@@ -357,6 +369,8 @@ impl TestEnv {
                                         | RDKafkaErrorCode::CoordinatorNotAvailable
                                         | RDKafkaErrorCode::OperationTimedOut
                                         | RDKafkaErrorCode::RequestTimedOut
+                                        | RDKafkaErrorCode::BrokerTransportFailure
+                                        | RDKafkaErrorCode::AllBrokersDown
                                 )
                             ) =>
                     {
@@ -432,10 +446,7 @@ impl TestEnv {
                 _ if std::time::Instant::now() < deadline => {
                     eprintln!("partitions of {topic}: {answer:?}; asking again");
                     if answer.is_err() {
-                        fresh = ClientConfig::new()
-                            .set("bootstrap.servers", &self.bootstrap)
-                            .create()
-                            .ok();
+                        fresh = Some(self.fresh_admin());
                     }
                     std::thread::sleep(Duration::from_millis(500));
                 }

@@ -163,6 +163,9 @@ pub(crate) struct Drain {
     pub(crate) no_commit: Vec<f64>,
     pub(crate) java: Vec<f64>,
     pub(crate) rdk: Vec<f64>,
+    /// `rdkafka_performance -G -H parse`: it also parses every record's headers, which a
+    /// `Record` carries (and the plain run never asks librdkafka for).
+    pub(crate) rdk_headers: Vec<f64>,
     pub(crate) errors: Vec<String>,
     pub(crate) out_of_order: u64,
     pub(crate) commits: Vec<(String, u64)>,
@@ -176,6 +179,9 @@ impl Drain {
     }
     pub(crate) fn vs_rdk(&self) -> Mmm {
         ratio(&self.interval, &self.rdk)
+    }
+    pub(crate) fn vs_rdk_headers(&self) -> Mmm {
+        ratio(&self.interval, &self.rdk_headers)
     }
     pub(crate) fn batch_vs_java(&self) -> Mmm {
         ratio(&self.batch, &self.java)
@@ -281,8 +287,14 @@ fn drain_java(tools: &Tools, bootstrap: &str, topic: &str, n: u64) -> Result<f64
     Ok(v)
 }
 
-fn drain_rdk(tools: &Tools, bootstrap: &str, topic: &str, n: u64) -> Result<f64> {
-    let out = tools.rdkperf(&[
+fn drain_rdk(
+    tools: &Tools,
+    bootstrap: &str,
+    topic: &str,
+    n: u64,
+    parse_headers: bool,
+) -> Result<f64> {
+    let mut args: Vec<String> = vec![
         "-G".into(),
         format!("{topic}-rdk-{}", now_us()),
         "-t".into(),
@@ -294,7 +306,11 @@ fn drain_rdk(tools: &Tools, bootstrap: &str, topic: &str, n: u64) -> Result<f64>
         "-X".into(),
         "auto.offset.reset=earliest".into(),
         "-q".into(),
-    ])?;
+    ];
+    if parse_headers {
+        args.extend(["-H".into(), "parse".into()]);
+    }
+    let out = tools.rdkperf(&args)?;
     let line = out
         .lines()
         .rev()
@@ -362,18 +378,25 @@ pub(crate) async fn run(
         let j = tokio::task::spawn_blocking(move || drain_java(&tl, &b, &t, n)).await?;
         push(&mut r.java, &mut r.errors, "ConsumerPerformance", j);
         if tools.rdkafka_performance.is_some() {
-            let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
-            let k = tokio::task::spawn_blocking(move || drain_rdk(&tl, &b, &t, n)).await?;
-            push(&mut r.rdk, &mut r.errors, "rdkafka_performance -G", k);
+            for (parse, into, what) in [
+                (false, &mut r.rdk, "rdkafka_performance -G"),
+                (true, &mut r.rdk_headers, "rdkafka_performance -G -H parse"),
+            ] {
+                let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
+                let k =
+                    tokio::task::spawn_blocking(move || drain_rdk(&tl, &b, &t, n, parse)).await?;
+                push(into, &mut r.errors, what, k);
+            }
         }
         eprintln!(
-            "  drain round {round}: interval {:.0}/s batch {:.0}/s no-commit {:.0}/s every-100 {:.0}/s ConsumerPerformance {:.0}/s rdkafka_performance {:.0}/s",
+            "  drain round {round}: interval {:.0}/s batch {:.0}/s no-commit {:.0}/s every-100 {:.0}/s ConsumerPerformance {:.0}/s rdkafka_performance {:.0}/s (parsing headers {:.0}/s)",
             r.interval.last().copied().unwrap_or(f64::NAN),
             r.batch.last().copied().unwrap_or(f64::NAN),
             r.no_commit.last().copied().unwrap_or(f64::NAN),
             r.every100.last().copied().unwrap_or(f64::NAN),
             r.java.last().copied().unwrap_or(f64::NAN),
             r.rdk.last().copied().unwrap_or(f64::NAN),
+            r.rdk_headers.last().copied().unwrap_or(f64::NAN),
         );
     }
     Ok(r)

@@ -85,6 +85,9 @@ pub(crate) struct SettingResult {
     /// Python `confluent-kafka` (empty when the baseline is not available).
     pub(crate) py: Variant,
     pub(crate) rdk: Variant,
+    /// `rdkafka_performance` sending records of our shape: a key of an order id's length and
+    /// the same two headers (constant values), spread over the partitions per message.
+    pub(crate) rdk_shaped: Variant,
     pub(crate) java: Variant,
 }
 
@@ -100,6 +103,9 @@ impl SettingResult {
     }
     pub(crate) fn raw_vs_rdk(&self) -> Mmm {
         ratio(&self.raw.rates(), &self.rdk.rates())
+    }
+    pub(crate) fn raw_vs_rdk_shaped(&self) -> Mmm {
+        ratio(&self.raw.rates(), &self.rdk_shaped.rates())
     }
     pub(crate) fn raw_vs_py(&self) -> Mmm {
         ratio(&self.raw.rates(), &self.py.rates())
@@ -272,6 +278,29 @@ fn run_python(
     })
 }
 
+/// What `rdkafka_performance` puts around each payload besides its constant pattern.
+#[derive(Debug, Clone, Default)]
+struct RdkShape {
+    /// The same key for every record (`-k`); the random partitioner still spreads them.
+    key: Option<String>,
+    /// `name=value` headers added to every record (`-H`).
+    headers: Vec<String>,
+}
+
+impl RdkShape {
+    fn args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(k) = &self.key {
+            a.extend(["-k".into(), k.clone()]);
+            a.extend(["-X".into(), "partitioner=random".into()]);
+        }
+        for h in &self.headers {
+            a.extend(["-H".into(), h.clone()]);
+        }
+        a
+    }
+}
+
 /// `rdkafka_performance -P`: the run and its elapsed ms (CPU is not measured: n/a).
 fn run_rdk(
     tools: &Tools,
@@ -280,8 +309,9 @@ fn run_rdk(
     s: Setting,
     n: usize,
     size: usize,
+    shape: &RdkShape,
 ) -> Result<(Run, f64)> {
-    let out = tools.rdkperf(&[
+    let mut args: Vec<String> = vec![
         "-P".into(),
         "-t".into(),
         topic.into(),
@@ -312,7 +342,9 @@ fn run_rdk(
         "-X".into(),
         "sticky.partitioning.linger.ms=0".into(),
         "-q".into(),
-    ])?;
+    ];
+    args.extend(shape.args());
+    let out = tools.rdkperf(&args)?;
     let line = out
         .lines()
         .rev()
@@ -448,6 +480,16 @@ pub(crate) async fn run_setting(
             e.event_id.as_bytes().to_vec(),
         ));
     }
+    let shaped = RdkShape {
+        key: events.first().map(|e| e.order_id.clone()),
+        headers: vec![
+            format!(
+                "event_id={}",
+                events.first().map_or("", |e| e.event_id.as_str())
+            ),
+            format!("content-type={}", orderstream_orders::CONTENT_TYPE),
+        ],
+    };
     let pre = std::sync::Arc::new(pre);
     let bytes: usize = pre.iter().map(|r| r.1.len()).sum();
     let size = bytes / records.max(1);
@@ -481,6 +523,7 @@ pub(crate) async fn run_setting(
         bare: Variant::default(),
         py: Variant::default(),
         rdk: Variant::default(),
+        rdk_shaped: Variant::default(),
         java: Variant::default(),
     };
     for round in 0..rounds {
@@ -511,8 +554,16 @@ pub(crate) async fn run_setting(
             let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
             // 5× the records: its ~0.5 s start-up (idempotent producer id) is amortised.
             let n = records * RDK_FACTOR;
-            let r = tokio::task::spawn_blocking(move || run_rdk(&tl, &b, &t, s, n, size)).await?;
-            push(&mut res.rdk, r.map(|(run, _)| run));
+            for (shape, into) in [
+                (RdkShape::default(), &mut res.rdk),
+                (shaped.clone(), &mut res.rdk_shaped),
+            ] {
+                let (t, b, tl) = (t.clone(), b.clone(), tl.clone());
+                let r =
+                    tokio::task::spawn_blocking(move || run_rdk(&tl, &b, &t, s, n, size, &shape))
+                        .await?;
+                push(into, r.map(|(run, _)| run));
+            }
         }
         if java {
             let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
@@ -521,13 +572,14 @@ pub(crate) async fn run_setting(
             push(&mut res.java, r);
         }
         eprintln!(
-            "  produce [{}] round {round}: avro {:.0}/s raw {:.0}/s bare rust-rdkafka {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s ProducerPerformance {:.0}/s",
+            "  produce [{}] round {round}: avro {:.0}/s raw {:.0}/s bare rust-rdkafka {:.0}/s python {:.0}/s rdkafka_performance {:.0}/s (our record shape {:.0}/s) ProducerPerformance {:.0}/s",
             s.label(size),
             res.avro.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.raw.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.bare.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.py.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.rdk.runs.last().map_or(f64::NAN, |r| r.msgs_s),
+            res.rdk_shaped.runs.last().map_or(f64::NAN, |r| r.msgs_s),
             res.java.runs.last().map_or(f64::NAN, |r| r.msgs_s),
         );
     }

@@ -60,7 +60,7 @@ pub(super) fn drain(s: &mut String, w: &Drain) {
         "## Consumer drain\n\nPre-filled topic, {} Avro records (~100 B, 6 partitions). orderstream = consumer crate `run` (new group each run, key-ordered \
          handler that decodes into a reused event and checks per-order sequence order, max concurrency 16 per partition; `batch` = `run_batched` with the same per-record work), rate from the first to the last handled record (group join excluded). \
          CPU = this process's user+sys time from the first to the last handled record, per record; context switches = voluntary + involuntary switches of all its threads (`/proc/self/task/*/status`) over the same span, per record. \
-         `ConsumerPerformance`: its `fetch.nMsg.sec` (excludes the group join). `rdkafka_performance -G`: its msgs/s. Neither baseline decodes. \
+         `ConsumerPerformance`: its `fetch.nMsg.sec` (excludes the group join). `rdkafka_performance -G`: its msgs/s; with `-H parse` it also has librdkafka parse every record's headers, as turning a message into a `Record` does (the plain run never asks for them). Neither baseline decodes. \
          Variant order rotates every round. Per-message synchronous commits (the anti-pattern) are not offered by the consumer crate and were not run.\n",
         w.records
     );
@@ -99,6 +99,12 @@ pub(super) fn drain(s: &mut String, w: &Drain) {
         "| rdkafka_performance -G | {} | interval / this = {}× |",
         Mmm::of(&w.rdk).fmt(0),
         w.vs_rdk().fmt(2)
+    );
+    let _ = writeln!(
+        s,
+        "| rdkafka_performance -G -H parse (also parses each record's headers) | {} | interval / this = {}× |",
+        Mmm::of(&w.rdk_headers).fmt(0),
+        w.vs_rdk_headers().fmt(2)
     );
     let _ = writeln!(
         s,

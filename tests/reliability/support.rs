@@ -15,6 +15,7 @@ use orderstream_testkit::{TestEnv, TestTopics};
 use rand::SeedableRng;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::MetadataPartition;
 use tokio_util::sync::CancellationToken;
 
 use super::checker::Ev;
@@ -483,8 +484,12 @@ impl Drop for RegistryGuard {
     }
 }
 
-/// Leader broker id of each partition of `topic` (`-1`: none), from a fresh metadata request.
-fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, String> {
+/// `of` each partition of `topic`, from a fresh metadata request.
+fn fetch_per_partition<T>(
+    cfg: &ClientConfig,
+    topic: &str,
+    of: fn(&MetadataPartition) -> T,
+) -> Result<BTreeMap<i32, T>, String> {
     let c: BaseConsumer = cfg.create().map_err(|e| format!("metadata client: {e}"))?;
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -492,8 +497,13 @@ fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, 
     Ok(md
         .topics()
         .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
+        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), of(p))))
         .collect())
+}
+
+/// Leader broker id of each partition of `topic` (`-1`: none), from a fresh metadata request.
+fn fetch_leaders(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, i32>, String> {
+    fetch_per_partition(cfg, topic, MetadataPartition::leader)
 }
 
 /// Asks `ask` off the async workers with a client config of `env` until it answers; errors
@@ -526,15 +536,7 @@ pub async fn isr_sizes(env: &TestEnv, topic: &str) -> BTreeMap<i32, usize> {
 
 /// In-sync replica count of each partition of `topic`, from a fresh metadata request.
 fn fetch_isr_sizes(cfg: &ClientConfig, topic: &str) -> Result<BTreeMap<i32, usize>, String> {
-    let c: BaseConsumer = cfg.create().map_err(|e| format!("metadata client: {e}"))?;
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("metadata of {topic}: {e}"))?;
-    Ok(md
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.isr().len())))
-        .collect())
+    fetch_per_partition(cfg, topic, |p| p.isr().len())
 }
 
 /// Leader broker id of each partition of `topic`.

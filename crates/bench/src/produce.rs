@@ -551,14 +551,13 @@ pub(crate) async fn run_setting(
             push(&mut res.py, r);
         }
         if tools.rdkafka_performance.is_some() {
-            let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
             // 5× the records: its ~0.5 s start-up (idempotent producer id) is amortised.
             let n = records * RDK_FACTOR;
             for (shape, into) in [
                 (RdkShape::default(), &mut res.rdk),
                 (shaped.clone(), &mut res.rdk_shaped),
             ] {
-                let (t, b, tl) = (t.clone(), b.clone(), tl.clone());
+                let (t, b, tl) = (topic.clone(), bootstrap.to_owned(), tools.clone());
                 let r =
                     tokio::task::spawn_blocking(move || run_rdk(&tl, &b, &t, s, n, size, &shape))
                         .await?;

@@ -1061,9 +1061,10 @@ async fn consumer_backpressure_pauses_without_loss() {
     let s = setup("backpressure", 1).await;
     let p = s.env.producer();
     seed(&p, &s.topics.source, 300, 20).await;
-    // handlers slow enough that the full window cannot make room within the poll thread's
-    // short wait before pausing
-    let proc_ = Arc::new(TestProc::new(100));
+    // handlers slow enough that the full window often cannot make room within the poll
+    // thread's wait before pausing (the single partition has no other to feed, so it waits
+    // 200 ms)
+    let proc_ = Arc::new(TestProc::new(600));
     let cfg = ConsumerConfig {
         max_in_flight_per_partition: 8,
         ..config(&s)
@@ -1095,6 +1096,39 @@ async fn consumer_backpressure_pauses_without_loss() {
     assert_eq!(
         s.env.committed_offsets(&s.group, &s.topics.source).await[&0],
         300
+    );
+}
+
+/// A handler slower than the poll thread's short wait but steady: with no other partition
+/// waiting for records, the full window is waited for and never paused (a pause would drop
+/// the partition's prefetched records and fetch them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_steady_handler_fills_its_window_without_pausing() {
+    let s = setup("slow_no_pause", 1).await;
+    let p = s.env.producer();
+    seed(&p, &s.topics.source, 200, 20).await;
+    // up to 60 ms a record: the oldest one frees room later than 20 ms, well within 200 ms
+    let proc_ = Arc::new(TestProc::new(60));
+    let cfg = ConsumerConfig {
+        max_in_flight_per_partition: 8,
+        ..config(&s)
+    };
+    let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
+    wait_until("all processed", Duration::from_secs(90), || {
+        proc_.ids().len() == 200
+    })
+    .await;
+    cancel.cancel();
+    let sum = jh.await.unwrap();
+    println!("{sum:?}");
+    assert_eq!(
+        sum.pauses, 0,
+        "a steady handler's partition is never paused"
+    );
+    assert_eq!(proc_.count(), 200, "each record once");
+    assert_eq!(
+        s.env.committed_offsets(&s.group, &s.topics.source).await[&0],
+        200
     );
 }
 

@@ -28,8 +28,11 @@ use crate::budget::MemoryBudget;
 
 /// Records taken from librdkafka per poll burst before they are handed to the owners.
 const BURST: usize = 2048;
-/// How long the poll thread waits for a full window to make room before pausing the partition.
+/// How long the poll thread waits for a full window to make room before pausing the partition,
+/// while another partition is half empty and waits for records.
 const ROOM_WAIT: Duration = Duration::from_millis(20);
+/// The same wait while no other partition needs records: then a pause only buys a refetch.
+const STALL_WAIT: Duration = Duration::from_millis(200);
 /// How often it looks while waiting.
 const ROOM_POLL: Duration = Duration::from_micros(500);
 
@@ -177,14 +180,18 @@ impl<H: Handler> Side<H> {
         let window = self.window.load(Ordering::Relaxed);
         let mut full = Vec::new();
         let mut any_paused = false;
+        let mut hungry = false;
         {
             let mut table = lock(&self.table);
             for o in table.iter_mut() {
                 o.flush();
-                if !o.paused && o.over(max_span, window) {
+                if o.paused {
+                    any_paused = true;
+                } else if o.over(max_span, window) {
                     full.push(o.link.ctx.partition);
+                } else {
+                    hungry |= o.under(max_span, window);
                 }
-                any_paused |= o.paused;
             }
         }
         if full.is_empty() {
@@ -194,8 +201,16 @@ impl<H: Handler> Side<H> {
         // on resume, which costs more than it saves while the owner keeps up on average: first
         // give the owners a moment to make room (nothing more is polled meanwhile, so the
         // windows hold), and pause only the partitions that stay full (e.g. a stuck record).
-        let deadline = Instant::now() + ROOM_WAIT;
-        while !full.is_empty() && Instant::now() < deadline {
+        // The moment is short while another partition is half empty (it waits for the poll),
+        // longer while none is: a uniformly slow handler then frees room before the wait ends,
+        // and its partitions are never dropped and refetched (each refetch churns up to the
+        // prefetch share of the budget through the allocator).
+        let start = Instant::now();
+        loop {
+            let waited = start.elapsed();
+            if full.is_empty() || waited >= STALL_WAIT || (hungry && waited >= ROOM_WAIT) {
+                break;
+            }
             std::thread::sleep(ROOM_POLL);
             let mut table = lock(&self.table);
             full.retain(|p| {
@@ -204,6 +219,10 @@ impl<H: Handler> Side<H> {
                     o.over(max_span, window)
                 })
             });
+            hungry = hungry
+                || table.iter_mut().any(|o| {
+                    !o.paused && !full.contains(&o.link.ctx.partition) && o.under(max_span, window)
+                });
         }
         if full.is_empty() {
             return any_paused;

@@ -44,13 +44,16 @@ pub(crate) struct Memory {
     pub(crate) window: usize,
     pub(crate) budget_mib: f64,
     pub(crate) concurrency: usize,
+    /// Partition pauses of the member (each drops the partition's prefetch, fetched again on
+    /// resume).
+    pub(crate) pauses: u64,
 }
 
 impl Memory {
     /// One line for the parent process (see [`Memory::parse`]).
     pub(crate) fn line(&self) -> String {
         format!(
-            "mem {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            "mem {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.produce_rate,
             self.handler_rate,
             self.secs,
@@ -64,7 +67,8 @@ impl Memory {
             u8::from(self.hwm_reset),
             self.window,
             self.budget_mib,
-            self.concurrency
+            self.concurrency,
+            self.pauses
         )
     }
 
@@ -90,6 +94,7 @@ impl Memory {
             win,
             budget,
             conc,
+            pauses,
         ] = f[..]
         else {
             return None;
@@ -109,6 +114,7 @@ impl Memory {
             window: win as usize,
             budget_mib: budget,
             concurrency: conc as usize,
+            pauses: pauses as u64,
         })
     }
 }
@@ -220,9 +226,9 @@ pub(crate) async fn phase(
     } else {
         peak_sampled
     };
-    // RSS swings by a fetch's worth of buffers within a second (a paused partition's prefetch
-    // is dropped and fetched again on resume, freed memory is returned after mimalloc's purge
-    // delay): growth is judged on the highest sample of a span before each point (a quarter of
+    // RSS swings by a fetch's worth of buffers within a second (responses come and go, a
+    // paused partition's prefetch is dropped and fetched again on resume, freed memory is
+    // returned after mimalloc's purge delay): growth is judged on the highest sample of a span before each point (a quarter of
     // the phase, at most 10 s, so the half-time and end spans never overlap), not one sample.
     let span = (secs / 4.0).min(RSS_WINDOW_SECS);
     let at = |t: f64| {
@@ -235,7 +241,11 @@ pub(crate) async fn phase(
             .unwrap_or(f64::NAN)
     };
     cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(30), member).await;
+    let summary = tokio::time::timeout(Duration::from_secs(30), member)
+        .await
+        .context("the member did not stop within 30 s")?
+        .context("the member task")?
+        .context("the member")?;
     Ok(Memory {
         produce_rate: rate,
         handler_rate: (conc * PARTITIONS as usize) as f64 / delay.as_secs_f64(),
@@ -251,6 +261,7 @@ pub(crate) async fn phase(
         window,
         budget_mib: (MEM_BUDGET >> 20) as f64,
         concurrency: conc,
+        pauses: summary.pauses,
     })
 }
 

@@ -130,7 +130,7 @@ pub(super) fn memory(s: &mut String, m: &Memory) {
         s,
         "## Memory with a slow handler\n\nTwo processes: an open-loop producer (this binary, `--produce-only`) at {:.0} msgs/s of ~{} B events (a free-text note of words that compresses about 2× under lz4) for {:.0} s, and a fresh process of this binary (`--mem-phase-secs`, so its RSS holds nothing from earlier workloads) with one consumer member \
          (memory budget {:.0} MiB) whose handler sleeps ({} concurrent per partition) so it processes ~{:.0} msgs/s (10× slower). Offset window {} records per partition (pause / resume). \
-         Produced {}, processed {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB (each the highest 250 ms sample of the quarter of the phase, at most 10 s, before it), peak {:.1} MiB ({}).\n",
+         Produced {}, processed {}; partition pauses {}. RSS: start {:.1} MiB, at half time {:.1} MiB, at the end {:.1} MiB (each the highest 250 ms sample of the quarter of the phase, at most 10 s, before it), peak {:.1} MiB ({}).\n",
         m.produce_rate,
         m.record_bytes,
         m.secs,
@@ -140,6 +140,7 @@ pub(super) fn memory(s: &mut String, m: &Memory) {
         m.window,
         m.produced,
         m.processed,
+        m.pauses,
         m.base_rss_mib,
         m.rss_half_mib,
         m.rss_end_mib,

@@ -228,8 +228,9 @@ pub(crate) async fn phase(
     };
     // RSS swings by a fetch's worth of buffers within a second (responses come and go, a
     // paused partition's prefetch is dropped and fetched again on resume, freed memory is
-    // returned after mimalloc's purge delay): growth is judged on the highest sample of a span before each point (a quarter of
-    // the phase, at most 10 s, so the half-time and end spans never overlap), not one sample.
+    // returned after mimalloc's purge delay): growth is judged on the highest sample of a span
+    // before each point (a quarter of the phase, at most 10 s, so the half-time and end spans
+    // never overlap), not one sample.
     let span = (secs / 4.0).min(RSS_WINDOW_SECS);
     let at = |t: f64| {
         samples

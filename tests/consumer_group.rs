@@ -1100,13 +1100,25 @@ async fn consumer_backpressure_pauses_without_loss() {
 }
 
 /// A handler slower than the poll thread's short wait but steady: with no other partition
-/// waiting for records, the full window is waited for and never paused (a pause would drop
-/// the partition's prefetched records and fetch them again).
+/// waiting for records (the member's second partition gets none), the full window is waited
+/// for instead of paused (a pause would drop the partition's prefetched records and fetch them
+/// again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_steady_handler_fills_its_window_without_pausing() {
-    let s = setup("slow_no_pause", 1).await;
+    let s = setup("slow_no_pause", 2).await;
     let p = s.env.producer();
-    seed(&p, &s.topics.source, 200, 20).await;
+    let n = 200usize;
+    for i in 0..n {
+        send(
+            &p,
+            &s.topics.source,
+            Some(0),
+            &format!("k{}", i % 20),
+            &format!("ok:{i:05}"),
+            &[],
+        )
+        .await;
+    }
     // up to 60 ms a record: the oldest one frees room later than 20 ms, well within 200 ms
     let proc_ = Arc::new(TestProc::new(60));
     let cfg = ConsumerConfig {
@@ -1115,20 +1127,23 @@ async fn a_slow_steady_handler_fills_its_window_without_pausing() {
     };
     let (cancel, jh) = spawn_member(cfg, Arc::clone(&proc_));
     wait_until("all processed", Duration::from_secs(90), || {
-        proc_.ids().len() == 200
+        proc_.ids().len() == n
     })
     .await;
     cancel.cancel();
     let sum = jh.await.unwrap();
     println!("{sum:?}");
-    assert_eq!(
-        sum.pauses, 0,
-        "a steady handler's partition is never paused"
+    // pausing after the short wait pauses about twenty times here; two allow for a stall of
+    // the test machine longer than 140 ms
+    assert!(
+        sum.pauses <= 2,
+        "a steady handler's partition is not paused: {} pauses",
+        sum.pauses
     );
-    assert_eq!(proc_.count(), 200, "each record once");
+    assert_eq!(proc_.count(), n, "each record once");
     assert_eq!(
         s.env.committed_offsets(&s.group, &s.topics.source).await[&0],
-        200
+        n as i64
     );
 }
 

@@ -19,6 +19,10 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// that gathered while the owner's channel was full can be far longer than the next one).
 const MAX_RESERVE: usize = 256;
 
+/// How long after its last records a partition under half its window still counts as waiting
+/// for the poll: one that gets none (caught up, no traffic) has nothing for the poll to bring.
+const FED_RECENTLY: Duration = Duration::from_secs(1);
+
 /// One owned partition as the poll thread sees it.
 #[derive(Debug)]
 pub(crate) struct Owned {
@@ -31,6 +35,8 @@ pub(crate) struct Owned {
     /// first record comes.
     last_batch: usize,
     pub(crate) paused: bool,
+    /// When records last came for it (stamped once per poll burst).
+    fed: Option<Instant>,
     /// First and highest offset handed to the owner.
     first: Option<i64>,
     highest: i64,
@@ -46,6 +52,7 @@ impl Owned {
             pending_bytes: 0,
             last_batch: 0,
             paused: false,
+            fed: None,
             first: None,
             highest: -1,
             sent_commit: -1,
@@ -123,6 +130,23 @@ impl Owned {
     /// Whether to pause: a window is full, or the owner could not take the last records.
     pub(crate) fn over(&self, max_span: usize, window: usize) -> bool {
         !self.pending.is_empty() || self.full(max_span, window)
+    }
+
+    /// Stamps `now` if records came since the last hand-over (call before [`Owned::flush`]).
+    pub(crate) fn note_fed(&mut self, now: Instant) {
+        if !self.pending.is_empty() {
+            self.fed = Some(now);
+        }
+    }
+
+    /// Whether it waits for the poll: half empty, and paused (its records are still to be
+    /// fetched) or fed recently (more are likely to come).
+    pub(crate) fn hungry(&self, max_span: usize, window: usize, now: Instant) -> bool {
+        self.under(max_span, window)
+            && (self.paused
+                || self
+                    .fed
+                    .is_some_and(|t| now.saturating_duration_since(t) < FED_RECENTLY))
     }
 
     /// Whether a paused partition may resume: both windows half empty.

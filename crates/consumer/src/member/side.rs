@@ -29,7 +29,7 @@ use crate::budget::MemoryBudget;
 /// Records taken from librdkafka per poll burst before they are handed to the owners.
 const BURST: usize = 2048;
 /// How long the poll thread waits for a full window to make room before pausing the partition,
-/// while another partition is half empty and waits for records.
+/// while another partition waits for records (see `Owned::hungry`).
 const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// The same wait while no other partition needs records: then a pause only buys a refetch.
 const STALL_WAIT: Duration = Duration::from_millis(200);
@@ -175,23 +175,24 @@ impl<H: Handler> Side<H> {
 
     /// Hands polled records to the owners and pauses partitions whose windows are full.
     /// Returns whether any partition is paused.
-    fn flush(&self, consumer: &BaseConsumer<Self>) -> bool {
+    fn flush(&self, consumer: &BaseConsumer<Self>, stop: &CancellationToken) -> bool {
         let max_span = self.shared.cfg.max_in_flight_per_partition;
         let window = self.window.load(Ordering::Relaxed);
         let mut full = Vec::new();
         let mut any_paused = false;
         let mut hungry = false;
+        let start = Instant::now();
         {
             let mut table = lock(&self.table);
             for o in table.iter_mut() {
+                o.note_fed(start);
                 o.flush();
-                if o.paused {
-                    any_paused = true;
-                } else if o.over(max_span, window) {
+                if !o.paused && o.over(max_span, window) {
                     full.push(o.link.ctx.partition);
                 } else {
-                    hungry |= o.under(max_span, window);
+                    hungry |= o.hungry(max_span, window, start);
                 }
+                any_paused |= o.paused;
             }
         }
         if full.is_empty() {
@@ -201,13 +202,15 @@ impl<H: Handler> Side<H> {
         // on resume, which costs more than it saves while the owner keeps up on average: first
         // give the owners a moment to make room (nothing more is polled meanwhile, so the
         // windows hold), and pause only the partitions that stay full (e.g. a stuck record).
-        // The moment is short while another partition is half empty (it waits for the poll),
-        // longer while none is: a uniformly slow handler then frees room before the wait ends,
-        // and its partitions are never dropped and refetched (each refetch churns up to the
-        // prefetch share of the budget through the allocator).
-        let start = Instant::now();
+        // The moment is short while another partition waits for records, longer while none
+        // does: a uniformly slow handler then frees room before the wait ends, and its
+        // partitions are never dropped and refetched (each refetch churns up to the prefetch
+        // share of the budget through the allocator).
         loop {
             let waited = start.elapsed();
+            if stop.is_cancelled() {
+                return any_paused;
+            }
             if full.is_empty() || waited >= STALL_WAIT || (hungry && waited >= ROOM_WAIT) {
                 break;
             }
@@ -221,7 +224,7 @@ impl<H: Handler> Side<H> {
             });
             hungry = hungry
                 || table.iter_mut().any(|o| {
-                    !o.paused && !full.contains(&o.link.ctx.partition) && o.under(max_span, window)
+                    !full.contains(&o.link.ctx.partition) && o.hungry(max_span, window, start)
                 });
         }
         if full.is_empty() {
@@ -322,7 +325,7 @@ pub(crate) fn poll_loop<H: Handler>(
             }
             next = consumer.poll(Duration::ZERO);
         }
-        any_paused = side.flush(&consumer);
+        any_paused = side.flush(&consumer, stop);
         if last_housekeeping.elapsed() >= housekeeping {
             last_housekeeping = Instant::now();
             if any_paused {

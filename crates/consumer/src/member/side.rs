@@ -180,7 +180,6 @@ impl<H: Handler> Side<H> {
         let window = self.window.load(Ordering::Relaxed);
         let mut full = Vec::new();
         let mut any_paused = false;
-        let mut hungry = false;
         let start = Instant::now();
         {
             let mut table = lock(&self.table);
@@ -189,8 +188,6 @@ impl<H: Handler> Side<H> {
                 o.flush();
                 if !o.paused && o.over(max_span, window) {
                     full.push(o.link.ctx.partition);
-                } else {
-                    hungry |= o.hungry(max_span, window, start);
                 }
                 any_paused |= o.paused;
             }
@@ -198,6 +195,10 @@ impl<H: Handler> Side<H> {
         if full.is_empty() {
             return any_paused;
         }
+        // a full partition is never hungry (over and under its window at once)
+        let hungry_now =
+            |table: &mut Table| table.iter_mut().any(|o| o.hungry(max_span, window, start));
+        let mut hungry = hungry_now(&mut lock(&self.table));
         // A pause makes librdkafka drop the partition's prefetched records and fetch them again
         // on resume, which costs more than it saves while the owner keeps up on average: first
         // give the owners a moment to make room (nothing more is polled meanwhile, so the
@@ -222,10 +223,7 @@ impl<H: Handler> Side<H> {
                     o.over(max_span, window)
                 })
             });
-            hungry = hungry
-                || table.iter_mut().any(|o| {
-                    !full.contains(&o.link.ctx.partition) && o.hungry(max_span, window, start)
-                });
+            hungry = hungry || hungry_now(&mut table);
         }
         if full.is_empty() {
             return any_paused;

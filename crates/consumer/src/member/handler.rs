@@ -272,10 +272,12 @@ impl<H: Handler> Shared<H> {
 
     /// Whether a source record's key has a record parked before it.
     fn follows_parked(&self, rec: &Record) -> bool {
-        rec.key().is_some_and(|key| {
-            self.parked
-                .must_follow((rec.topic(), rec.partition()), key, None)
-        })
+        // (checked first: the lookup below reads the record's topic, checked as UTF-8 per call)
+        !self.parked.is_empty()
+            && rec.key().is_some_and(|key| {
+                self.parked
+                    .must_follow((rec.topic(), rec.partition()), key, None)
+            })
     }
 
     /// One handler call, timed.

@@ -9,6 +9,7 @@
 //! [`ConsumerConfig::max_concurrency`]: crate::ConsumerConfig::max_concurrency
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -125,6 +126,8 @@ async fn run<H: Handler>(
     gauges(ctx, &frontier, &mut times);
     // Records were left ready when the inline budget ran out: yield, then take them up again.
     let mut more_ready = false;
+    // The box of the last record call that finished inline, for the next one.
+    let mut spare = None;
     loop {
         if more_ready {
             tokio::task::yield_now().await;
@@ -197,10 +200,20 @@ async fn run<H: Handler>(
                     };
                     // Polled once here: a handler that finishes without waiting (most calls
                     // of most handlers) never becomes a task of the set, with its wake-ups.
-                    let mut one = Box::pin(run_one(sh, ctx, slot, rec));
+                    // The box of a call that finished is reused for the next record (an
+                    // allocation and a free of ~512 B per record otherwise).
+                    let call = run_one(sh, ctx, slot, rec);
+                    let mut one = match spare.take() {
+                        Some(mut boxed) => {
+                            Pin::set(&mut boxed, call);
+                            boxed
+                        }
+                        None => Box::pin(call),
+                    };
                     match one.as_mut().now_or_never() {
                         Some(done) => {
                             inline += 1;
+                            spare = Some(one);
                             finished += finish(done, &mut frontier, &mut sched, ctx);
                         }
                         None => running.push(Either::Left(one)),
@@ -381,10 +394,11 @@ async fn run_batch<H: Handler>(
     let mut slots = Vec::with_capacity(items.len());
     let mut singles = Vec::new();
     for (slot, rec) in items {
-        let follows = rec.key().is_some_and(|k| {
-            sh.parked
-                .must_follow((rec.topic(), rec.partition()), k, None)
-        });
+        let follows = !sh.parked.is_empty()
+            && rec.key().is_some_and(|k| {
+                sh.parked
+                    .must_follow((rec.topic(), rec.partition()), k, None)
+            });
         if follows {
             singles.push(run_one(sh, ctx, slot, rec));
         } else {

@@ -40,6 +40,11 @@ impl Parked {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Whether no key has a record parked (the hot path's check, before it builds a lookup).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.load(Ordering::Acquire) == 0
+    }
+
     /// Whether a record of `key` from `origin` must follow a parked predecessor: a fresh record
     /// (`park_id` None) follows if anything of its key is pending; a parked one only if a record
     /// parked *before it* (smaller id) is.
@@ -49,7 +54,7 @@ impl Parked {
         key: &[u8],
         park_id: Option<u64>,
     ) -> bool {
-        if self.keys.load(Ordering::Acquire) == 0 {
+        if self.is_empty() {
             return false;
         }
         let inner = self.lock();

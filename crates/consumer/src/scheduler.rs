@@ -216,6 +216,27 @@ impl<T> KeyScheduler<T> {
         }
     }
 
+    /// Whether `slot` is owned or has queued items: a newer record of it must queue
+    /// ([`KeyScheduler::push`]) instead of starting at once.
+    pub(crate) fn holds(&self, slot: Slot) -> bool {
+        self.slots.contains_key(&slot)
+    }
+
+    /// Owns `slot` for a record started without passing through the queue (the slot was not
+    /// [held](KeyScheduler::holds)), or keeps it owned; ended by [`KeyScheduler::release`].
+    pub(crate) fn own(&mut self, slot: Slot) {
+        self.slots
+            .entry(slot)
+            .or_insert_with(|| SlotQueue {
+                items: Fifo {
+                    first: None,
+                    more: VecDeque::new(),
+                },
+                owned: true,
+            })
+            .owned = true;
+    }
+
     /// Whether some slot waits for a worker.
     #[cfg(test)]
     pub(crate) fn has_ready(&self) -> bool {
@@ -338,6 +359,27 @@ mod tests {
         s.release(k(b"b"));
         s.release(k(b"b"));
         assert_eq!(s.take(), None);
+    }
+
+    #[test]
+    fn a_slot_owned_directly_queues_newer_records_until_released() {
+        let mut s = KeyScheduler::default();
+        let (a, b) = (k(b"a"), k(b"b"));
+        assert!(!s.holds(a));
+        s.own(a);
+        assert!(s.holds(a) && !s.holds(b));
+        // nothing queued: nothing to take, and a newer record of a waits
+        assert_eq!(s.take(), None);
+        assert!(!push(&mut s, a, 5));
+        assert_eq!(s.take(), None);
+        s.release(a);
+        assert_eq!(s.take(), Some((a, 5)));
+        // owning an owned slot changes nothing; its release hands nothing out twice
+        s.own(a);
+        s.release(a);
+        assert_eq!(s.take(), None);
+        assert!(!s.holds(a));
+        assert_eq!(s.active_slots(), 0);
     }
 
     #[test]

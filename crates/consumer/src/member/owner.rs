@@ -112,6 +112,11 @@ async fn run<H: Handler>(
     let max_running = if batched { 1 } else { sh.cfg.max_concurrency };
     let mut frontier = CommitFrontier::new();
     let mut sched: KeyScheduler<Record> = KeyScheduler::default();
+    // Records handed over and not yet started or queued, in offset order. A record whose key
+    // has nothing before it runs straight from here: it goes through the scheduler's queues
+    // only if its key is busy (or it does not finish at once, which owns the key), instead of
+    // being queued, taken and released per record.
+    let mut arrivals: VecDeque<Record> = VecDeque::new();
     // (offset, timestamp) of dispatched records, for the lag gauge
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
     let mut running = FuturesUnordered::new();
@@ -156,9 +161,9 @@ async fn run<H: Handler>(
             }
             batch = rx.recv(), if phase.takes_records() => match batch {
                 Some(batch) => {
-                    accept(batch, sh, ctx, &mut frontier, &mut sched, &mut times);
+                    accept(batch, ctx, &mut frontier, &mut arrivals, &mut times);
                     while let Ok(batch) = rx.try_recv() {
-                        accept(batch, sh, ctx, &mut frontier, &mut sched, &mut times);
+                        accept(batch, ctx, &mut frontier, &mut arrivals, &mut times);
                     }
                 }
                 None => phase = phase.stop(),
@@ -175,6 +180,12 @@ async fn run<H: Handler>(
         if phase.takes_records() && !ctx.stop.is_cancelled() {
             // (records run inline, what those that finished freed)
             let (mut inline, mut finished) = (0, Freed::default());
+            if batched {
+                for rec in arrivals.drain(..) {
+                    let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
+                    sched.push(slot, rec.offset(), rec);
+                }
+            }
             while running.len() < max_running {
                 if batched {
                     let mut items: Vec<(Slot, Record)> = Vec::new();
@@ -195,7 +206,18 @@ async fn run<H: Handler>(
                         more_ready = true;
                         break;
                     }
-                    let Some((slot, rec)) = sched.take() else {
+                    // Queued records first: they are older than every arrival.
+                    let (slot, rec, queued) = if let Some((slot, rec)) = sched.take() {
+                        (slot, rec, true)
+                    } else if let Some(rec) = arrivals.pop_front() {
+                        let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
+                        if sched.holds(slot) {
+                            // an older record of its key runs: it waits behind it
+                            sched.push(slot, rec.offset(), rec);
+                            continue;
+                        }
+                        (slot, rec, false)
+                    } else {
                         break;
                     };
                     // Polled once here: a handler that finishes without waiting (most calls
@@ -216,7 +238,12 @@ async fn run<H: Handler>(
                             spare = Some(one);
                             finished += finish(done, &mut frontier, &mut sched, ctx);
                         }
-                        None => running.push(Either::Left(one)),
+                        None => {
+                            if !queued {
+                                sched.own(slot);
+                            }
+                            running.push(Either::Left(one));
+                        }
                     }
                 }
             }
@@ -234,12 +261,11 @@ async fn run<H: Handler>(
 }
 
 /// Takes records handed over by the poll thread.
-fn accept<H: Handler>(
+fn accept(
     batch: Vec<Record>,
-    sh: &Shared<H>,
     ctx: &PartCtx,
     frontier: &mut CommitFrontier,
-    sched: &mut KeyScheduler<Record>,
+    arrivals: &mut VecDeque<Record>,
     times: &mut VecDeque<(i64, i64)>,
 ) {
     for rec in batch {
@@ -252,8 +278,7 @@ fn accept<H: Handler>(
         if let Some(ts) = rec.timestamp_ms() {
             times.push_back((rec.offset(), ts));
         }
-        let slot = Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
-        sched.push(slot, rec.offset(), rec);
+        arrivals.push_back(rec);
     }
 }
 
@@ -305,6 +330,9 @@ fn finish(
                 error!(topic = %ctx.topic, partition = ctx.partition, offset = f.offset, error = %e, "frontier bug");
             }
             sched.release(f.slot);
+        } else {
+            // (a record started straight from the arrivals has its slot owned only here)
+            sched.own(f.slot);
         }
     }
     freed

@@ -113,9 +113,9 @@ async fn run<H: Handler>(
     let mut frontier = CommitFrontier::new();
     let mut sched: KeyScheduler<Record> = KeyScheduler::default();
     // Records handed over and not yet started or queued, in offset order. A record whose key
-    // has nothing before it runs straight from here: it goes through the scheduler's queues
-    // only if its key is busy (or it does not finish at once, which owns the key), instead of
-    // being queued, taken and released per record.
+    // has nothing before it runs straight from here; only a record of a busy key is queued in
+    // the scheduler, and a call that waits owns its key there. Before, every record was
+    // queued, taken and released.
     let mut arrivals: VecDeque<Record> = VecDeque::new();
     // (offset, timestamp) of dispatched records, for the lag gauge
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
@@ -204,6 +204,11 @@ async fn run<H: Handler>(
                 } else {
                     if inline == INLINE_BUDGET {
                         more_ready = true;
+                        break;
+                    }
+                    // A stop (revoke) seen by a call that ran inline: nothing more starts, or
+                    // its effect would be applied here and again by the partition's next owner.
+                    if ctx.stop.is_cancelled() {
                         break;
                     }
                     // Queued records first: they are older than every arrival.
@@ -331,7 +336,8 @@ fn finish(
             }
             sched.release(f.slot);
         } else {
-            // (a record started straight from the arrivals has its slot owned only here)
+            // (a record started straight from the arrivals that was aborted at its first poll
+            // has its slot owned only from here)
             sched.own(f.slot);
         }
     }

@@ -71,8 +71,8 @@ async fn one_partition<H: Handler>(
         .unwrap()
 }
 
-/// Sleeps a per-offset time (below 1 000 µs: none, the call finishes at once), fails the
-/// chosen offsets permanently, records effects in order.
+/// Sleeps a per-offset time (under 1 000 µs: no sleep, the call finishes at once; from
+/// 1 000 µs on: the excess), fails the chosen offsets permanently, records effects in order.
 #[derive(Debug, Default)]
 struct Scripted {
     delay_us: HashMap<i64, u64>,
@@ -378,4 +378,64 @@ async fn records_beyond_the_inline_budget_run_without_new_input() {
         "every record handled"
     );
     assert_eq!(d.committable, Some(n), "committed to the end");
+}
+
+/// The first record stops the partition (a revoke arriving during its call) and fails
+/// transiently, so its in-place retry is aborted at once; every other record records its
+/// effect.
+#[derive(Debug)]
+struct StopsThenFails {
+    stop: tokio_util::sync::CancellationToken,
+    effects: Mutex<Vec<i64>>,
+}
+
+impl Processor for StopsThenFails {
+    async fn process(&self, r: &Record) -> Result<(), ProcessError> {
+        if r.offset() == 0 {
+            self.stop.cancel();
+            return Err(ProcessError::transient("the revoke came first"));
+        }
+        self.effects.lock().unwrap().push(r.offset());
+        Ok(())
+    }
+}
+
+/// A record aborted at its first call keeps its key busy: the key's next record, handed over
+/// in the same batch, must not run in the same pass (it would be applied while its predecessor
+/// stays uncommitted and comes back to the partition's next owner). Nor does any other record
+/// start once the stop is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_aborted_at_once_keeps_its_key_from_the_next() {
+    let ctx = Arc::new(PartCtx::new("o".into(), 0, false, Arc::default()));
+    let p = Arc::new(StopsThenFails {
+        stop: ctx.stop.clone(),
+        effects: Mutex::default(),
+    });
+    let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
+    let mut o = Owned::new(owner::spawn(&tokio::runtime::Handle::current(), sh, ctx));
+    // same key, then another key
+    for r in [rec(0, 1), rec(1, 1), rec(2, 2)] {
+        assert!(o.push(r));
+    }
+    o.flush();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = tokio::task::spawn_blocking(move || {
+        drain(vec![o], Instant::now() + Duration::from_secs(2))
+    })
+    .await
+    .unwrap()
+    .pop()
+    .unwrap();
+    let effects = p.effects.lock().unwrap().clone();
+    assert!(
+        !effects.contains(&1),
+        "the aborted record's key ran its next record: effects {effects:?}"
+    );
+    // nor does another key's record start once the stop is seen
+    assert_eq!(effects, Vec::<i64>::new());
+    assert!(
+        d.committable.is_none_or(|c| c <= 0),
+        "offset 0 is unfinished: nothing past it may be committed ({:?})",
+        d.committable
+    );
 }

@@ -46,6 +46,10 @@ fn rec(offset: i64, key: u8) -> Record {
     )
 }
 
+fn part_ctx() -> Arc<PartCtx> {
+    Arc::new(PartCtx::new("o".into(), 0, false, Arc::default()))
+}
+
 /// Hands `records` to a fresh owner, waits `run_for`, then drains with `drain_for`.
 async fn one_partition<H: Handler>(
     sh: &Arc<Shared<H>>,
@@ -53,7 +57,17 @@ async fn one_partition<H: Handler>(
     run_for: Duration,
     drain_for: Duration,
 ) -> Drained {
-    let ctx = Arc::new(PartCtx::new("o".into(), 0, false, Arc::default()));
+    one_partition_of(part_ctx(), sh, records, run_for, drain_for).await
+}
+
+/// [`one_partition`] with a partition context of the caller's (e.g. to stop it from a handler).
+async fn one_partition_of<H: Handler>(
+    ctx: Arc<PartCtx>,
+    sh: &Arc<Shared<H>>,
+    records: Vec<Record>,
+    run_for: Duration,
+    drain_for: Duration,
+) -> Drained {
     let mut o = Owned::new(owner::spawn(
         &tokio::runtime::Handle::current(),
         Arc::clone(sh),
@@ -406,26 +420,22 @@ impl Processor for StopsThenFails {
 /// start once the stop is seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_aborted_at_once_keeps_its_key_from_the_next() {
-    let ctx = Arc::new(PartCtx::new("o".into(), 0, false, Arc::default()));
+    let ctx = part_ctx();
     let p = Arc::new(StopsThenFails {
         stop: ctx.stop.clone(),
         effects: Mutex::default(),
     });
     let sh = shared(cfg(), PerRecord(Arc::clone(&p)));
-    let mut o = Owned::new(owner::spawn(&tokio::runtime::Handle::current(), sh, ctx));
     // same key, then another key
-    for r in [rec(0, 1), rec(1, 1), rec(2, 2)] {
-        assert!(o.push(r));
-    }
-    o.flush();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let d = tokio::task::spawn_blocking(move || {
-        drain(vec![o], Instant::now() + Duration::from_secs(2))
-    })
-    .await
-    .unwrap()
-    .pop()
-    .unwrap();
+    let records = vec![rec(0, 1), rec(1, 1), rec(2, 2)];
+    let d = one_partition_of(
+        ctx,
+        &sh,
+        records,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .await;
     let effects = p.effects.lock().unwrap().clone();
     assert!(
         !effects.contains(&1),

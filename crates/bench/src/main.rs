@@ -87,7 +87,8 @@ pub(crate) struct Args {
     #[arg(long, env = "ORDERSTREAM_BENCH_CLUSTER")]
     pub(crate) cluster: Option<String>,
     /// Instead of the suite: send `--profile-records` through one producer variant at the
-    /// headline setting (linger 5 ms, ~100 B, no compression), print msgs/s and CPU µs per
+    /// headline setting (linger 5 ms, ~100 B, no compression; see `--profile-linger-ms`,
+    /// `--profile-lz4`), print msgs/s and CPU µs per
     /// message, exit. For a profiler, e.g. `perf record -g -- orderstream-bench --profile-produce raw`.
     #[arg(long, value_enum)]
     pub(crate) profile_produce: Option<produce::Profiled>,
@@ -97,6 +98,9 @@ pub(crate) struct Args {
     /// Linger of `--profile-produce`, ms (the saturation's other setting is 20).
     #[arg(long, default_value_t = 5)]
     pub(crate) profile_linger_ms: u64,
+    /// `--profile-produce` with lz4 batches instead of none (the saturation's other setting).
+    #[arg(long)]
+    pub(crate) profile_lz4: bool,
     /// Run ProducerPerformance on every producer setting, not only the headline one.
     #[arg(long)]
     pub(crate) java_all: bool,
@@ -190,12 +194,18 @@ async fn main() -> Result<()> {
             ..RegistryConfig::default()
         })?;
         let linger = Duration::from_millis(args.profile_linger_ms);
+        let compression = if args.profile_lz4 {
+            Compression::Lz4
+        } else {
+            Compression::None
+        };
         return produce::profile(
             &args.bootstrap,
             &codec,
             variant,
             args.profile_records,
             linger,
+            compression,
         )
         .await;
     }

@@ -611,13 +611,14 @@ pub(crate) async fn profile(
     variant: Profiled,
     records: usize,
     linger: Duration,
+    compression: Compression,
 ) -> Result<()> {
     let topic = format!("bench-produce-profile-{}", std::process::id());
     util::create_topic(bootstrap, &topic).await?;
     let cfg = ProducerConfig {
         bootstrap_servers: bootstrap.to_owned(),
         linger,
-        compression: Compression::None,
+        compression,
         ..ProducerConfig::default()
     };
     let client_config = cfg.to_client_config()?;

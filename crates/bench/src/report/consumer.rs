@@ -17,7 +17,8 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
          producer (`OrderProducer`, the same settings): orderstream = the consumer crate's `run`; bare rust-rdkafka loop (baseline, `crates/bench/src/bare_consumer.rs`) = a plain \
          `BaseConsumer` poll loop with our fetch wait and fetch backoff and automatic commits, the code a user would write without orderstream. `acked` = scheduled send → the producer's \
          acknowledgement of the same events: the part of the end-to-end latency spent before any consumer could see them (it counts from the hand-over of each 1 ms batch of events plus each event's own enqueue → acknowledgement, \
-         so the enqueueing of the events before it in its batch, under a millisecond unless librdkafka's queue is full, is left out). \
+         so the enqueueing of the events before it in its batch, under a millisecond unless librdkafka's queue is full, is left out); \
+         where an end-to-end tail (p99.9, max) matches the acknowledgements' of the same consumer and level, the records were late before any consumer could read them. \
          Each sender is a process of its own (this binary, `--sender-of`), as a service producing orders would be: the consumers' process holds the two consumers alone, and its CPU time per record handled \
          (from the start of a run until its consumer caught up; not counted for a run whose consumer did not catch up) is the running consumer's plus the idle one's polling (which dominates at 1 000 msgs/s). All of them, the broker included, share the machine's cores. \
          Levels and consumers are interleaved (reference, 10, 50, 80 %, repeated; which consumer goes first alternates from one level to the next); before each step its consumer must have caught up with everything sent \
@@ -26,7 +27,7 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
     );
     let _ = writeln!(
         s,
-        "| load | consumer | offered msgs/s | achieved msgs/s | records/round | p50 ms | p99 ms | p99.9 ms | max ms | acked p50 / p99 ms | consumer CPU µs / record |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| load | consumer | offered msgs/s | achieved msgs/s | records/round | p50 ms | p99 ms | p99.9 ms | max ms | acked p50 / p99 / p99.9 / max ms | consumer CPU µs / record |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for level in &w.levels {
         for (consumer, lane) in [
@@ -36,7 +37,7 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
             let m = |v: &[Lat], field: fn(&Lat) -> f64| ms(v, field).fmt(1);
             let _ = writeln!(
                 s,
-                "| {} | {consumer} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} / {} | {} |",
+                "| {} | {consumer} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} |",
                 level.name,
                 level.offered,
                 lane.achieved(),
@@ -47,6 +48,8 @@ pub(super) fn latency(s: &mut String, w: &Latency) {
                 m(&lane.end_to_end, |l| l.max),
                 m(&lane.acked, |l| l.p50),
                 m(&lane.acked, |l| l.p99),
+                m(&lane.acked, |l| l.p999),
+                m(&lane.acked, |l| l.max),
                 Mmm::of(&lane.cpu_us_per_record).fmt(2),
             );
         }

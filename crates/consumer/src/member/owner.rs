@@ -114,9 +114,10 @@ async fn run<H: Handler>(
     let mut sched: KeyScheduler<Record> = KeyScheduler::default();
     let slot_of = |rec: &Record| Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
     // Records handed over and not yet started or queued, in offset order. A record whose key
-    // has nothing before it runs straight from here (queueing, taking and releasing it in the
-    // scheduler costs more than the rest of the owner's work per record); only a record of a
-    // busy key is queued in the scheduler, and a call that waits owns its key there.
+    // has nothing before it runs, or joins a batch, straight from here (queueing, taking and
+    // releasing it in the scheduler costs more than the rest of the owner's work per record);
+    // only a record of a busy key is queued in the scheduler, and a call that waits, or a
+    // batch, owns its keys there.
     let mut arrivals: VecDeque<Record> = VecDeque::new();
     // (offset, timestamp) of dispatched records, for the lag gauge
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
@@ -181,18 +182,30 @@ async fn run<H: Handler>(
         if phase.takes_records() && !ctx.stop.is_cancelled() {
             // (records run inline, what those that finished freed)
             let (mut inline, mut finished) = (0, Freed::default());
-            if batched {
-                for rec in arrivals.drain(..) {
-                    sched.push(slot_of(&rec), rec.offset(), rec);
-                }
-            }
             while running.len() < max_running {
                 if batched {
+                    let max = sh.cfg.max_batch_records;
                     let mut items: Vec<(Slot, Record)> = Vec::new();
-                    while items.len() < sh.cfg.max_batch_records {
+                    // Queued records first: they are older than every arrival.
+                    while items.len() < max {
                         match sched.take() {
                             Some(item) => items.push(item),
                             None => break,
+                        }
+                    }
+                    // An arrival whose key is idle joins the batch and owns its key until the
+                    // batch finishes; one whose key is busy (running, queued, or already in this
+                    // batch) waits for a later batch.
+                    while items.len() < max {
+                        let Some(rec) = arrivals.pop_front() else {
+                            break;
+                        };
+                        let slot = slot_of(&rec);
+                        if sched.holds(slot) {
+                            sched.push(slot, rec.offset(), rec);
+                        } else {
+                            sched.own(slot);
+                            items.push((slot, rec));
                         }
                     }
                     if items.is_empty() {

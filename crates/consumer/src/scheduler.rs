@@ -132,9 +132,8 @@ impl<T> Fifo<T> {
 /// The ready slots, each with the offset of its oldest queued record; the oldest comes out
 /// first. Records arrive in offset order, so a slot that becomes ready on a push is nearly
 /// always younger than every ready one: those go to a FIFO (O(1) both ways), and only the slots
-/// readied again on a release, older than the FIFO's youngest, go to a heap. (The per-record
-/// owner queues only records of busy keys, so there most slots become ready on a release;
-/// the batch owner pushes every record.)
+/// readied again on a release, older than the FIFO's youngest, go to a heap. (The partition
+/// owners queue only records of busy keys, so there slots become ready on a release.)
 #[derive(Debug, Default)]
 struct Ready {
     /// Ascending offsets.

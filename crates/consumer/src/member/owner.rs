@@ -114,10 +114,10 @@ async fn run<H: Handler>(
     let mut sched: KeyScheduler<Record> = KeyScheduler::default();
     let slot_of = |rec: &Record| Slot::for_record(sh.cfg.ordering, rec.key(), rec.offset());
     // Records handed over and not yet started or queued, in offset order. A record whose key
-    // has nothing before it runs, or joins a batch, straight from here (queueing, taking and
-    // releasing it in the scheduler costs more than the rest of the owner's work per record);
-    // only a record of a busy key is queued in the scheduler, and a call that waits, or a
-    // batch, owns its keys there.
+    // has nothing before it runs, or joins a batch, straight from here (queueing and taking it
+    // in the scheduler costs more than the rest of the owner's work per record); only a record
+    // of a busy key is queued in the scheduler, and a call that waits, or a batch, owns its
+    // keys there.
     let mut arrivals: VecDeque<Record> = VecDeque::new();
     // (offset, timestamp) of dispatched records, for the lag gauge
     let mut times: VecDeque<(i64, i64)> = VecDeque::new();
@@ -193,9 +193,9 @@ async fn run<H: Handler>(
                             None => break,
                         }
                     }
-                    // An arrival whose key is idle joins the batch and owns its key until the
-                    // batch finishes; one whose key is busy (running, queued, or already in this
-                    // batch) waits for a later batch.
+                    // An arrival whose key is idle joins the batch and owns its key until its
+                    // record is done; one whose key is busy (running, queued, or already in
+                    // this batch) waits for a later batch.
                     while items.len() < max {
                         let Some(rec) = arrivals.pop_front() else {
                             break;

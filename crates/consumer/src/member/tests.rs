@@ -255,13 +255,20 @@ impl BatchProcessor for Batches {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_hold_one_record_per_key_in_order() {
-    // 13 keys: eight records in a row never share one. 3 keys: they do, in every hand-over.
-    for keys in [13, 3] {
-        batches_of(keys).await;
+    // 13 keys in turn: eight records in a row never share one. 3 keys in turn: they always
+    // do. Squares mod 23: 12 keys that repeat at uneven distances, so a batch takes queued
+    // records of some keys and newer ones of others.
+    let cases: [(&str, fn(i64) -> u8); 3] = [
+        ("13 keys", |o| (o * 7 % 13) as u8),
+        ("3 keys", |o| (o % 3) as u8),
+        ("squares mod 23", |o| (o * o % 23) as u8),
+    ];
+    for (name, key) in cases {
+        batches_of(name, key).await;
     }
 }
 
-async fn batches_of(keys: i64) {
+async fn batches_of(name: &str, key: fn(i64) -> u8) {
     let p = Arc::new(Batches::default());
     let sh = shared(
         ConsumerConfig {
@@ -270,20 +277,35 @@ async fn batches_of(keys: i64) {
         },
         Batched(Arc::clone(&p)),
     );
-    let records: Vec<Record> = (0..200).map(|o| rec(o, (o * 7 % keys) as u8)).collect();
-    let d = one_partition(
-        &sh,
-        records,
-        // a drain drops queued records: give the 25 to 67 batches time to finish first
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-    )
-    .await;
+    let mut o = Owned::new(owner::spawn(
+        &tokio::runtime::Handle::current(),
+        Arc::clone(&sh),
+        part_ctx(),
+    ));
+    // Handed over in eight parts while batches run (each takes a millisecond or more), so
+    // records also arrive for keys that a running batch or the scheduler's queue holds.
+    for part in 0..8 {
+        for offset in part * 25..(part + 1) * 25 {
+            assert!(o.push(rec(offset, key(offset))));
+        }
+        o.flush();
+        tokio::time::sleep(Duration::from_micros(1500)).await;
+    }
+    o.flush();
+    // a drain drops queued records: give the 25 to 67 batches time to finish first
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = tokio::task::spawn_blocking(move || {
+        drain(vec![o], Instant::now() + Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .pop()
+    .unwrap();
     assert_eq!(d.committable, Some(200));
     let seen = p.seen.lock().unwrap().clone();
     assert!(
         seen.len() > 1 && seen.iter().any(|b| b.len() > 1),
-        "{keys} keys, batched: {seen:?}"
+        "{name}, batched: {seen:?}"
     );
     let mut last: BTreeMap<u8, i64> = BTreeMap::new();
     let mut total = 0;
@@ -295,12 +317,16 @@ async fn batches_of(keys: i64) {
         assert_eq!(
             in_batch.len(),
             b.len(),
-            "one record per key in a batch: {b:?}"
+            "{name}: one record per key in a batch: {b:?}"
+        );
+        assert!(
+            b.windows(2).all(|w| w[0].1 < w[1].1),
+            "{name}: offsets ascend in a batch: {b:?}"
         );
         for (k, o) in b {
             assert!(
                 last.insert(*k, *o).is_none_or(|prev| prev < *o),
-                "key {k} out of order"
+                "{name}: key {k} out of order"
             );
             total += 1;
         }

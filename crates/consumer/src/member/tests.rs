@@ -258,14 +258,9 @@ async fn batches_hold_one_record_per_key_in_order() {
     // 13 keys in turn: eight records in a row never share one. 3 keys in turn: they always
     // do. Squares mod 23: 12 keys that repeat at uneven distances, so a batch takes queued
     // records of some keys and newer ones of others.
-    let cases: [(&str, fn(i64) -> u8); 3] = [
-        ("13 keys", |o| (o * 7 % 13) as u8),
-        ("3 keys", |o| (o % 3) as u8),
-        ("squares mod 23", |o| (o * o % 23) as u8),
-    ];
-    for (name, key) in cases {
-        batches_of(name, key).await;
-    }
+    batches_of("13 keys", |o| (o * 7 % 13) as u8).await;
+    batches_of("3 keys", |o| (o % 3) as u8).await;
+    batches_of("squares mod 23", |o| (o * o % 23) as u8).await;
 }
 
 async fn batches_of(name: &str, key: fn(i64) -> u8) {

@@ -197,16 +197,12 @@ async fn run<H: Handler>(
                     // record is done; one whose key is busy (running, queued, or already in
                     // this batch) waits for a later batch.
                     while items.len() < max {
-                        let Some(rec) = arrivals.pop_front() else {
+                        let Some((slot, rec)) = idle_arrival(&mut arrivals, &mut sched, slot_of)
+                        else {
                             break;
                         };
-                        let slot = slot_of(&rec);
-                        if sched.holds(slot) {
-                            sched.push(slot, rec.offset(), rec);
-                        } else {
-                            sched.own(slot);
-                            items.push((slot, rec));
-                        }
+                        sched.own(slot);
+                        items.push((slot, rec));
                     }
                     if items.is_empty() {
                         break;
@@ -227,13 +223,9 @@ async fn run<H: Handler>(
                     // Queued records first: they are older than every arrival.
                     let (slot, rec, queued) = if let Some((slot, rec)) = sched.take() {
                         (slot, rec, true)
-                    } else if let Some(rec) = arrivals.pop_front() {
-                        let slot = slot_of(&rec);
-                        if sched.holds(slot) {
-                            // an older record of its key runs: it waits behind it
-                            sched.push(slot, rec.offset(), rec);
-                            continue;
-                        }
+                    } else if let Some((slot, rec)) =
+                        idle_arrival(&mut arrivals, &mut sched, slot_of)
+                    {
                         (slot, rec, false)
                     } else {
                         break;
@@ -276,6 +268,23 @@ async fn run<H: Handler>(
     }
     // The gauges are not set to 0 here: left unset, they leave the scrape after the idle
     // timeout, and the partition's next owner reports it.
+}
+
+/// The oldest arrival whose key is idle; the arrivals of busy keys before it are queued behind
+/// their keys' older records.
+fn idle_arrival(
+    arrivals: &mut VecDeque<Record>,
+    sched: &mut KeyScheduler<Record>,
+    slot_of: impl Fn(&Record) -> Slot,
+) -> Option<(Slot, Record)> {
+    while let Some(rec) = arrivals.pop_front() {
+        let slot = slot_of(&rec);
+        if !sched.holds(slot) {
+            return Some((slot, rec));
+        }
+        sched.push(slot, rec.offset(), rec);
+    }
+    None
 }
 
 /// Takes records handed over by the poll thread.

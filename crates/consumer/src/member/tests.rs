@@ -57,14 +57,16 @@ async fn one_partition<H: Handler>(
     run_for: Duration,
     drain_for: Duration,
 ) -> Drained {
-    one_partition_of(part_ctx(), sh, records, run_for, drain_for).await
+    one_partition_of(part_ctx(), sh, vec![records], run_for, drain_for).await
 }
 
-/// [`one_partition`] with a partition context of the caller's (e.g. to stop it from a handler).
+/// [`one_partition`] with a partition context of the caller's (e.g. to stop it from a handler),
+/// the records handed over in `parts` 1.5 ms apart (so later parts arrive while earlier records
+/// run).
 async fn one_partition_of<H: Handler>(
     ctx: Arc<PartCtx>,
     sh: &Arc<Shared<H>>,
-    records: Vec<Record>,
+    parts: Vec<Vec<Record>>,
     run_for: Duration,
     drain_for: Duration,
 ) -> Drained {
@@ -73,10 +75,15 @@ async fn one_partition_of<H: Handler>(
         Arc::clone(sh),
         ctx,
     ));
-    for r in records {
-        assert!(o.push(r));
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_micros(1500)).await;
+        }
+        for r in part {
+            assert!(o.push(r));
+        }
+        o.flush();
     }
-    o.flush();
     tokio::time::sleep(run_for).await;
     tokio::task::spawn_blocking(move || drain(vec![o], Instant::now() + drain_for))
         .await
@@ -272,30 +279,24 @@ async fn batches_of(name: &str, key: fn(i64) -> u8) {
         },
         Batched(Arc::clone(&p)),
     );
-    let mut o = Owned::new(owner::spawn(
-        &tokio::runtime::Handle::current(),
-        Arc::clone(&sh),
-        part_ctx(),
-    ));
     // Handed over in eight parts while batches run (each takes a millisecond or more), so
     // records also arrive for keys that a running batch or the scheduler's queue holds.
-    for part in 0..8 {
-        for offset in part * 25..(part + 1) * 25 {
-            assert!(o.push(rec(offset, key(offset))));
-        }
-        o.flush();
-        tokio::time::sleep(Duration::from_micros(1500)).await;
-    }
-    o.flush();
-    // a drain drops queued records: give the 25 to 67 batches time to finish first
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let d = tokio::task::spawn_blocking(move || {
-        drain(vec![o], Instant::now() + Duration::from_secs(5))
-    })
-    .await
-    .unwrap()
-    .pop()
-    .unwrap();
+    let parts = (0..8)
+        .map(|part| {
+            (part * 25..(part + 1) * 25)
+                .map(|offset| rec(offset, key(offset)))
+                .collect()
+        })
+        .collect();
+    let d = one_partition_of(
+        part_ctx(),
+        &sh,
+        parts,
+        // a drain drops queued records: give the 25 to 67 batches time to finish first
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(d.committable, Some(200));
     let seen = p.seen.lock().unwrap().clone();
     assert!(
@@ -463,7 +464,7 @@ async fn a_record_aborted_at_once_keeps_its_key_from_the_next() {
     let d = one_partition_of(
         ctx,
         &sh,
-        records,
+        vec![records],
         Duration::from_millis(100),
         Duration::from_secs(2),
     )
